@@ -1,0 +1,145 @@
+#include "cni/skel.hpp"
+
+#include "cni/version.hpp"
+
+#include <cstdlib>
+#include <cstring>
+#include <iostream>
+#include <unistd.h>
+
+namespace cnm::cni {
+
+namespace {
+
+Result<std::string> read_all(int fd)
+{
+    std::string out;
+    char buf[65536];
+    for (;;) {
+        ssize_t n = ::read(fd, buf, sizeof buf);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return make_error(Code::Io, "error reading from stdin", std::strerror(errno));
+        }
+        if (n == 0)
+            break;
+        out.append(buf, static_cast<size_t>(n));
+        if (out.size() > (16u << 20))
+            return make_error(Code::Io, "error reading from stdin: more than 16 MiB");
+    }
+    return out;
+}
+
+// Best-effort version for labelling an error before the conf is fully validated.
+std::string guess_version(std::string_view stdin_text)
+{
+    Json doc = Json::parse(stdin_text, nullptr, false);
+    if (doc.is_object()) {
+        auto it = doc.find("cniVersion");
+        if (it != doc.end() && it->is_string() && is_supported(it->get<std::string>()))
+            return it->get<std::string>();
+    }
+    return std::string(latest_version);
+}
+
+Result<std::string> run(const Plugin& plugin, const Getenv& getenv, std::string_view stdin_text)
+{
+    Env env = TRY(parse_env(getenv));
+    if (env.command == Command::Version) {
+        Json out = { { "cniVersion", guess_version(stdin_text) }, { "supportedVersions", supported_versions } };
+        return out.dump() + "\n";
+    }
+    Context ctx { std::move(env), TRY(parse_conf(stdin_text)) };
+    const auto& version = ctx.conf.cni_version;
+    Command command = ctx.env.command;
+    if (command == Command::Check && !at_least(version, "0.4.0"))
+        return make_error(Code::IncompatibleVersion, "config version does not allow CHECK",
+            "CHECK needs cniVersion 0.4.0 or later; the config is \"" + version + "\"");
+    if ((command == Command::Status || command == Command::Gc) && !at_least(version, "1.1.0"))
+        return make_error(Code::IncompatibleVersion,
+            "config version does not allow " + std::string(command_name(command)),
+            std::string(command_name(command)) + " needs cniVersion 1.1.0 or later; the config is \"" + version + "\"");
+    if (ctx.conf.name.empty())
+        return make_error(Code::InvalidConfig, "invalid config: \"name\" is required");
+    TRY(ctx.env.args.check_known(plugin.known_args));
+
+    auto call = [&](const std::function<Result<void>(const Context&)>& handler) -> Result<std::string> {
+        if (handler)
+            TRY(handler(ctx));
+        return std::string();
+    };
+    switch (command) {
+    case Command::Add: {
+        CniResult result = TRY(plugin.add(ctx));
+        Json out = TRY(result_to_json(result, version));
+        return out.dump(4) + "\n";
+    }
+    case Command::Del:
+        return call(plugin.del);
+    case Command::Check:
+        return call(plugin.check);
+    case Command::Status:
+        return call(plugin.status);
+    case Command::Gc:
+        return call(plugin.gc);
+    case Command::Version:
+        break;
+    }
+    return std::string();
+}
+
+} // namespace
+
+std::string error_json(const Error& error, std::string_view version)
+{
+    Json out = { { "cniVersion", std::string(version) }, { "code", static_cast<int>(error.code) }, { "msg", error.msg } };
+    if (!error.details.empty())
+        out["details"] = error.details;
+    return out.dump(4, ' ', false, Json::error_handler_t::replace) + "\n";
+}
+
+Outcome dispatch(const Plugin& plugin, const Getenv& getenv, std::string_view stdin_text)
+{
+    auto printed = run(plugin, getenv, stdin_text);
+    if (printed)
+        return { 0, printed.release_value() };
+    return { 1, error_json(printed.error(), guess_version(stdin_text)) };
+}
+
+int plugin_main(const Plugin& plugin, int argc, char** argv)
+{
+    if (argc > 1 && (std::strcmp(argv[1], "--version") == 0 || std::strcmp(argv[1], "-v") == 0)) {
+        std::cout << "CNI " << plugin.name << " plugin (cnm)\nCNI protocol versions supported: "
+                  << supported_list() << "\n";
+        return 0;
+    }
+    std::string input;
+    const char* command = std::getenv("CNI_COMMAND");
+    bool version_only = command && std::strcmp(command, "VERSION") == 0;
+    if (!version_only || !::isatty(STDIN_FILENO)) {
+        auto read = read_all(STDIN_FILENO);
+        if (!read) {
+            std::string text = error_json(read.error(), latest_version);
+            (void)!::write(STDOUT_FILENO, text.data(), text.size());
+            return 1;
+        }
+        input = read.release_value();
+    }
+    Outcome outcome = dispatch(plugin, [](const char* name) { return std::getenv(name); }, input);
+    const char* p = outcome.stdout_text.data();
+    size_t left = outcome.stdout_text.size();
+    while (left > 0) {
+        ssize_t n = ::write(STDOUT_FILENO, p, left);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return 1;
+        }
+        p += n;
+        left -= static_cast<size_t>(n);
+    }
+    return outcome.exit_code;
+}
+
+} // namespace cnm::cni

@@ -1,0 +1,180 @@
+#include "cnm/model.hpp"
+
+#include <ctime>
+
+namespace cnm {
+
+namespace {
+
+Error bad(const char* what, const std::string& why)
+{
+    return make_error(Code::StateCorrupt, std::string("malformed ") + what + " record", why);
+}
+
+template<typename T>
+Result<T> field(const Json& doc, const char* key, const char* what)
+{
+    auto it = doc.find(key);
+    if (it == doc.end())
+        return T {};
+    try {
+        return it->get<T>();
+    } catch (const std::exception& e) {
+        return bad(what, std::string(key) + ": " + e.what());
+    }
+}
+
+} // namespace
+
+std::string_view frontend_name(Frontend f)
+{
+    return f == Frontend::Docker ? "docker" : "cni";
+}
+
+std::optional<Frontend> parse_frontend(std::string_view s)
+{
+    if (s == "cni")
+        return Frontend::Cni;
+    if (s == "docker")
+        return Frontend::Docker;
+    return std::nullopt;
+}
+
+std::string now_rfc3339()
+{
+    std::time_t t = std::time(nullptr);
+    std::tm tm {};
+    ::gmtime_r(&t, &tm);
+    char buf[32];
+    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return buf;
+}
+
+Json NetworkRecord::to_json() const
+{
+    return {
+        { "name", name },
+        { "driver", driver },
+        { "frontend", frontend_name(frontend) },
+        { "addressSpace", address_space },
+        { "subnets", subnets },
+        { "options", options },
+        { "dockerIDs", docker_ids },
+        { "created", created },
+    };
+}
+
+Result<NetworkRecord> NetworkRecord::from_json(const Json& doc)
+{
+    NetworkRecord r;
+    r.name = TRY(field<std::string>(doc, "name", "network"));
+    r.driver = TRY(field<std::string>(doc, "driver", "network"));
+    auto fe = parse_frontend(TRY(field<std::string>(doc, "frontend", "network")));
+    if (!fe)
+        return bad("network", "unknown frontend");
+    r.frontend = *fe;
+    r.address_space = TRY(field<std::string>(doc, "addressSpace", "network"));
+    r.subnets = TRY(field<std::vector<std::string>>(doc, "subnets", "network"));
+    r.options = doc.value("options", Json::object());
+    r.docker_ids = TRY(field<std::vector<std::string>>(doc, "dockerIDs", "network"));
+    r.created = TRY(field<std::string>(doc, "created", "network"));
+    if (r.name.empty() || r.address_space.empty())
+        return bad("network", "name and addressSpace are required");
+    return r;
+}
+
+Json EndpointRecord::to_json() const
+{
+    Json addrs = Json::array();
+    for (auto& a : addresses) {
+        Json j = { { "address", a.address.str() }, { "pool", a.pool } };
+        if (a.gateway)
+            j["gateway"] = a.gateway->str();
+        addrs.push_back(j);
+    }
+    return {
+        { "network", network },
+        { "containerID", container_id },
+        { "ifname", ifname },
+        { "sandbox", sandbox },
+        { "netns", netns },
+        { "frontend", frontend_name(frontend) },
+        { "phase", phase == Phase::Ready ? "ready" : "creating" },
+        { "addresses", addrs },
+        { "mac", mac },
+        { "created", created },
+    };
+}
+
+Result<EndpointRecord> EndpointRecord::from_json(const Json& doc)
+{
+    EndpointRecord r;
+    r.network = TRY(field<std::string>(doc, "network", "endpoint"));
+    r.container_id = TRY(field<std::string>(doc, "containerID", "endpoint"));
+    r.ifname = TRY(field<std::string>(doc, "ifname", "endpoint"));
+    r.sandbox = TRY(field<std::string>(doc, "sandbox", "endpoint"));
+    r.netns = TRY(field<std::string>(doc, "netns", "endpoint"));
+    auto fe = parse_frontend(TRY(field<std::string>(doc, "frontend", "endpoint")));
+    if (!fe)
+        return bad("endpoint", "unknown frontend");
+    r.frontend = *fe;
+    auto phase = TRY(field<std::string>(doc, "phase", "endpoint"));
+    if (phase != "ready" && phase != "creating")
+        return bad("endpoint", "unknown phase \"" + phase + "\"");
+    r.phase = phase == "ready" ? Phase::Ready : Phase::Creating;
+    auto addrs = doc.value("addresses", Json::array());
+    if (!addrs.is_array())
+        return bad("endpoint", "addresses must be a list");
+    for (auto& a : addrs) {
+        if (!a.is_object())
+            return bad("endpoint", "each address must be an object");
+        EndpointAddress ea;
+        auto net = IpNet::parse(TRY(field<std::string>(a, "address", "endpoint")));
+        if (!net)
+            return bad("endpoint", "bad address");
+        ea.address = *net;
+        ea.pool = TRY(field<std::string>(a, "pool", "endpoint"));
+        if (a.contains("gateway")) {
+            auto gw = IpAddr::parse(TRY(field<std::string>(a, "gateway", "endpoint")));
+            if (!gw)
+                return bad("endpoint", "bad gateway");
+            ea.gateway = *gw;
+        }
+        r.addresses.push_back(ea);
+    }
+    r.mac = TRY(field<std::string>(doc, "mac", "endpoint"));
+    r.created = TRY(field<std::string>(doc, "created", "endpoint"));
+    if (r.network.empty() || r.container_id.empty())
+        return bad("endpoint", "network and containerID are required");
+    return r;
+}
+
+Json SandboxRecord::to_json() const
+{
+    Json eps = Json::array();
+    for (auto& m : endpoints)
+        eps.push_back({ { "network", m.network }, { "endpoint", m.endpoint } });
+    return { { "id", id }, { "netns", netns }, { "frontend", frontend_name(frontend) }, { "endpoints", eps } };
+}
+
+Result<SandboxRecord> SandboxRecord::from_json(const Json& doc)
+{
+    SandboxRecord r;
+    r.id = TRY(field<std::string>(doc, "id", "sandbox"));
+    r.netns = TRY(field<std::string>(doc, "netns", "sandbox"));
+    auto fe = parse_frontend(TRY(field<std::string>(doc, "frontend", "sandbox")));
+    if (!fe)
+        return bad("sandbox", "unknown frontend");
+    r.frontend = *fe;
+    auto eps = doc.value("endpoints", Json::array());
+    if (!eps.is_array())
+        return bad("sandbox", "endpoints must be a list");
+    for (auto& m : eps) {
+        if (!m.is_object())
+            return bad("sandbox", "each endpoint must be an object");
+        r.endpoints.push_back({ TRY(field<std::string>(m, "network", "sandbox")), TRY(field<std::string>(m, "endpoint", "sandbox")) });
+    }
+    return r;
+}
+
+} // namespace cnm

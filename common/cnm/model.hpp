@@ -1,0 +1,82 @@
+#pragma once
+// The CNM model: Network, Endpoint and Sandbox records, shared by the CNI plugins and cnm-shim.
+//
+//   Network  — conf "name" (CNI) or a Docker network bound to it; owns a driver, its options and
+//              the subnets of its pools.
+//   Endpoint — one attachment: (CNI_CONTAINERID, CNI_IFNAME) for CNI, the EndpointID for Docker;
+//              its addresses and the pools they came from. Written in phase "creating" before
+//              anything is allocated, "ready" once ADD has finished, so a crash in between is
+//              visible to DEL and GC.
+//   Sandbox  — a container's network stack (a netns path) and the endpoints it holds.
+//
+// Every record names the front-end that created it, so `cnm-shim list` can tell them apart.
+
+#include "net/ip.hpp"
+#include "util/json.hpp"
+#include "util/result.hpp"
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace cnm {
+
+enum class Frontend { Cni, Docker };
+std::string_view frontend_name(Frontend f);
+std::optional<Frontend> parse_frontend(std::string_view s);
+
+struct NetworkRecord {
+    std::string name;
+    std::string driver;               // "bridge", "macvlan", … (the CNI conf's type)
+    Frontend frontend = Frontend::Cni;
+    std::string address_space = "local";
+    std::vector<std::string> subnets; // every subnet of every range set, canonical CIDR
+    Json options = Json::object();    // the driver's keys as first given
+    std::vector<std::string> docker_ids;
+    std::string created;
+
+    Json to_json() const;
+    static Result<NetworkRecord> from_json(const Json& doc);
+};
+
+struct EndpointAddress {
+    IpNet address;                    // e.g. 10.213.0.5/24
+    std::optional<IpAddr> gateway;
+    std::string pool;                 // pool id "<space>/<subnet key>"
+};
+
+struct EndpointRecord {
+    enum class Phase { Creating, Ready };
+    std::string network;
+    std::string container_id;         // CNI_CONTAINERID, or Docker's EndpointID
+    std::string ifname;
+    std::string sandbox;              // sandbox id (the container id for CNI)
+    std::string netns;
+    Frontend frontend = Frontend::Cni;
+    Phase phase = Phase::Creating;
+    std::vector<EndpointAddress> addresses;
+    std::string mac;
+    std::string created;
+
+    Json to_json() const;
+    static Result<EndpointRecord> from_json(const Json& doc);
+};
+
+struct SandboxRecord {
+    std::string id;
+    std::string netns;
+    Frontend frontend = Frontend::Cni;
+    struct Member {
+        std::string network;
+        std::string endpoint;         // endpoint key
+        bool operator==(const Member&) const = default;
+    };
+    std::vector<Member> endpoints;
+
+    Json to_json() const;
+    static Result<SandboxRecord> from_json(const Json& doc);
+};
+
+std::string now_rfc3339();
+
+} // namespace cnm

@@ -1,0 +1,170 @@
+#include "cnm/registry.hpp"
+
+#include <algorithm>
+#include <cstdio>
+
+namespace cnm {
+
+namespace {
+
+bool plain(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-';
+}
+
+std::string encode(std::string_view s)
+{
+    std::string out;
+    for (char c : s) {
+        if (plain(c)) {
+            out += c;
+        } else {
+            char buf[4];
+            std::snprintf(buf, sizeof buf, "%%%02X", static_cast<unsigned char>(c));
+            out += buf;
+        }
+    }
+    return out;
+}
+
+std::string fnv1a_hex(std::string_view s)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (unsigned char c : s) {
+        h ^= c;
+        h *= 1099511628211ull;
+    }
+    char buf[17];
+    std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+    return buf;
+}
+
+std::string shorten(std::string s)
+{
+    // Leaves room for ".json" and temp-file prefixes within NAME_MAX.
+    if (s.size() <= 200)
+        return s;
+    return s.substr(0, 160) + "~" + fnv1a_hex(s);
+}
+
+} // namespace
+
+std::string endpoint_key(std::string_view container_id, std::string_view ifname)
+{
+    std::string key = encode(container_id) + "@" + encode(ifname);
+    if (key.empty() || key[0] == '.')
+        key = "_" + key;
+    return shorten(key);
+}
+
+std::string id_key(std::string_view id)
+{
+    std::string key = encode(id);
+    if (key.empty() || key[0] == '.')
+        key = "_" + key;
+    return shorten(key);
+}
+
+template<typename Record>
+Result<Stored<Record>> Registry::load(const Key& key)
+{
+    Loaded loaded = TRY(m_store.get(key));
+    Stored<Record> out;
+    out.status = loaded.status;
+    out.reason = loaded.reason;
+    if (loaded.ok()) {
+        auto record = Record::from_json(loaded.doc);
+        if (!record) {
+            out.status = Loaded::Status::Corrupt;
+            out.reason = record.error().msg + ": " + record.error().details;
+        } else {
+            out.record = record.release_value();
+        }
+    }
+    return out;
+}
+
+Result<Stored<NetworkRecord>> Registry::load_network(const std::string& name)
+{
+    return load<NetworkRecord>(network_key(name));
+}
+
+Result<void> Registry::save_network(const NetworkRecord& record)
+{
+    return m_store.put(network_key(record.name), record.to_json());
+}
+
+Result<std::vector<std::string>> Registry::list_networks()
+{
+    return m_store.list({ "networks" });
+}
+
+Result<Stored<EndpointRecord>> Registry::load_endpoint(const std::string& network, const std::string& key)
+{
+    return load<EndpointRecord>(endpoint_doc(network, key));
+}
+
+Result<void> Registry::save_endpoint(const EndpointRecord& record)
+{
+    return m_store.put(endpoint_doc(record.network, endpoint_key(record.container_id, record.ifname)), record.to_json());
+}
+
+Result<void> Registry::remove_endpoint(const std::string& network, const std::string& key)
+{
+    return m_store.remove(endpoint_doc(network, key));
+}
+
+Result<std::vector<std::string>> Registry::list_endpoints(const std::string& network)
+{
+    auto names = TRY(m_store.list(endpoints_dir(network)));
+    std::vector<std::string> keys;
+    for (auto& n : names)
+        if (n.ends_with(".json"))
+            keys.push_back(n.substr(0, n.size() - 5));
+    return keys;
+}
+
+Result<Stored<SandboxRecord>> Registry::load_sandbox(const std::string& id)
+{
+    return load<SandboxRecord>(sandbox_doc(id));
+}
+
+Result<void> Registry::sandbox_join(const std::string& id, const std::string& netns, Frontend frontend, const SandboxRecord::Member& member)
+{
+    auto lock = TRY(m_store.lock({ "sandboxes" }));
+    auto stored = TRY(load_sandbox(id));
+    if (stored.corrupt())
+        return make_error(Code::StateCorrupt, "sandbox record " + key_str(sandbox_doc(id)) + " is corrupt (" + stored.reason + ")",
+            "remove the file, or run DEL for the sandbox's attachments");
+    SandboxRecord& record = stored.record;
+    if (stored.absent()) {
+        record.id = id;
+        record.frontend = frontend;
+    }
+    record.netns = netns;
+    if (std::find(record.endpoints.begin(), record.endpoints.end(), member) == record.endpoints.end())
+        record.endpoints.push_back(member);
+    return m_store.put(sandbox_doc(id), record.to_json());
+}
+
+Result<void> Registry::sandbox_leave(const std::string& id, const SandboxRecord::Member& member)
+{
+    auto lock = TRY(m_store.lock({ "sandboxes" }));
+    auto stored = TRY(load_sandbox(id));
+    if (stored.absent())
+        return {};
+    if (stored.corrupt())
+        return m_store.remove(sandbox_doc(id));
+    auto& eps = stored.record.endpoints;
+    eps.erase(std::remove(eps.begin(), eps.end(), member), eps.end());
+    if (eps.empty())
+        return m_store.remove(sandbox_doc(id));
+    return m_store.put(sandbox_doc(id), stored.record.to_json());
+}
+
+Result<std::vector<std::string>> Registry::list_sandboxes()
+{
+    return m_store.list({ "sandboxes" });
+}
+
+} // namespace cnm

@@ -1,0 +1,71 @@
+#pragma once
+// Registry: where each model record lives in the Store, and typed load/save over it.
+//
+//   networks/<name>/network.json              NetworkRecord      (lock: networks/<name>)
+//   networks/<name>/endpoints/<endpoint>.json EndpointRecord
+//   sandboxes/<sandbox>.json                  SandboxRecord      (lock: sandboxes)
+//   ipam/<space>/<subnet>/pool.json, leases/  see ipam/pool.hpp
+//
+// Names from the input only become path components through the functions here.
+
+#include "cnm/model.hpp"
+#include "store/store.hpp"
+
+#include <memory>
+
+namespace cnm {
+
+/// "<containerID>@<ifname>", with ifname bytes outside [A-Za-z0-9_.-] percent-encoded; ids too long
+/// for one path component are shortened with a hash (the record holds the full id).
+std::string endpoint_key(std::string_view container_id, std::string_view ifname);
+/// A sandbox or other id as one safe path component.
+std::string id_key(std::string_view id);
+
+template<typename Record>
+struct Stored {
+    Loaded::Status status = Loaded::Status::Absent;
+    Record record;
+    std::string reason; // why it is corrupt
+    bool ok() const { return status == Loaded::Status::Ok; }
+    bool absent() const { return status == Loaded::Status::Absent; }
+    bool corrupt() const { return status == Loaded::Status::Corrupt; }
+};
+
+class Registry {
+public:
+    explicit Registry(Store& store) : m_store(store) { }
+    Store& store() { return m_store; }
+
+    static Key network_dir(const std::string& name) { return { "networks", name }; }
+    static Key network_key(const std::string& name) { return { "networks", name, "network.json" }; }
+    static Key endpoints_dir(const std::string& network) { return { "networks", network, "endpoints" }; }
+    static Key endpoint_doc(const std::string& network, const std::string& key) { return { "networks", network, "endpoints", key + ".json" }; }
+    static Key sandbox_doc(const std::string& id) { return { "sandboxes", id_key(id) + ".json" }; }
+
+    Result<std::unique_ptr<Lock>> lock_network(const std::string& name) { return m_store.lock(network_dir(name)); }
+
+    Result<Stored<NetworkRecord>> load_network(const std::string& name);
+    Result<void> save_network(const NetworkRecord& record);
+    Result<std::vector<std::string>> list_networks();
+
+    Result<Stored<EndpointRecord>> load_endpoint(const std::string& network, const std::string& key);
+    Result<void> save_endpoint(const EndpointRecord& record);
+    Result<void> remove_endpoint(const std::string& network, const std::string& key);
+    /// Endpoint keys of a network (file names without ".json").
+    Result<std::vector<std::string>> list_endpoints(const std::string& network);
+
+    Result<Stored<SandboxRecord>> load_sandbox(const std::string& id);
+    /// Adds an endpoint to the sandbox, creating the record. A corrupt record is an error.
+    Result<void> sandbox_join(const std::string& id, const std::string& netns, Frontend frontend, const SandboxRecord::Member& member);
+    /// Removes an endpoint; the record goes with its last endpoint. A corrupt record is dropped.
+    Result<void> sandbox_leave(const std::string& id, const SandboxRecord::Member& member);
+    Result<std::vector<std::string>> list_sandboxes();
+
+private:
+    template<typename Record>
+    Result<Stored<Record>> load(const Key& key);
+
+    Store& m_store;
+};
+
+} // namespace cnm

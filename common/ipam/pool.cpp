@@ -1,0 +1,224 @@
+#include "ipam/pool.hpp"
+
+#include "util/fault.hpp"
+
+#include <algorithm>
+
+namespace cnm::ipam {
+
+namespace {
+
+// Bound on the addresses one allocation probes, so a nearly full IPv6 range cannot spin forever.
+constexpr u128 max_probes = 1u << 20;
+
+Json owner_json(const Owner& o)
+{
+    return { { "network", o.network }, { "containerID", o.container_id }, { "ifname", o.ifname },
+        { "frontend", frontend_name(o.frontend) } };
+}
+
+std::optional<Owner> owner_from(const Json& doc)
+{
+    try {
+        Owner o;
+        o.network = doc.at("network").get<std::string>();
+        o.container_id = doc.at("containerID").get<std::string>();
+        o.ifname = doc.at("ifname").get<std::string>();
+        o.frontend = parse_frontend(doc.value("frontend", "cni")).value_or(Frontend::Cni);
+        return o;
+    } catch (const std::exception&) {
+        return std::nullopt;
+    }
+}
+
+} // namespace
+
+std::string PoolId::str() const
+{
+    return space + "/" + subnet.str();
+}
+
+std::optional<PoolId> PoolId::parse(std::string_view text)
+{
+    auto slash = text.find('/');
+    if (slash == std::string_view::npos || slash == 0)
+        return std::nullopt;
+    auto net = IpNet::parse(text.substr(slash + 1));
+    if (!net)
+        return std::nullopt;
+    return PoolId { std::string(text.substr(0, slash)), *net };
+}
+
+Key PoolId::dir() const
+{
+    return { "ipam", space, subnet.network().str() + "_" + std::to_string(subnet.prefix) };
+}
+
+Key PoolId::doc() const
+{
+    auto k = dir();
+    k.push_back("pool.json");
+    return k;
+}
+
+Key PoolId::leases_dir() const
+{
+    auto k = dir();
+    k.push_back("leases");
+    return k;
+}
+
+Key PoolId::lease(const IpAddr& a) const
+{
+    auto k = leases_dir();
+    k.push_back(a.str());
+    return k;
+}
+
+Result<void> Pools::add_user(const PoolId& pool, const std::string& network)
+{
+    auto lock = TRY(m_store.lock(pool.dir()));
+    Loaded loaded = TRY(m_store.get(pool.doc()));
+    if (loaded.status == Loaded::Status::Corrupt)
+        return make_error(Code::StateCorrupt, "pool record " + key_str(pool.doc()) + " is corrupt (" + loaded.reason + ")",
+            "remove the file; the leases beside it stay valid");
+    Json doc = loaded.ok() ? loaded.doc : Json { { "space", pool.space }, { "subnet", pool.subnet.str() }, { "users", Json::array() } };
+    auto users = doc.value("users", std::vector<std::string> {});
+    if (std::find(users.begin(), users.end(), network) != users.end())
+        return {};
+    users.push_back(network);
+    doc["users"] = users;
+    return m_store.put(pool.doc(), doc);
+}
+
+Result<size_t> Pools::remove_user(const PoolId& pool, const std::string& network)
+{
+    auto lock = TRY(m_store.lock(pool.dir()));
+    Loaded loaded = TRY(m_store.get(pool.doc()));
+    std::vector<std::string> users;
+    if (loaded.ok())
+        users = loaded.doc.value("users", std::vector<std::string> {});
+    users.erase(std::remove(users.begin(), users.end(), network), users.end());
+    if (users.empty() && TRY(m_store.list(pool.leases_dir())).empty()) {
+        TRY(m_store.remove(pool.doc()));
+        TRY(m_store.remove_dir(pool.leases_dir()));
+        TRY(m_store.remove_dir(pool.dir()));
+        return size_t(0);
+    }
+    Json doc = loaded.ok() ? loaded.doc : Json { { "space", pool.space }, { "subnet", pool.subnet.str() } };
+    doc["users"] = users;
+    TRY(m_store.put(pool.doc(), doc));
+    return users.size();
+}
+
+Result<EndpointAddress> Pools::take(const PoolId& pool, const Range& range, const IpAddr& address, const Owner& owner, bool& taken)
+{
+    taken = !TRY(m_store.create(pool.lease(address), owner_json(owner)));
+    return EndpointAddress { IpNet { address, range.subnet.prefix }, range.gateway, pool.str() };
+}
+
+Result<EndpointAddress> Pools::allocate(const std::string& space, const RangeSet& set, const Owner& owner,
+    std::optional<IpAddr> requested)
+{
+    if (requested) {
+        auto range = std::find_if(set.begin(), set.end(), [&](const Range& r) { return r.contains(*requested); });
+        if (range == set.end())
+            return make_error(Code::AddressUnavailable, "requested IP " + requested->str() + " is not in range set " + range_set_str(set));
+        if (!range->usable(*requested))
+            return make_error(Code::AddressUnavailable, "requested IP " + requested->str() + " is the gateway, network or broadcast address of "
+                    + range->subnet.str());
+        PoolId pool { space, range->subnet };
+        auto lock = TRY(m_store.lock(pool.dir()));
+        bool taken = false;
+        auto address = TRY(take(pool, *range, *requested, owner, taken));
+        if (taken)
+            return make_error(Code::AddressUnavailable, "requested IP " + requested->str() + " is already allocated");
+        return address;
+    }
+    for (auto& range : set) {
+        PoolId pool { space, range.subnet };
+        auto lock = TRY(m_store.lock(pool.dir()));
+        Loaded loaded = TRY(m_store.get(pool.doc()));
+        if (loaded.status == Loaded::Status::Corrupt)
+            return make_error(Code::StateCorrupt, "pool record " + key_str(pool.doc()) + " is corrupt (" + loaded.reason + ")",
+                "remove the file; the leases beside it stay valid");
+        Json doc = loaded.ok() ? loaded.doc : Json { { "space", pool.space }, { "subnet", pool.subnet.str() }, { "users", Json::array() } };
+        IpAddr cursor = range.end;
+        if (auto last = IpAddr::parse(doc.value("last", "")); last && range.contains(*last))
+            cursor = *last;
+        u128 span = range.end.value - range.start.value + 1;
+        IpAddr candidate = cursor;
+        for (u128 probe = 0; probe < span && probe < max_probes; ++probe) {
+            candidate = candidate >= range.end ? range.start : candidate.next();
+            if (!range.usable(candidate))
+                continue;
+            bool taken = false;
+            auto address = TRY(take(pool, range, candidate, owner, taken));
+            if (taken)
+                continue;
+            fault_point("ipam-after-lease");
+            doc["last"] = candidate.str();
+            TRY(m_store.put(pool.doc(), doc));
+            return address;
+        }
+    }
+    return make_error(Code::AddressUnavailable, "no IP addresses available in range set: " + range_set_str(set));
+}
+
+Result<void> Pools::release(const PoolId& pool, const IpAddr& address, const Owner& owner)
+{
+    Loaded loaded = TRY(m_store.get(pool.lease(address)));
+    if (loaded.status == Loaded::Status::Absent)
+        return {};
+    if (loaded.ok()) {
+        auto holder = owner_from(loaded.doc);
+        if (holder && !holder->same(owner))
+            return {}; // someone else's now: never free a lease we do not hold
+    }
+    return m_store.remove(pool.lease(address));
+}
+
+Result<std::optional<Owner>> Pools::owner_of(const PoolId& pool, const IpAddr& address)
+{
+    Loaded loaded = TRY(m_store.get(pool.lease(address)));
+    if (!loaded.ok())
+        return std::optional<Owner> {};
+    return owner_from(loaded.doc);
+}
+
+Result<std::vector<Lease>> Pools::leases(const PoolId& pool)
+{
+    std::vector<Lease> out;
+    for (auto& name : TRY(m_store.list(pool.leases_dir()))) {
+        auto address = IpAddr::parse(name);
+        if (!address)
+            continue;
+        Loaded loaded = TRY(m_store.get(pool.lease(*address)));
+        Lease lease { *address, {} };
+        if (loaded.ok())
+            if (auto o = owner_from(loaded.doc))
+                lease.owner = *o;
+        out.push_back(lease);
+    }
+    return out;
+}
+
+Result<bool> Pools::has_free(const std::string& space, const RangeSet& set)
+{
+    for (auto& range : set) {
+        PoolId pool { space, range.subnet };
+        u128 usable = range.end.value - range.start.value + 1;
+        for (IpAddr special : { range.gateway, range.subnet.network(), range.subnet.last() })
+            if (range.contains(special) && !range.usable(special) && usable > 0)
+                --usable;
+        u128 leased = 0;
+        for (auto& name : TRY(m_store.list(pool.leases_dir())))
+            if (auto a = IpAddr::parse(name); a && range.contains(*a))
+                ++leased;
+        if (leased < usable)
+            return true;
+    }
+    return false;
+}
+
+} // namespace cnm::ipam

@@ -1,0 +1,121 @@
+#include "net/ip.hpp"
+
+#include <arpa/inet.h>
+#include <charconv>
+#include <cstring>
+
+namespace cnm {
+
+namespace {
+
+u128 mask_of(int bits, int prefix)
+{
+    if (prefix <= 0)
+        return 0;
+    u128 all = bits == 32 ? u128(0xffffffffu) : ~u128(0);
+    return (all << (bits - prefix)) & all;
+}
+
+} // namespace
+
+std::optional<IpAddr> IpAddr::parse(std::string_view text)
+{
+    if (text.empty() || text.size() > INET6_ADDRSTRLEN)
+        return std::nullopt;
+    char buf[INET6_ADDRSTRLEN + 1];
+    std::memcpy(buf, text.data(), text.size());
+    buf[text.size()] = '\0';
+    unsigned char raw[16];
+    if (::inet_pton(AF_INET, buf, raw) == 1) {
+        u128 v = 0;
+        for (int i = 0; i < 4; ++i)
+            v = (v << 8) | raw[i];
+        return IpAddr { 4, v };
+    }
+    if (::inet_pton(AF_INET6, buf, raw) == 1) {
+        u128 v = 0;
+        for (int i = 0; i < 16; ++i)
+            v = (v << 8) | raw[i];
+        return IpAddr { 6, v };
+    }
+    return std::nullopt;
+}
+
+std::string IpAddr::str() const
+{
+    unsigned char raw[16];
+    char out[INET6_ADDRSTRLEN];
+    if (family == 4) {
+        for (int i = 0; i < 4; ++i)
+            raw[i] = static_cast<unsigned char>(value >> (8 * (3 - i)));
+        return ::inet_ntop(AF_INET, raw, out, sizeof out) ? out : "";
+    }
+    if (family == 6) {
+        for (int i = 0; i < 16; ++i)
+            raw[i] = static_cast<unsigned char>(value >> (8 * (15 - i)));
+        return ::inet_ntop(AF_INET6, raw, out, sizeof out) ? out : "";
+    }
+    return "";
+}
+
+std::optional<IpNet> IpNet::parse(std::string_view text)
+{
+    auto slash = text.find('/');
+    if (slash == std::string_view::npos)
+        return std::nullopt;
+    auto addr = IpAddr::parse(text.substr(0, slash));
+    if (!addr)
+        return std::nullopt;
+    auto digits = text.substr(slash + 1);
+    int prefix = -1;
+    auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), prefix);
+    if (ec != std::errc() || end != digits.data() + digits.size() || digits.empty())
+        return std::nullopt;
+    if (prefix < 0 || prefix > addr->bits())
+        return std::nullopt;
+    return IpNet { *addr, prefix };
+}
+
+std::string IpNet::str() const
+{
+    return addr.str() + "/" + std::to_string(prefix);
+}
+
+IpAddr IpNet::network() const
+{
+    return { addr.family, addr.value & mask_of(addr.bits(), prefix) };
+}
+
+IpAddr IpNet::last() const
+{
+    u128 all = addr.bits() == 32 ? u128(0xffffffffu) : ~u128(0);
+    return { addr.family, network().value | (~mask_of(addr.bits(), prefix) & all) };
+}
+
+bool IpNet::contains(const IpAddr& a) const
+{
+    return a.family == addr.family && (a.value & mask_of(addr.bits(), prefix)) == network().value;
+}
+
+bool IpNet::overlaps(const IpNet& other) const
+{
+    return contains(other.network()) || other.contains(network());
+}
+
+u128 IpNet::size() const
+{
+    return last().value - network().value + 1;
+}
+
+std::optional<IpAddr> parse_ip_maybe_cidr(std::string_view text)
+{
+    if (text.find('/') != std::string_view::npos) {
+        auto net = IpNet::parse(text);
+        if (!net)
+            return std::nullopt;
+        return net->addr;
+    }
+    return IpAddr::parse(text);
+}
+
+} // namespace cnm

@@ -1,0 +1,329 @@
+#include "store/file_store.hpp"
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace cnm {
+
+namespace {
+
+constexpr mode_t file_mode = 0600;
+constexpr mode_t dir_mode = 0700;
+
+class FileLock final : public Lock {
+public:
+    explicit FileLock(int fd) : m_fd(fd) { }
+    ~FileLock() override { ::close(m_fd); } // closing drops the flock
+
+private:
+    int m_fd;
+};
+
+Result<void> write_all(int fd, std::string_view bytes)
+{
+    while (!bytes.empty()) {
+        ssize_t n = ::write(fd, bytes.data(), bytes.size());
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return make_error(Code::Io, "write failed", std::strerror(errno));
+        }
+        bytes.remove_prefix(static_cast<size_t>(n));
+    }
+    return {};
+}
+
+std::string temp_name()
+{
+    static unsigned counter = 0;
+    char buf[64];
+    std::snprintf(buf, sizeof buf, ".tmp-%d-%u", ::getpid(), counter++);
+    return buf;
+}
+
+} // namespace
+
+std::string key_str(const Key& key)
+{
+    std::string out;
+    for (auto& s : key)
+        out += out.empty() ? s : "/" + s;
+    return out;
+}
+
+bool valid_segment(std::string_view segment)
+{
+    if (segment.empty() || segment.size() > 255 || segment[0] == '.')
+        return false;
+    return segment.find('/') == std::string_view::npos && segment.find('\0') == std::string_view::npos;
+}
+
+Error FileStore::io_error(const std::string& what, const Key& key, int err) const
+{
+    std::string path = m_root + "/" + key_str(key);
+    if (err == EROFS || err == EACCES || err == EPERM)
+        return make_error(Code::Io, what + " " + path + ": the state directory is not writable", std::strerror(err));
+    if (err == ELOOP || err == ENOTDIR)
+        return make_error(Code::Io, what + " " + path + ": refusing a symlink or non-directory inside the state directory", std::strerror(err));
+    return make_error(Code::Io, what + " " + path, std::strerror(err));
+}
+
+Result<std::unique_ptr<FileStore>> FileStore::open(const std::string& root)
+{
+    if (root.empty() || root[0] != '/')
+        return make_error(Code::InvalidConfig, "invalid config: state directory \"" + root + "\" must be an absolute path");
+    if (root.find('\0') != std::string::npos || root.size() > 1024)
+        return make_error(Code::InvalidConfig, "invalid config: state directory is not a usable path");
+    // mkdir -p: parents get 0755, the root itself 0700.
+    for (size_t pos = 1; pos <= root.size(); ++pos) {
+        if (pos != root.size() && root[pos] != '/')
+            continue;
+        std::string prefix = root.substr(0, pos);
+        if (::mkdir(prefix.c_str(), pos == root.size() ? dir_mode : 0755) < 0 && errno != EEXIST) {
+            int err = errno;
+            return make_error(Code::Io, "cannot create state directory " + prefix
+                    + (err == EROFS || err == EACCES ? ": the state directory is not writable" : ""),
+                std::strerror(err));
+        }
+    }
+    int fd = ::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return make_error(Code::Io, "cannot open state directory " + root, std::strerror(errno));
+    return std::unique_ptr<FileStore>(new FileStore(root, fd));
+}
+
+FileStore::~FileStore()
+{
+    for (auto& [key, fd] : m_dirs)
+        ::close(fd);
+    ::close(m_root_fd);
+}
+
+Result<int> FileStore::dir_fd(const Key& dir, Create create)
+{
+    if (dir.empty())
+        return m_root_fd;
+    if (auto it = m_dirs.find(dir); it != m_dirs.end())
+        return it->second;
+    for (auto& s : dir)
+        if (!valid_segment(s))
+            return make_error(Code::InvalidConfig, "invalid name \"" + s + "\" for the state directory");
+    Key parent(dir.begin(), dir.end() - 1);
+    int pfd = TRY(dir_fd(parent, create));
+    if (pfd < 0)
+        return -1;
+    const char* name = dir.back().c_str();
+    int fd = ::openat(pfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT && create == Create::Yes) {
+        if (::mkdirat(pfd, name, dir_mode) < 0 && errno != EEXIST)
+            return io_error("cannot create", dir, errno);
+        fd = ::openat(pfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    }
+    if (fd < 0) {
+        if (errno == ENOENT && create == Create::No)
+            return -1;
+        return io_error("cannot open", dir, errno);
+    }
+    m_dirs.emplace(dir, fd);
+    return fd;
+}
+
+Result<Loaded> FileStore::get(const Key& key)
+{
+    Key dir(key.begin(), key.end() - 1);
+    if (!valid_segment(key.back()))
+        return make_error(Code::InvalidConfig, "invalid name \"" + key.back() + "\" for the state directory");
+    int dfd = TRY(dir_fd(dir, Create::No));
+    Loaded out;
+    if (dfd < 0)
+        return out;
+    int fd = ::openat(dfd, key.back().c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT)
+            return out;
+        if (errno == ELOOP) {
+            out.status = Loaded::Status::Corrupt;
+            out.reason = "it is a symlink";
+            return out;
+        }
+        return io_error("cannot read", key, errno);
+    }
+    std::string text;
+    char buf[16384];
+    for (;;) {
+        ssize_t n = ::read(fd, buf, sizeof buf);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            int err = errno;
+            ::close(fd);
+            if (err == EISDIR) {
+                out.status = Loaded::Status::Corrupt;
+                out.reason = "it is a directory";
+                return out;
+            }
+            return io_error("cannot read", key, err);
+        }
+        if (n == 0)
+            break;
+        text.append(buf, static_cast<size_t>(n));
+        if (text.size() > (64u << 20))
+            break;
+    }
+    ::close(fd);
+    out.doc = Json::parse(text, nullptr, false);
+    if (text.empty() || out.doc.is_discarded() || !out.doc.is_object()) {
+        out.status = Loaded::Status::Corrupt;
+        out.reason = text.empty() ? "it is empty" : "it is not a JSON object";
+        out.doc = Json();
+        return out;
+    }
+    out.status = Loaded::Status::Ok;
+    return out;
+}
+
+Result<std::string> FileStore::write_temp(int dfd, const Key& key, const Json& doc)
+{
+    std::string name = temp_name();
+    int fd = ::openat(dfd, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, file_mode);
+    if (fd < 0)
+        return io_error("cannot write", key, errno);
+    auto written = write_all(fd, doc.dump(2) + "\n");
+    if (written && ::fsync(fd) < 0)
+        written = make_error(Code::Io, "fsync failed", std::strerror(errno));
+    ::close(fd);
+    if (!written) {
+        ::unlinkat(dfd, name.c_str(), 0);
+        return io_error("cannot write", key, errno);
+    }
+    return name;
+}
+
+Result<void> FileStore::put(const Key& key, const Json& doc)
+{
+    if (!valid_segment(key.back()))
+        return make_error(Code::InvalidConfig, "invalid name \"" + key.back() + "\" for the state directory");
+    int dfd = TRY(dir_fd(Key(key.begin(), key.end() - 1), Create::Yes));
+    std::string temp = TRY(write_temp(dfd, key, doc));
+    if (::renameat(dfd, temp.c_str(), dfd, key.back().c_str()) < 0) {
+        int err = errno;
+        ::unlinkat(dfd, temp.c_str(), 0);
+        return io_error("cannot replace", key, err);
+    }
+    if (::fsync(dfd) < 0)
+        return io_error("cannot sync", key, errno);
+    return {};
+}
+
+Result<bool> FileStore::create(const Key& key, const Json& doc)
+{
+    if (!valid_segment(key.back()))
+        return make_error(Code::InvalidConfig, "invalid name \"" + key.back() + "\" for the state directory");
+    int dfd = TRY(dir_fd(Key(key.begin(), key.end() - 1), Create::Yes));
+    // Cheap pre-check: most callers probe taken names (allocation walks past leases).
+    struct stat st;
+    if (::fstatat(dfd, key.back().c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0)
+        return false;
+    std::string temp = TRY(write_temp(dfd, key, doc));
+    // RENAME_NOREPLACE makes "create with complete content" one atomic, exclusive step.
+    if (::renameat2(dfd, temp.c_str(), dfd, key.back().c_str(), RENAME_NOREPLACE) < 0) {
+        int err = errno;
+        ::unlinkat(dfd, temp.c_str(), 0);
+        if (err == EEXIST)
+            return false;
+        return io_error("cannot create", key, err);
+    }
+    if (::fsync(dfd) < 0)
+        return io_error("cannot sync", key, errno);
+    return true;
+}
+
+Result<void> FileStore::remove(const Key& key)
+{
+    if (!valid_segment(key.back()))
+        return make_error(Code::InvalidConfig, "invalid name \"" + key.back() + "\" for the state directory");
+    int dfd = TRY(dir_fd(Key(key.begin(), key.end() - 1), Create::No));
+    if (dfd < 0)
+        return {};
+    if (::unlinkat(dfd, key.back().c_str(), 0) < 0 && errno != ENOENT) {
+        if (errno == EISDIR)
+            return remove_dir(key);
+        return io_error("cannot remove", key, errno);
+    }
+    return {};
+}
+
+Result<void> FileStore::remove_dir(const Key& key)
+{
+    int pfd = TRY(dir_fd(Key(key.begin(), key.end() - 1), Create::No));
+    if (pfd < 0)
+        return {};
+    if (auto it = m_dirs.find(key); it != m_dirs.end()) {
+        ::close(it->second);
+        m_dirs.erase(it);
+    }
+    // A lock file is all an otherwise empty directory may hold.
+    if (int fd = ::openat(pfd, key.back().c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC); fd >= 0) {
+        ::unlinkat(fd, ".lock", 0);
+        ::close(fd);
+    }
+    if (::unlinkat(pfd, key.back().c_str(), AT_REMOVEDIR) < 0 && errno != ENOENT && errno != ENOTEMPTY && errno != EEXIST)
+        return io_error("cannot remove", key, errno);
+    return {};
+}
+
+Result<std::vector<std::string>> FileStore::list(const Key& dir)
+{
+    std::vector<std::string> out;
+    int dfd = TRY(dir_fd(dir, Create::No));
+    if (dfd < 0)
+        return out;
+    int fd = ::openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return io_error("cannot list", dir, errno);
+    DIR* d = ::fdopendir(fd);
+    if (!d) {
+        ::close(fd);
+        return io_error("cannot list", dir, errno);
+    }
+    while (auto* entry = ::readdir(d)) {
+        if (entry->d_name[0] == '.')
+            continue;
+        out.emplace_back(entry->d_name);
+    }
+    ::closedir(d);
+    return out;
+}
+
+Result<bool> FileStore::exists(const Key& key)
+{
+    int dfd = TRY(dir_fd(Key(key.begin(), key.end() - 1), Create::No));
+    if (dfd < 0)
+        return false;
+    struct stat st;
+    return ::fstatat(dfd, key.back().c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
+Result<std::unique_ptr<Lock>> FileStore::lock(const Key& dir)
+{
+    int dfd = TRY(dir_fd(dir, Create::Yes));
+    int fd = ::openat(dfd, ".lock", O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, file_mode);
+    if (fd < 0)
+        return io_error("cannot open lock in", dir, errno);
+    while (::flock(fd, LOCK_EX) < 0) {
+        if (errno == EINTR)
+            continue;
+        int err = errno;
+        ::close(fd);
+        return io_error("cannot lock", dir, err);
+    }
+    return std::unique_ptr<Lock>(new FileLock(fd));
+}
+
+} // namespace cnm

@@ -1,0 +1,60 @@
+#pragma once
+// The state store: JSON documents under keys made of validated path segments, written atomically,
+// with exclusive creation and advisory locks on a key prefix. FileStore is the only backend today;
+// the interface is the seam for a distributed one (etcd) later, where lock() becomes a lease and
+// create() a compare-and-swap.
+
+#include "util/json.hpp"
+#include "util/result.hpp"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace cnm {
+
+using Key = std::vector<std::string>;
+
+std::string key_str(const Key& key);
+
+/// True when `segment` may become one path component: 1–255 bytes, no '/', no NUL, and not
+/// starting with '.' (that rules out "." and "..", and keeps our temp and lock files apart).
+bool valid_segment(std::string_view segment);
+
+struct Loaded {
+    enum class Status { Absent, Ok, Corrupt };
+    Status status = Status::Absent;
+    Json doc;           // when Ok
+    std::string reason; // when Corrupt
+    bool ok() const { return status == Status::Ok; }
+};
+
+/// An exclusive lock, released when destroyed.
+class Lock {
+public:
+    virtual ~Lock() = default;
+};
+
+class Store {
+public:
+    virtual ~Store() = default;
+    /// Reads a document. Absent, empty, truncated or non-JSON documents are reported in the
+    /// status, not as errors: DEL and GC treat them as absent, ADD refuses them.
+    virtual Result<Loaded> get(const Key& key) = 0;
+    /// Writes atomically (temp file, fsync, rename, fsync dir).
+    virtual Result<void> put(const Key& key, const Json& doc) = 0;
+    /// Writes only if the key is absent; returns false when it exists.
+    virtual Result<bool> create(const Key& key, const Json& doc) = 0;
+    /// Removes a document; absent is fine.
+    virtual Result<void> remove(const Key& key) = 0;
+    /// Removes an empty directory; absent or non-empty is fine.
+    virtual Result<void> remove_dir(const Key& key) = 0;
+    /// Names directly under `dir` (documents and subdirectories), unsorted; absent dir → empty.
+    virtual Result<std::vector<std::string>> list(const Key& dir) = 0;
+    /// True when the key exists, without reading it.
+    virtual Result<bool> exists(const Key& key) = 0;
+    /// Takes an exclusive lock on the prefix `dir`, creating it if needed.
+    virtual Result<std::unique_ptr<Lock>> lock(const Key& dir) = 0;
+};
+
+} // namespace cnm

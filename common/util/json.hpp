@@ -1,0 +1,29 @@
+#pragma once
+// Typed access to optional JSON fields: a present field of the wrong type is an error naming the
+// field (CNI code 7), an absent one is std::nullopt.
+
+#include "util/result.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace cnm {
+
+using Json = nlohmann::json;
+
+Result<std::optional<std::string>> json_string(const Json& obj, const char* key, const std::string& where);
+Result<std::optional<bool>> json_bool(const Json& obj, const char* key, const std::string& where);
+Result<std::optional<long long>> json_int(const Json& obj, const char* key, const std::string& where,
+    long long min, long long max);
+Result<std::vector<std::string>> json_strings(const Json& obj, const char* key, const std::string& where);
+/// The object at `key`, or null when absent; another type is an error.
+Result<Json> json_object(const Json& obj, const char* key, const std::string& where);
+Result<Json> json_array(const Json& obj, const char* key, const std::string& where);
+
+/// Parses text, mapping a syntax error to `code` with the parser's message in details.
+Result<Json> parse_json(std::string_view text, Code code, const std::string& what);
+
+} // namespace cnm

@@ -1,0 +1,269 @@
+#include "cni/conf.hpp"
+#include "ipam/ipam.hpp"
+#include "store/file_store.hpp"
+#include "helpers.hpp"
+
+#include <doctest/doctest.h>
+
+#include <fstream>
+
+using namespace cnm;
+using namespace cnm::ipam;
+
+namespace {
+
+Result<IpamConf> conf_of(const std::string& ipam_json, const std::string& cni_args = "", const std::string& extra = "",
+    const std::string& version = "1.0.0")
+{
+    auto conf = cni::parse_conf(R"({"cniVersion":")" + version + R"(","name":"net1","type":"bridge","ipam":)" + ipam_json + extra + "}");
+    if (!conf)
+        return conf.release_error();
+    auto args = cni::parse_cni_args(cni_args);
+    return parse_ipam_conf(*conf, *args);
+}
+
+struct Fixture {
+    test::TempDir tmp;
+    std::unique_ptr<FileStore> store = FileStore::open(tmp.path()).release_value();
+    Registry registry { *store };
+
+    Request req(const std::string& id, const std::string& ifname = "eth0")
+    {
+        return { "net1", "bridge", Frontend::Cni, id, ifname, "/var/run/netns/" + id, Json::object() };
+    }
+    std::string add_one(const IpamConf& conf, const std::string& id)
+    {
+        auto got = add(registry, conf, req(id));
+        if (!got.ok())
+            FAIL(got.error().msg);
+        return got->front().address.addr.str();
+    }
+    size_t leases(const std::string& subnet_dir)
+    {
+        auto names = store->list({ "ipam", "local", subnet_dir, "leases" });
+        return names->size();
+    }
+};
+
+} // namespace
+
+TEST_CASE("host-local config: defaults, legacy keys, routes")
+{
+    auto c = conf_of(R"({"type":"ipam","subnet":"10.213.0.0/24","routes":[{"dst":"0.0.0.0/0","gw":"10.213.0.254"}]})");
+    REQUIRE(c.ok());
+    REQUIRE(c->range_sets.size() == 1);
+    auto& r = c->range_sets[0][0];
+    CHECK(r.start.str() == "10.213.0.1");
+    CHECK(r.end.str() == "10.213.0.254");
+    CHECK(r.gateway.str() == "10.213.0.1");
+    CHECK_FALSE(r.usable(r.gateway));
+    CHECK(c->routes[0].gw->str() == "10.213.0.254");
+
+    auto both = conf_of(R"({"subnet":"10.213.9.0/24","ranges":[[{"subnet":"10.213.0.0/24","rangeStart":"10.213.0.10","rangeEnd":"10.213.0.20","gateway":"10.213.0.254"}],
+        [{"subnet":"fd00:213::/64"}]]})");
+    REQUIRE(both.ok());
+    REQUIRE(both->range_sets.size() == 3);
+    CHECK(both->range_sets[0][0].subnet.str() == "10.213.9.0/24"); // legacy range set comes first
+    CHECK(both->range_sets[1][0].start.str() == "10.213.0.10");
+    CHECK(both->range_sets[2][0].end.str() == "fd00:213::ffff:ffff:ffff:ffff"); // IPv6 keeps the last address
+}
+
+TEST_CASE("host-local config: invalid ranges are code 7")
+{
+    for (const char* bad : {
+             R"({"ranges":[[{"subnet":"10.213.0.1/24"}]]})",                      // host bits
+             R"({"ranges":[[{"subnet":"10.213.0.0/31"}]]})",                      // too small
+             R"({"ranges":[[{"subnet":"10.213.0.0/24","rangeStart":"10.213.1.5"}]]})",
+             R"({"ranges":[[{"subnet":"10.213.0.0/24","rangeStart":"10.213.0.50","rangeEnd":"10.213.0.40"}]]})",
+             R"({"ranges":[[{"subnet":"10.213.0.0/24"}],[{"subnet":"10.213.0.0/25"}]]})", // overlapping sets
+             R"({"ranges":[[{"subnet":"10.213.0.0/24"},{"subnet":"fd00:213::/64"}]]})",   // mixed families
+             R"({"ranges":[[]]})", R"({"ranges":"x"})", R"({"ranges":[[{"subnet":5}]]})", R"({"ranges":[[{"subnet":"bogus"}]]})",
+             R"({"ranges":[["x"]]})", R"({"type":"ipam"})", R"({"subnet":"10.213.0.0/24","gateway":"1.2.3.4"})",
+             R"({"subnet":"10.213.0.0/24","routes":[{"dst":"x"}]})", R"({"subnet":"10.213.0.0/24","resolvConf":"/nonexistent/resolv.conf"})" }) {
+        auto c = conf_of(bad);
+        REQUIRE_FALSE_MESSAGE(c.ok(), bad);
+        CHECK_MESSAGE(c.error().code == Code::InvalidConfig, bad);
+    }
+    auto two_v4_legacy = conf_of(R"({"ranges":[[{"subnet":"10.213.0.0/24"}],[{"subnet":"10.213.1.0/24"}]]})", "", "", "0.2.0");
+    CHECK(two_v4_legacy.error().code == Code::InvalidConfig);
+}
+
+TEST_CASE("requested addresses from CNI_ARGS, args.cni.ips and runtimeConfig.ips")
+{
+    auto c = conf_of(R"({"ranges":[[{"subnet":"10.213.0.0/24"}],[{"subnet":"fd00:213::/64"}]]})", "IP=10.213.0.9",
+        R"(,"args":{"cni":{"ips":["fd00:213::9/64"]}},"runtimeConfig":{"ips":["10.213.0.10"]})");
+    REQUIRE(c.ok());
+    REQUIRE(c->requested.size() == 3);
+    CHECK(c->requested[0].str() == "10.213.0.9");
+    CHECK(c->requested[1].str() == "fd00:213::9");
+    CHECK(c->requested[2].str() == "10.213.0.10");
+    CHECK(conf_of(R"({"subnet":"10.213.0.0/24"})", "IP=nope").error().code == Code::InvalidEnv);
+    CHECK(conf_of(R"({"subnet":"10.213.0.0/24"})", "", R"(,"args":{"cni":{"ips":[5]}})").error().code == Code::InvalidConfig);
+}
+
+TEST_CASE("resolvConf is parsed into dns")
+{
+    test::TempDir tmp;
+    std::ofstream(tmp.path() + "/resolv.conf") << "# c\nnameserver 10.213.0.53\nnameserver 10.213.0.54\ndomain ex.org\nsearch a.org b.org\noptions ndots:2 edns0\n";
+    auto c = conf_of(R"({"subnet":"10.213.0.0/24","resolvConf":")" + tmp.path() + R"(/resolv.conf"})");
+    REQUIRE(c.ok());
+    CHECK(c->dns.nameservers == std::vector<std::string> { "10.213.0.53", "10.213.0.54" });
+    CHECK(c->dns.domain == "ex.org");
+    CHECK(c->dns.search == std::vector<std::string> { "a.org", "b.org" });
+    CHECK(c->dns.options == std::vector<std::string> { "ndots:2", "edns0" });
+}
+
+TEST_CASE("allocation is round-robin: a freed address is not handed out again at once")
+{
+    Fixture f;
+    auto c = *conf_of(R"({"ranges":[[{"subnet":"10.213.0.0/29"}]]})"); // .2 … .6 usable
+    CHECK(f.add_one(c, "a") == "10.213.0.2");
+    CHECK(f.add_one(c, "b") == "10.213.0.3");
+    REQUIRE(del(f.registry, &c, f.req("a")).ok());
+    CHECK(f.add_one(c, "c") == "10.213.0.4");
+    CHECK(f.add_one(c, "d") == "10.213.0.5");
+    CHECK(f.add_one(c, "e") == "10.213.0.6");
+    CHECK(f.add_one(c, "g") == "10.213.0.2"); // wrapped, skipping network .0, gateway .1, broadcast .7
+    auto full = add(f.registry, c, f.req("h"));
+    REQUIRE_FALSE(full.ok());
+    CHECK(full.error().code == Code::AddressUnavailable);
+    CHECK(full.error().msg.find("no IP addresses available") != std::string::npos);
+    CHECK(f.leases("10.213.0.0_29") == 5);
+    // The failed ADD left no endpoint record.
+    CHECK_FALSE(f.registry.load_endpoint("net1", endpoint_key("h", "eth0"))->ok());
+}
+
+TEST_CASE("several ranges in one set, and one address per set (IPv4 + IPv6)")
+{
+    Fixture f;
+    auto c = *conf_of(R"({"ranges":[[{"subnet":"10.213.0.0/30"},{"subnet":"10.213.1.0/24","rangeStart":"10.213.1.100","rangeEnd":"10.213.1.101"}],
+        [{"subnet":"fd00:213::/64","rangeStart":"fd00:213::100"}]]})");
+    auto first = add(f.registry, c, f.req("a"));
+    REQUIRE(first.ok());
+    REQUIRE(first->size() == 2);
+    CHECK((*first)[0].address.str() == "10.213.0.2/30");
+    CHECK((*first)[1].address.str() == "fd00:213::100/64");
+    CHECK((*first)[1].gateway->str() == "fd00:213::1");
+    CHECK(f.add_one(c, "b") == "10.213.1.100"); // /30 has one usable address; the next range takes over
+    CHECK(f.add_one(c, "c") == "10.213.1.101");
+    CHECK(add(f.registry, c, f.req("d")).error().code == Code::AddressUnavailable);
+}
+
+TEST_CASE("requested addresses: granted, refused when taken, gateway or outside")
+{
+    Fixture f;
+    auto c = *conf_of(R"({"ranges":[[{"subnet":"10.213.0.0/24"}]]})", "IP=10.213.0.77");
+    auto got = add(f.registry, c, f.req("a"));
+    REQUIRE(got.ok());
+    CHECK(got->front().address.str() == "10.213.0.77/24");
+    auto taken = add(f.registry, c, f.req("b"));
+    REQUIRE_FALSE(taken.ok());
+    CHECK(taken.error().msg.find("already allocated") != std::string::npos);
+    CHECK_FALSE(add(f.registry, *conf_of(R"({"ranges":[[{"subnet":"10.213.0.0/24"}]]})", "IP=10.213.0.1"), f.req("c")).ok());
+    CHECK_FALSE(add(f.registry, *conf_of(R"({"ranges":[[{"subnet":"10.213.0.0/24"}]]})", "IP=10.213.5.1"), f.req("c")).ok());
+    CHECK(f.leases("10.213.0.0_24") == 1);
+}
+
+TEST_CASE("ADD twice for one attachment is refused; DEL is idempotent and frees")
+{
+    Fixture f;
+    auto c = *conf_of(R"({"ranges":[[{"subnet":"10.213.0.0/24"}]]})");
+    f.add_one(c, "a");
+    auto again = add(f.registry, c, f.req("a"));
+    REQUIRE_FALSE(again.ok());
+    CHECK(again.error().code == Code::AlreadyAttached);
+    CHECK(f.add_one(c, "a2") == "10.213.0.3"); // same container, other id
+    auto other_if = add(f.registry, c, f.req("a", "net1"));
+    REQUIRE(other_if.ok()); // (containerID, ifname) is the identity
+    CHECK(del(f.registry, &c, f.req("a")).ok());
+    CHECK(del(f.registry, &c, f.req("a")).ok());
+    CHECK(del(f.registry, &c, f.req("never-added")).ok());
+    CHECK(del(f.registry, nullptr, f.req("a", "net1")).ok());
+    CHECK(f.leases("10.213.0.0_24") == 1);
+    CHECK(f.registry.load_sandbox("a")->absent());
+    CHECK(f.registry.load_sandbox("a2")->ok());
+}
+
+TEST_CASE("a network's subnet cannot change under it (code 7 naming both)")
+{
+    Fixture f;
+    f.add_one(*conf_of(R"({"ranges":[[{"subnet":"10.213.0.0/24"}]]})"), "a");
+    auto other = add(f.registry, *conf_of(R"({"ranges":[[{"subnet":"10.213.7.0/24"}]]})"), f.req("b"));
+    REQUIRE_FALSE(other.ok());
+    CHECK(other.error().code == Code::InvalidConfig);
+    CHECK(other.error().msg.find("10.213.0.0/24") != std::string::npos);
+    CHECK(other.error().msg.find("10.213.7.0/24") != std::string::npos);
+}
+
+TEST_CASE("CHECK compares the lease with prevResult")
+{
+    Fixture f;
+    auto c = *conf_of(R"({"ranges":[[{"subnet":"10.213.0.0/24"}]]})");
+    f.add_one(c, "a");
+    cni::CniResult prev;
+    prev.ips.push_back({ *IpNet::parse("10.213.0.2/24"), std::nullopt, std::nullopt });
+    CHECK(check(f.registry, c, f.req("a"), prev).ok());
+    cni::CniResult wrong;
+    wrong.ips.push_back({ *IpNet::parse("10.213.0.9/24"), std::nullopt, std::nullopt });
+    CHECK(check(f.registry, c, f.req("a"), wrong).error().code == Code::CheckFailed);
+    CHECK(check(f.registry, c, f.req("b"), prev).error().code == Code::CheckFailed);
+    REQUIRE(f.store->remove(ipam::PoolId { "local", *IpNet::parse("10.213.0.0/24") }.lease(*IpAddr::parse("10.213.0.2"))).ok());
+    CHECK(check(f.registry, c, f.req("a"), prev).error().code == Code::CheckFailed);
+}
+
+TEST_CASE("STATUS reports 50 when a range set is full")
+{
+    Fixture f;
+    auto c = *conf_of(R"({"ranges":[[{"subnet":"10.213.0.0/30"}]]})");
+    CHECK(status(f.registry, c).ok());
+    f.add_one(c, "a");
+    CHECK(status(f.registry, c).error().code == Code::NotAvailable);
+}
+
+TEST_CASE("GC frees every attachment not in the valid list; an empty list frees all")
+{
+    Fixture f;
+    auto c = *conf_of(R"({"ranges":[[{"subnet":"10.213.0.0/24"}]]})");
+    for (auto id : { "a", "b", "c" })
+        f.add_one(c, id);
+    REQUIRE(gc(f.registry, &c, "net1", { { "b", "eth0" } }).ok());
+    CHECK(f.leases("10.213.0.0_24") == 1);
+    CHECK(f.registry.load_endpoint("net1", endpoint_key("b", "eth0"))->ok());
+    CHECK(f.registry.load_endpoint("net1", endpoint_key("a", "eth0"))->absent());
+    REQUIRE(gc(f.registry, &c, "net1", {}).ok());
+    CHECK(f.leases("10.213.0.0_24") == 0);
+    CHECK(f.registry.list_endpoints("net1")->empty());
+    CHECK(f.registry.list_sandboxes()->empty());
+}
+
+TEST_CASE("corrupt endpoint records: ADD refuses, DEL and GC clean up by owner")
+{
+    Fixture f;
+    auto c = *conf_of(R"({"ranges":[[{"subnet":"10.213.0.0/24"}]]})");
+    f.add_one(c, "a");
+    f.add_one(c, "b");
+    std::string dir = f.tmp.path() + "/networks/net1/endpoints/";
+    std::ofstream(dir + "a@eth0.json", std::ios::trunc) << "";
+    std::ofstream(dir + "b@eth0.json", std::ios::trunc) << "{\"network\":";
+    auto add_again = add(f.registry, c, f.req("a"));
+    REQUIRE_FALSE(add_again.ok());
+    CHECK(add_again.error().code == Code::StateCorrupt);
+    CHECK(del(f.registry, &c, f.req("a")).ok());
+    CHECK(f.leases("10.213.0.0_24") == 1);
+    CHECK(gc(f.registry, &c, "net1", {}).ok());
+    CHECK(f.leases("10.213.0.0_24") == 0);
+    CHECK(f.add_one(c, "a") == "10.213.0.4");
+}
+
+TEST_CASE("a pool is shared and refcounted by (address space, subnet)")
+{
+    Fixture f;
+    Pools pools(*f.store);
+    PoolId id { "local", *IpNet::parse("10.213.0.0/24") };
+    REQUIRE(pools.add_user(id, "net1").ok());
+    REQUIRE(pools.add_user(id, "docker-net").ok());
+    REQUIRE(pools.add_user(id, "net1").ok());
+    CHECK(pools.remove_user(id, "net1").value() == 1);
+    CHECK(pools.remove_user(id, "docker-net").value() == 0);
+    CHECK_FALSE(std::filesystem::exists(f.tmp.path() + "/ipam/local/10.213.0.0_24"));
+}

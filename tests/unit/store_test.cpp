@@ -1,0 +1,151 @@
+#include "store/file_store.hpp"
+#include "helpers.hpp"
+
+#include <doctest/doctest.h>
+
+#include <fcntl.h>
+#include <fstream>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+using namespace cnm;
+namespace fs = std::filesystem;
+
+namespace {
+
+mode_t mode_of(const std::string& path)
+{
+    struct stat st {};
+    ::lstat(path.c_str(), &st);
+    return st.st_mode & 07777;
+}
+
+size_t entries(const std::string& dir)
+{
+    size_t n = 0;
+    for (auto& e : fs::directory_iterator(dir)) {
+        (void)e;
+        ++n;
+    }
+    return n;
+}
+
+} // namespace
+
+TEST_CASE("put replaces atomically and leaves no temp files; modes are 0600/0700")
+{
+    test::TempDir tmp;
+    std::string root = tmp.path() + "/state/root";
+    auto store = FileStore::open(root);
+    REQUIRE(store.ok());
+    Key key { "networks", "n1", "network.json" };
+    REQUIRE((*store)->put(key, Json { { "v", 1 } }).ok());
+    REQUIRE((*store)->put(key, Json { { "v", 2 } }).ok());
+    auto loaded = (*store)->get(key);
+    REQUIRE(loaded.ok());
+    CHECK(loaded->ok());
+    CHECK(loaded->doc["v"] == 2);
+    CHECK(entries(root + "/networks/n1") == 1);
+    CHECK(mode_of(root + "/networks/n1/network.json") == 0600);
+    CHECK(mode_of(root + "/networks/n1") == 0700);
+    CHECK(mode_of(root) == 0700);
+    CHECK(std::ifstream(root + "/networks/n1/network.json").peek() == '{'); // human-readable JSON
+}
+
+TEST_CASE("create is exclusive")
+{
+    test::TempDir tmp;
+    auto store = FileStore::open(tmp.path());
+    REQUIRE(store.ok());
+    Key key { "ipam", "local", "p", "leases", "10.0.0.2" };
+    CHECK((*store)->create(key, Json { { "owner", "a" } }).value() == true);
+    CHECK((*store)->create(key, Json { { "owner", "b" } }).value() == false);
+    CHECK((*store)->get(key)->doc["owner"] == "a");
+    CHECK(entries(tmp.path() + "/ipam/local/p/leases") == 1);
+}
+
+TEST_CASE("empty, truncated and non-JSON documents are reported corrupt, never thrown")
+{
+    test::TempDir tmp;
+    auto store = FileStore::open(tmp.path());
+    REQUIRE(store.ok());
+    REQUIRE((*store)->put({ "d", "x.json" }, Json { { "a", 1 } }).ok());
+    for (std::string body : { std::string(), std::string("{\"a\": 1"), std::string("\x00\x01\x02", 3), std::string("[1,2]"), std::string("null") }) {
+        std::ofstream(tmp.path() + "/d/x.json", std::ios::trunc) << body;
+        auto loaded = (*store)->get({ "d", "x.json" });
+        REQUIRE(loaded.ok());
+        CHECK(loaded->status == Loaded::Status::Corrupt);
+        CHECK_FALSE(loaded->reason.empty());
+    }
+    auto absent = (*store)->get({ "d", "missing.json" });
+    REQUIRE(absent.ok());
+    CHECK(absent->status == Loaded::Status::Absent);
+    auto absent_dir = (*store)->get({ "nodir", "missing.json" });
+    REQUIRE(absent_dir.ok());
+    CHECK(absent_dir->status == Loaded::Status::Absent);
+}
+
+TEST_CASE("symlinks inside the state tree are refused, not followed")
+{
+    test::TempDir tmp;
+    std::string outside = tmp.path() + "/outside";
+    fs::create_directories(outside);
+    std::ofstream(outside + "/secret.json") << "{\"x\":1}";
+    std::string root = tmp.path() + "/root";
+    auto store = FileStore::open(root);
+    REQUIRE(store.ok());
+    fs::create_directory_symlink(outside, root + "/networks");
+    auto put = (*store)->put({ "networks", "n", "network.json" }, Json::object());
+    CHECK_FALSE(put.ok());
+    CHECK_FALSE(fs::exists(outside + "/n"));
+    fs::remove(root + "/networks");
+    fs::create_directories(root + "/d");
+    fs::create_symlink(outside + "/secret.json", root + "/d/link.json");
+    auto got = (*store)->get({ "d", "link.json" });
+    REQUIRE(got.ok());
+    CHECK(got->status == Loaded::Status::Corrupt);
+    REQUIRE((*store)->put({ "d", "link.json" }, Json { { "y", 2 } }).ok()); // replaces the link itself
+    CHECK(fs::is_regular_file(fs::symlink_status(root + "/d/link.json")));
+    CHECK(std::ifstream(outside + "/secret.json").get() == '{');
+}
+
+TEST_CASE("path components from input are validated")
+{
+    test::TempDir tmp;
+    auto store = FileStore::open(tmp.path());
+    REQUIRE(store.ok());
+    for (const char* bad : { "..", ".", "", "a/b", ".hidden" }) {
+        CHECK_FALSE((*store)->put({ "networks", bad, "x.json" }, Json::object()).ok());
+        CHECK_FALSE((*store)->put({ "networks", bad }, Json::object()).ok());
+    }
+    CHECK_FALSE((*store)->put({ "n", std::string(256, 'a') }, Json::object()).ok());
+    CHECK(entries(tmp.path()) == 0);
+    CHECK_FALSE(FileStore::open("relative/dir").ok());
+}
+
+TEST_CASE("list skips lock and temp files; remove tolerates absence; locks exclude")
+{
+    test::TempDir tmp;
+    auto store = FileStore::open(tmp.path());
+    REQUIRE(store.ok());
+    {
+        auto lock = (*store)->lock({ "n" });
+        REQUIRE(lock.ok());
+        REQUIRE((*store)->put({ "n", "a.json" }, Json::object()).ok());
+        std::ofstream(tmp.path() + "/n/.tmp-1-1") << "x";
+        auto names = (*store)->list({ "n" });
+        REQUIRE(names.ok());
+        CHECK(*names == std::vector<std::string> { "a.json" });
+        // A second, independent lock on the same prefix must not be granted while held.
+        int fd = ::open((tmp.path() + "/n/.lock").c_str(), O_RDWR);
+        CHECK(::flock(fd, LOCK_EX | LOCK_NB) == -1);
+        ::close(fd);
+    }
+    int fd = ::open((tmp.path() + "/n/.lock").c_str(), O_RDWR);
+    CHECK(::flock(fd, LOCK_EX | LOCK_NB) == 0);
+    ::close(fd);
+    CHECK((*store)->remove({ "n", "a.json" }).ok());
+    CHECK((*store)->remove({ "n", "a.json" }).ok());
+    CHECK((*store)->list({ "absent" })->empty());
+}
