@@ -34,6 +34,8 @@ Result<std::string> read_all(int fd)
 // Best-effort version for labelling an error before the conf is fully validated.
 std::string guess_version(std::string_view stdin_text)
 {
+    if (!json_depth_ok(stdin_text))
+        return std::string(latest_version);
     Json doc = Json::parse(stdin_text, nullptr, false);
     if (doc.is_object()) {
         auto it = doc.find("cniVersion");

@@ -98,10 +98,11 @@ Result<void> release_endpoint(Registry& registry, const std::vector<PoolId>& poo
         TRY(release_by_scan(registry, pools, owner));
     }
     fault_point("ipam-del-after-release");
-    TRY(registry.remove_endpoint(owner.network, key));
-    fault_point("ipam-del-after-endpoint");
+    // The endpoint record goes last: it is what a repeated DEL finds to finish the job.
     std::string sandbox = stored.ok() && !stored.record.sandbox.empty() ? stored.record.sandbox : owner.container_id;
-    return registry.sandbox_leave(sandbox, { owner.network, key });
+    TRY(registry.sandbox_leave(sandbox, { owner.network, key }));
+    fault_point("ipam-del-after-sandbox");
+    return registry.remove_endpoint(owner.network, key);
 }
 
 } // namespace

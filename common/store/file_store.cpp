@@ -177,7 +177,7 @@ Result<Loaded> FileStore::get(const Key& key)
             break;
     }
     ::close(fd);
-    out.doc = Json::parse(text, nullptr, false);
+    out.doc = json_depth_ok(text) ? Json::parse(text, nullptr, false) : Json(Json::value_t::discarded);
     if (text.empty() || out.doc.is_discarded() || !out.doc.is_object()) {
         out.status = Loaded::Status::Corrupt;
         out.reason = text.empty() ? "it is empty" : "it is not a JSON object";

@@ -97,8 +97,33 @@ Result<Json> json_array(const Json& obj, const char* key, const std::string& whe
     return *it;
 }
 
+bool json_depth_ok(std::string_view text)
+{
+    size_t depth = 0;
+    bool in_string = false;
+    for (size_t i = 0; i < text.size(); ++i) {
+        char c = text[i];
+        if (in_string) {
+            if (c == '\\')
+                ++i;
+            else if (c == '"')
+                in_string = false;
+        } else if (c == '"') {
+            in_string = true;
+        } else if (c == '[' || c == '{') {
+            if (++depth > max_json_depth)
+                return false;
+        } else if ((c == ']' || c == '}') && depth > 0) {
+            --depth;
+        }
+    }
+    return true;
+}
+
 Result<Json> parse_json(std::string_view text, Code code, const std::string& what)
 {
+    if (!json_depth_ok(text))
+        return make_error(code, "error decoding " + what, "nested deeper than " + std::to_string(max_json_depth) + " levels");
     Json doc = Json::parse(text, nullptr, false);
     if (doc.is_discarded()) {
         // Re-parse with exceptions only on the error path, for the parser's own message.

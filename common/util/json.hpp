@@ -23,6 +23,13 @@ Result<std::vector<std::string>> json_strings(const Json& obj, const char* key, 
 Result<Json> json_object(const Json& obj, const char* key, const std::string& where);
 Result<Json> json_array(const Json& obj, const char* key, const std::string& where);
 
+/// Deepest nesting any document we read may have. nlohmann's recursive destructor and printer
+/// would overflow the stack on hostile input nested a few hundred thousand levels deep.
+inline constexpr size_t max_json_depth = 256;
+
+/// False when `text` nests arrays/objects deeper than max_json_depth (strings are skipped).
+bool json_depth_ok(std::string_view text);
+
 /// Parses text, mapping a syntax error to `code` with the parser's message in details.
 Result<Json> parse_json(std::string_view text, Code code, const std::string& what);
 

@@ -168,3 +168,15 @@ TEST_CASE("dispatcher: ADD prints the result in the conf's version")
     auto legacy = Json::parse(dispatch(plugin, test::attachment_env("ADD").getenv(), conf("0.2.0")).stdout_text);
     CHECK(legacy["ip4"]["ip"] == "10.213.0.2/24");
 }
+
+TEST_CASE("hostile nesting is refused before it can exhaust the stack")
+{
+    std::string deep = R"({"cniVersion":"1.0.0","name":"n","x":)" + std::string(100000, '[') + std::string(100000, ']') + "}";
+    auto r = parse_conf(deep);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().code == Code::Decode);
+    std::string fine = R"({"cniVersion":"1.0.0","name":"n","x":)" + std::string(100, '[') + std::string(100, ']') + "}";
+    CHECK(parse_conf(fine).ok());
+    std::string in_string = R"({"cniVersion":"1.0.0","name":"n","x":")" + std::string(1000, '[') + "\"}";
+    CHECK(parse_conf(in_string).ok());
+}

@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# The built `ipam` binary driven as a runtime drives it, for every cniVersion: result shapes,
+# ADD/CHECK/DEL/STATUS/GC and the files it leaves.
+source "$(dirname "$0")/lib.sh"
+
+IPAM="$PLUGINS/ipam"
+conf() { # <version> [extra top-level json]
+    echo "{\"cniVersion\":\"$1\",\"name\":\"e2enet\",\"type\":\"bridge\"${2:-},\"ipam\":{\"type\":\"ipam\",\"ranges\":[[{\"subnet\":\"10.213.40.0/24\"}],[{\"subnet\":\"fd00:213:40::/64\"}]],\"routes\":[{\"dst\":\"0.0.0.0/0\"}]}}"
+}
+conf4() {
+    echo "{\"cniVersion\":\"$1\",\"name\":\"e2enet\",\"type\":\"bridge\",\"ipam\":{\"type\":\"ipam\",\"ranges\":[[{\"subnet\":\"10.213.40.0/24\"}],[{\"subnet\":\"fd00:213:40::/64\"}]]}}"
+}
+
+for v in 0.1.0 0.2.0; do
+    cni "$IPAM" ADD "legacy-$v" /run/netns/x eth0 "$(conf4 $v)"
+    expect_eq "$v ADD rc" 0 "$RC"
+    expect_eq "$v ip4 shape" "10.213.40" "$(jq -r '.ip4.ip' <<<"$OUT" | cut -d. -f1-3)"
+    expect_eq "$v ip6 shape" "true" "$(jq -r '.ip6.ip | startswith("fd00:213:40::")' <<<"$OUT")"
+    expect_eq "$v no ips list" "null" "$(jq -r '.ips' <<<"$OUT")"
+    cni "$IPAM" DEL "legacy-$v" "" eth0 "$(conf4 $v)"
+    expect_eq "$v DEL rc" 0 "$RC"
+done
+
+for v in 0.3.0 0.3.1 0.4.0 1.0.0 1.1.0; do
+    id="ctr-$v"
+    cni "$IPAM" ADD "$id" /run/netns/x eth0 "$(conf $v)"
+    expect_eq "$v ADD rc" 0 "$RC"
+    expect_eq "$v cniVersion" "$v" "$(jq -r .cniVersion <<<"$OUT")"
+    list=ips; [ "$v" == 0.3.0 ] && list=ip
+    expect_eq "$v two addresses" 2 "$(jq ".$list | length" <<<"$OUT")"
+    case $v in
+        0.3.*|0.4.0) expect_eq "$v ips[].version" "4 6" "$(jq -r "[.$list[].version] | join(\" \")" <<<"$OUT")" ;;
+        *) expect_eq "$v no ips[].version" "null" "$(jq -r ".$list[0].version" <<<"$OUT")" ;;
+    esac
+    expect_eq "$v gateway" "10.213.40.1" "$(jq -r ".$list[0].gateway" <<<"$OUT")"
+    expect_eq "$v routes" "0.0.0.0/0" "$(jq -r '.routes[0].dst' <<<"$OUT")"
+    prev=$OUT
+    if [ "$v" != 0.3.0 ] && [ "$v" != 0.3.1 ]; then
+        cni "$IPAM" CHECK "$id" /run/netns/x eth0 "$(conf $v ",\"prevResult\":$prev")"
+        expect_eq "$v CHECK rc" 0 "$RC"
+        expect_eq "$v CHECK prints nothing" "" "$OUT"
+    else
+        cni "$IPAM" CHECK "$id" /run/netns/x eth0 "$(conf $v ",\"prevResult\":$prev")"
+        expect_eq "$v CHECK refused" 1 "$(jq .code <<<"$OUT")"
+    fi
+    # prevResult in another version than the conf is accepted.
+    cni "$IPAM" DEL "$id" /run/netns/x eth0 "$(conf 1.0.0 ",\"prevResult\":$prev")"
+    expect_eq "$v DEL rc" 0 "$RC"
+    expect_eq "$v DEL prints nothing" "" "$OUT"
+    cni "$IPAM" DEL "$id" /run/netns/x eth0 "$(conf $v)"
+    expect_eq "$v second DEL rc" 0 "$RC"
+done
+expect_eq "no lease left after DELs" 0 "$(lease_count)"
+
+# CHECK fails once the lease is gone behind our back.
+cni "$IPAM" ADD c1 /run/netns/x eth0 "$(conf 1.0.0)"
+prev=$OUT
+rm -f "$CNM_STATE_DIR/ipam/local/10.213.40.0_24/leases/$(jq -r '.ips[0].address' <<<"$prev" | cut -d/ -f1)"
+cni "$IPAM" CHECK c1 /run/netns/x eth0 "$(conf 1.0.0 ",\"prevResult\":$prev")"
+expect_eq "CHECK of a lost lease fails" 1 "$RC"
+cni "$IPAM" DEL c1 "" eth0 "$(conf 1.0.0)"
+
+# DEL with an empty CNI_NETNS still frees the lease.
+cni "$IPAM" ADD c2 /run/netns/gone eth0 "$(conf 1.0.0)"
+cni "$IPAM" DEL c2 "" eth0 "$(conf 1.0.0)"
+expect_eq "DEL without netns frees" 0 "$(lease_count)"
+
+# STATUS and GC (1.1.0).
+for i in 1 2 3; do cni "$IPAM" ADD "gc$i" /run/netns/x eth0 "$(conf 1.1.0)"; done
+cni "$IPAM" STATUS "" "" "" "$(conf 1.1.0)"
+expect_eq "STATUS ready" 0 "$RC"
+cni "$IPAM" GC "" "" "" "$(conf 1.1.0 ',"cni.dev/valid-attachments":[{"containerID":"gc2","ifname":"eth0"}]')"
+expect_eq "GC rc" 0 "$RC"
+expect_eq "GC kept one attachment (2 leases)" 2 "$(lease_count)"
+cni "$IPAM" GC "" "" "" "$(conf 1.1.0 ',"cni.dev/attachments":[]')"
+expect_eq "GC with the old key and an empty list frees all" 0 "$(lease_count)"
+
+full='{"cniVersion":"1.1.0","name":"tiny","type":"bridge","ipam":{"type":"ipam","ranges":[[{"subnet":"10.213.41.0/30"}]]}}'
+cni "$IPAM" ADD t1 /run/netns/x eth0 "$full"
+cni "$IPAM" STATUS "" "" "" "$full"
+expect_eq "STATUS of a full pool is 50" 50 "$(jq .code <<<"$OUT")"
+cni "$IPAM" ADD t2 /run/netns/x eth0 "$full"
+expect_eq "exhaustion is an error" 1 "$RC"
+expect_eq "exhaustion message" true "$(jq '.msg | contains("no IP addresses available")' <<<"$OUT")"
+
+# The records a person can read.
+expect_eq "network record" bridge "$(jq -r .driver "$CNM_STATE_DIR/networks/tiny/network.json")"
+expect_eq "endpoint record" ready "$(jq -r .phase "$CNM_STATE_DIR/networks/tiny/endpoints/t1@eth0.json")"
+expect_eq "sandbox record" "tiny" "$(jq -r '.endpoints[0].network' "$CNM_STATE_DIR/sandboxes/t1.json")"
+expect_eq "file mode" 600 "$(stat -c %a "$CNM_STATE_DIR/networks/tiny/network.json")"
+expect_eq "dir mode" 700 "$(stat -c %a "$CNM_STATE_DIR/networks/tiny")"
+
+# dataDir in the conf moves the state root (top-level first, then ipam.dataDir).
+alt="$WORK/alt"
+cni "$IPAM" ADD d1 /run/netns/x eth0 "{\"cniVersion\":\"1.0.0\",\"name\":\"dd\",\"type\":\"x\",\"ipam\":{\"type\":\"ipam\",\"dataDir\":\"$alt\",\"subnet\":\"10.213.42.0/24\"}}"
+expect_eq "ipam.dataDir honoured" true "$([ -f "$alt/networks/dd/network.json" ] && echo true || echo false)"
+finish

@@ -1,0 +1,78 @@
+# Shared helpers for the end-to-end tests: each test sources this, creates what it needs through
+# these functions, and everything is removed by the EXIT trap — also when an assertion fails.
+#
+# Env from meson: BUILD (the build dir). Plugins are run exactly as a runtime runs them: CNI_* in
+# the environment, the conf on stdin, the result or error on stdout.
+set -euo pipefail
+
+: "${BUILD:?BUILD must point at the meson build directory}"
+PLUGINS="$BUILD/plugins"
+REF=/usr/lib/cni
+TEST_NAME=$(basename "$0" .sh)
+WORK=$(mktemp -d "/tmp/cnm-e2e-$TEST_NAME-XXXXXX")
+export CNM_STATE_DIR="$WORK/state"
+PIDS=()
+FAILS=0
+CHECKS=0
+
+cleanup() {
+    local pid ns
+    for pid in "${PIDS[@]:-}"; do [ -n "$pid" ] && kill "$pid" 2>/dev/null || true; done
+    if [ -f "$WORK/netns" ]; then
+        while read -r ns; do ip netns del "$ns" 2>/dev/null || true; done <"$WORK/netns"
+    fi
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# A netns named for this test and process, so parallel or leftover runs never collide. It is
+# recorded in a file (callers use $(new_netns …), a subshell) for the EXIT trap to remove.
+new_netns() {
+    local name="cnm-${TEST_NAME:0:10}-$$-$1"
+    echo "$name" >>"$WORK/netns"
+    ip netns add "$name"
+    ip -n "$name" link set lo up
+    echo "$name"
+}
+
+fail() { echo "FAIL: $*" >&2; FAILS=$((FAILS + 1)); }
+pass() { echo "ok: $*"; }
+
+# expect_eq <what> <expected> <actual>
+expect_eq() {
+    CHECKS=$((CHECKS + 1))
+    if [ "$2" == "$3" ]; then pass "$1"; else fail "$1: expected [$2], got [$3]"; fi
+}
+
+# cni <plugin-path> <COMMAND> <containerid> <netns-path> <ifname> <conf> [extra env…]
+# Prints stdout; sets RC.
+cni() {
+    local plugin=$1 cmd=$2 id=$3 netns=$4 ifname=$5 conf=$6
+    shift 6
+    set +e
+    OUT=$(printf '%s' "$conf" | env CNI_COMMAND="$cmd" CNI_CONTAINERID="$id" CNI_NETNS="$netns" CNI_IFNAME="$ifname" \
+        CNI_PATH="${CNI_PATH_OVERRIDE:-$PLUGINS:$REF}" "$@" "$plugin")
+    RC=$?
+    set -e
+}
+
+# State snapshot: every file under the state dir with its content, for "changed nothing" checks.
+state_snapshot() {
+    if [ -d "$CNM_STATE_DIR" ]; then
+        (cd "$CNM_STATE_DIR" && find . -type f ! -name .lock -print0 | sort -z | xargs -0r sha1sum)
+    fi
+}
+
+lease_count() {
+    if [ -d "$CNM_STATE_DIR/ipam" ]; then
+        find "$CNM_STATE_DIR/ipam" -path '*/leases/*' -type f | wc -l
+    else
+        echo 0
+    fi
+}
+
+finish() {
+    echo "$TEST_NAME: $CHECKS checks, $FAILS failed"
+    [ "$CHECKS" -gt 0 ] || { echo "no checks ran" >&2; exit 1; }
+    [ "$FAILS" -eq 0 ]
+}
