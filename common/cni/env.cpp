@@ -118,6 +118,9 @@ Result<void> validate_ifname(std::string_view name)
     for (char c : name) {
         if (c == '/' || c == ':' || std::isspace(static_cast<unsigned char>(c)) || c == '\0')
             return make_error(Code::InvalidEnv, "CNI_IFNAME \"" + std::string(name) + "\" contains '/', ':' or whitespace");
+        // Stricter than the kernel: names are stored in JSON records, which must round-trip.
+        if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) >= 0x7f)
+            return make_error(Code::InvalidEnv, "CNI_IFNAME must be printable ASCII");
     }
     return {};
 }

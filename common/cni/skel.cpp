@@ -52,7 +52,10 @@ Result<std::string> run(const Plugin& plugin, const Getenv& getenv, std::string_
         Json out = { { "cniVersion", guess_version(stdin_text) }, { "supportedVersions", supported_versions } };
         return out.dump() + "\n";
     }
-    Context ctx { std::move(env), TRY(parse_conf(stdin_text)) };
+    // Not TRY() inside the braces: an early return from a statement expression in the middle of an
+    // aggregate initialisation skips the destructors of the members already built.
+    NetConf conf = TRY(parse_conf(stdin_text));
+    Context ctx { std::move(env), std::move(conf) };
     const auto& version = ctx.conf.cni_version;
     Command command = ctx.env.command;
     if (command == Command::Check && !at_least(version, "0.4.0"))
@@ -103,7 +106,14 @@ std::string error_json(const Error& error, std::string_view version)
 
 Outcome dispatch(const Plugin& plugin, const Getenv& getenv, std::string_view stdin_text)
 {
-    auto printed = run(plugin, getenv, stdin_text);
+    // Handlers report errors as values; an exception reaching here is a bug, but it still becomes a
+    // CNI error object rather than an abort with nothing on stdout.
+    Result<std::string> printed = make_error(Code::Internal, "internal error");
+    try {
+        printed = run(plugin, getenv, stdin_text);
+    } catch (const std::exception& e) {
+        printed = make_error(Code::Internal, "internal error", e.what());
+    }
     if (printed)
         return { 0, printed.release_value() };
     return { 1, error_json(printed.error(), guess_version(stdin_text)) };

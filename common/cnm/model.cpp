@@ -172,7 +172,10 @@ Result<SandboxRecord> SandboxRecord::from_json(const Json& doc)
     for (auto& m : eps) {
         if (!m.is_object())
             return bad("sandbox", "each endpoint must be an object");
-        r.endpoints.push_back({ TRY(field<std::string>(m, "network", "sandbox")), TRY(field<std::string>(m, "endpoint", "sandbox")) });
+        SandboxRecord::Member member;
+        member.network = TRY(field<std::string>(m, "network", "sandbox"));
+        member.endpoint = TRY(field<std::string>(m, "endpoint", "sandbox"));
+        r.endpoints.push_back(std::move(member));
     }
     return r;
 }

@@ -31,6 +31,32 @@ std::optional<Owner> owner_from(const Json& doc)
     }
 }
 
+// pool.json, checked field by field: a wrong type is a corrupt record, not an exception.
+Result<Json> load_pool_doc(Store& store, const PoolId& pool)
+{
+    Loaded loaded = TRY(store.get(pool.doc()));
+    auto corrupt = [&](const std::string& why) {
+        return make_error(Code::StateCorrupt, "pool record " + key_str(pool.doc()) + " is corrupt (" + why + ")",
+            "remove the file; the leases beside it stay valid");
+    };
+    if (loaded.status == Loaded::Status::Corrupt)
+        return corrupt(loaded.reason);
+    if (!loaded.ok())
+        return Json { { "space", pool.space }, { "subnet", pool.subnet.str() }, { "users", Json::array() } };
+    auto users = loaded.doc.find("users");
+    if (users != loaded.doc.end() && (!users->is_array() || !std::all_of(users->begin(), users->end(), [](const Json& u) { return u.is_string(); })))
+        return corrupt("users must be a list of names");
+    auto last = loaded.doc.find("last");
+    if (last != loaded.doc.end() && !last->is_string())
+        return corrupt("last must be an address");
+    return loaded.doc;
+}
+
+std::vector<std::string> users_of(const Json& doc)
+{
+    return doc.contains("users") ? doc["users"].get<std::vector<std::string>>() : std::vector<std::string> {};
+}
+
 } // namespace
 
 std::string PoolId::str() const
@@ -78,12 +104,8 @@ Key PoolId::lease(const IpAddr& a) const
 Result<void> Pools::add_user(const PoolId& pool, const std::string& network)
 {
     auto lock = TRY(m_store.lock(pool.dir()));
-    Loaded loaded = TRY(m_store.get(pool.doc()));
-    if (loaded.status == Loaded::Status::Corrupt)
-        return make_error(Code::StateCorrupt, "pool record " + key_str(pool.doc()) + " is corrupt (" + loaded.reason + ")",
-            "remove the file; the leases beside it stay valid");
-    Json doc = loaded.ok() ? loaded.doc : Json { { "space", pool.space }, { "subnet", pool.subnet.str() }, { "users", Json::array() } };
-    auto users = doc.value("users", std::vector<std::string> {});
+    Json doc = TRY(load_pool_doc(m_store, pool));
+    auto users = users_of(doc);
     if (std::find(users.begin(), users.end(), network) != users.end())
         return {};
     users.push_back(network);
@@ -94,10 +116,9 @@ Result<void> Pools::add_user(const PoolId& pool, const std::string& network)
 Result<size_t> Pools::remove_user(const PoolId& pool, const std::string& network)
 {
     auto lock = TRY(m_store.lock(pool.dir()));
-    Loaded loaded = TRY(m_store.get(pool.doc()));
-    std::vector<std::string> users;
-    if (loaded.ok())
-        users = loaded.doc.value("users", std::vector<std::string> {});
+    auto loaded = load_pool_doc(m_store, pool);
+    Json doc = loaded ? loaded.release_value() : Json { { "space", pool.space }, { "subnet", pool.subnet.str() } };
+    std::vector<std::string> users = users_of(doc);
     users.erase(std::remove(users.begin(), users.end(), network), users.end());
     if (users.empty() && TRY(m_store.list(pool.leases_dir())).empty()) {
         TRY(m_store.remove(pool.doc()));
@@ -105,7 +126,6 @@ Result<size_t> Pools::remove_user(const PoolId& pool, const std::string& network
         TRY(m_store.remove_dir(pool.dir()));
         return size_t(0);
     }
-    Json doc = loaded.ok() ? loaded.doc : Json { { "space", pool.space }, { "subnet", pool.subnet.str() } };
     doc["users"] = users;
     TRY(m_store.put(pool.doc(), doc));
     return users.size();
@@ -138,11 +158,7 @@ Result<EndpointAddress> Pools::allocate(const std::string& space, const RangeSet
     for (auto& range : set) {
         PoolId pool { space, range.subnet };
         auto lock = TRY(m_store.lock(pool.dir()));
-        Loaded loaded = TRY(m_store.get(pool.doc()));
-        if (loaded.status == Loaded::Status::Corrupt)
-            return make_error(Code::StateCorrupt, "pool record " + key_str(pool.doc()) + " is corrupt (" + loaded.reason + ")",
-                "remove the file; the leases beside it stay valid");
-        Json doc = loaded.ok() ? loaded.doc : Json { { "space", pool.space }, { "subnet", pool.subnet.str() }, { "users", Json::array() } };
+        Json doc = TRY(load_pool_doc(m_store, pool));
         IpAddr cursor = range.end;
         if (auto last = IpAddr::parse(doc.value("last", "")); last && range.contains(*last))
             cursor = *last;

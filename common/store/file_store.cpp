@@ -194,7 +194,7 @@ Result<std::string> FileStore::write_temp(int dfd, const Key& key, const Json& d
     int fd = ::openat(dfd, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, file_mode);
     if (fd < 0)
         return io_error("cannot write", key, errno);
-    auto written = write_all(fd, doc.dump(2) + "\n");
+    auto written = write_all(fd, doc.dump(2, ' ', false, Json::error_handler_t::replace) + "\n");
     if (written && ::fsync(fd) < 0)
         written = make_error(Code::Io, "fsync failed", std::strerror(errno));
     ::close(fd);

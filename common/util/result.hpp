@@ -90,6 +90,8 @@ private:
 } // namespace cnm
 
 // GNU statement expression (accepted by GCC and Clang); __extension__ keeps -Wpedantic quiet.
+// Never use it inside a braced initialiser or a function-call argument list next to other
+// temporaries: an early return from there skips destructors (the fuzzer found such a leak).
 #define TRY(expression)                          \
     __extension__({                              \
         auto _try_result = (expression);         \
