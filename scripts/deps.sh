@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs every Debian package the build, the demo and the tests use (as root, on Debian 12).
+# Quick when everything is already there: apt runs only for what is missing.
+set -euo pipefail
+packages=(
+    # build
+    meson ninja-build g++ pkg-config nlohmann-json3-dev libmnl-dev libcli11-dev doctest-dev
+    # tests and demo: the reference plugins for interop, netns tooling, JSON assertions
+    containernetworking-plugins iproute2 iputils-ping jq util-linux procps coreutils findutils
+    # fuzzing: libFuzzer with ASan/UBSan
+    clang libclang-rt-14-dev
+)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "installing: ${missing[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi

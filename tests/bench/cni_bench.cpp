@@ -1,0 +1,236 @@
+// cni-bench: times CNI plugin executables the way a runtime runs them (fork/exec, CNI_* env, conf
+// on stdin, result on stdout), ours against the reference plugins, interleaved in one run so that
+// a noisy machine slows both alike. Reports medians, p90 and the ratio, and peak RSS per exec.
+//
+//   cni-bench ipam   [--reps N] [--ours DIR] [--ref DIR] [--work DIR]
+//       our ipam vs host-local: ADD and DEL, then ADD at 0 / 1000 / 5000 / 20000 existing leases.
+
+#include "cni/conf.hpp"
+#include "ipam/ipam.hpp"
+#include "store/file_store.hpp"
+
+#include <CLI/CLI.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+using namespace cnm;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Run {
+    double ms = 0;
+    long rss_kb = 0;
+    int status = 0;
+    std::string out;
+};
+
+Run exec_plugin(const std::string& path, const std::vector<std::string>& env, const std::string& input)
+{
+    int in[2], out[2];
+    if (::pipe(in) < 0 || ::pipe(out) < 0)
+        std::abort();
+    auto start = std::chrono::steady_clock::now();
+    pid_t pid = ::fork();
+    if (pid == 0) {
+        ::dup2(in[0], 0);
+        ::dup2(out[1], 1);
+        ::close(in[1]);
+        ::close(out[0]);
+        std::vector<char*> envp;
+        for (auto& e : env)
+            envp.push_back(const_cast<char*>(e.c_str()));
+        envp.push_back(nullptr);
+        char* argv[] = { const_cast<char*>(path.c_str()), nullptr };
+        ::execve(path.c_str(), argv, envp.data());
+        ::_exit(127);
+    }
+    ::close(in[0]);
+    ::close(out[1]);
+    (void)!::write(in[1], input.data(), input.size());
+    ::close(in[1]);
+    Run run;
+    char buf[4096];
+    ssize_t n;
+    while ((n = ::read(out[0], buf, sizeof buf)) > 0)
+        run.out.append(buf, static_cast<size_t>(n));
+    ::close(out[0]);
+    struct rusage usage {};
+    ::wait4(pid, &run.status, 0, &usage);
+    run.ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+    run.rss_kb = usage.ru_maxrss;
+    return run;
+}
+
+struct Stats {
+    std::vector<double> ms;
+    long rss_kb = 0;
+    void add(const Run& r)
+    {
+        ms.push_back(r.ms);
+        rss_kb = std::max(rss_kb, r.rss_kb);
+    }
+    double pct(double p) const
+    {
+        auto v = ms;
+        std::sort(v.begin(), v.end());
+        return v.empty() ? 0 : v[std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())))];
+    }
+    double median() const { return pct(0.5); }
+};
+
+std::vector<std::string> cni_env(const std::string& command, const std::string& id, const std::string& path)
+{
+    return { "CNI_COMMAND=" + command, "CNI_CONTAINERID=" + id, "CNI_NETNS=/run/netns/bench", "CNI_IFNAME=eth0",
+        "CNI_PATH=" + path, "PATH=/usr/bin:/bin" };
+}
+
+std::string ipam_conf(const std::string& type, const std::string& data_dir)
+{
+    return R"({"cniVersion":"1.0.0","name":"bench","type":"bridge","ipam":{"type":")" + type + R"(","dataDir":")" + data_dir
+        + R"(","ranges":[[{"subnet":"10.213.0.0/16"}]]}})";
+}
+
+void check_ok(const Run& r, const std::string& what)
+{
+    if (!WIFEXITED(r.status) || WEXITSTATUS(r.status) != 0) {
+        std::cerr << what << " failed: " << r.out << "\n";
+        std::exit(1);
+    }
+}
+
+void print_row(const std::string& what, const Stats& ours, const Stats& ref)
+{
+    std::printf("%-34s ours %7.2f ms (p90 %6.2f)   ref %7.2f ms (p90 %6.2f)   ref/ours %5.1fx\n", what.c_str(),
+        ours.median(), ours.pct(0.9), ref.median(), ref.pct(0.9), ref.median() / ours.median());
+}
+
+// Seeds host-local's directory directly: one file per address ("<id>\r\n<ifname>") — the layout
+// host-local itself writes — so its O(n) scan sees `count` leases.
+void seed_host_local(const std::string& dir, size_t from, size_t to)
+{
+    fs::create_directories(dir + "/bench");
+    for (size_t i = from; i < to; ++i) {
+        IpAddr a { 4, (u128(10) << 24 | u128(213) << 16) + 2 + i };
+        std::ofstream(dir + "/bench/" + a.str()) << "seed-" << i << "\r\neth0";
+    }
+    IpAddr last { 4, (u128(10) << 24 | u128(213) << 16) + 1 + to };
+    std::ofstream(dir + "/bench/last_reserved_ip.0") << (to ? last.str() : "");
+}
+
+// Seeds ours through the library's own ADD, so the records are exactly what the plugin writes.
+void seed_ours(const std::string& dir, size_t from, size_t to)
+{
+    auto conf = cni::parse_conf(ipam_conf("ipam", dir));
+    auto args = cni::parse_cni_args("");
+    auto ic = ipam::parse_ipam_conf(*conf, *args);
+    auto store = FileStore::open(dir);
+    Registry registry(**store);
+    for (size_t i = from; i < to; ++i) {
+        ipam::Request req { "bench", "bridge", Frontend::Cni, "seed-" + std::to_string(i), "eth0", "/run/netns/seed", Json::object() };
+        if (!ipam::add(registry, *ic, req)) {
+            std::cerr << "seeding failed\n";
+            std::exit(1);
+        }
+    }
+}
+
+int bench_ipam(int reps, const std::string& ours_dir, const std::string& ref_dir, const std::string& work)
+{
+    std::string ours = ours_dir + "/ipam", ref = ref_dir + "/host-local";
+    std::string ours_state = work + "/ours", ref_state = work + "/host-local";
+    fs::remove_all(work);
+    fs::create_directories(work);
+    std::string ours_conf = ipam_conf("ipam", ours_state), ref_conf = ipam_conf("host-local", ref_state);
+    std::string path = ours_dir + ":" + ref_dir;
+
+    Stats floor;
+    for (int i = 0; i < reps; ++i)
+        floor.add(exec_plugin("/bin/true", {}, ""));
+    std::printf("exec floor (/bin/true): %.2f ms\n\n", floor.median());
+
+    Stats add_ours, add_ref, del_ours, del_ref;
+    for (int i = 0; i < reps; ++i) {
+        std::string id = "bench-" + std::to_string(i);
+        bool ours_first = i % 2 == 0;
+        for (int k = 0; k < 2; ++k) {
+            bool o = (k == 0) == ours_first;
+            Run r = exec_plugin(o ? ours : ref, cni_env("ADD", id, path), o ? ours_conf : ref_conf);
+            check_ok(r, o ? "our ADD" : "host-local ADD");
+            (o ? add_ours : add_ref).add(r);
+        }
+    }
+    for (int i = 0; i < reps; ++i) {
+        std::string id = "bench-" + std::to_string(i);
+        bool ours_first = i % 2 == 1;
+        for (int k = 0; k < 2; ++k) {
+            bool o = (k == 0) == ours_first;
+            Run r = exec_plugin(o ? ours : ref, cni_env("DEL", id, path), o ? ours_conf : ref_conf);
+            check_ok(r, o ? "our DEL" : "host-local DEL");
+            (o ? del_ours : del_ref).add(r);
+        }
+    }
+    std::printf("ipam vs host-local, %d interleaved runs each (empty /16)\n", reps);
+    print_row("ADD", add_ours, add_ref);
+    print_row("DEL", del_ours, del_ref);
+    std::printf("peak RSS: ours %ld KiB, host-local %ld KiB\n\n", add_ours.rss_kb, add_ref.rss_kb);
+
+    std::printf("ADD with existing leases in the /16 (ADD then DEL, %d runs each)\n", reps);
+    fs::remove_all(ours_state);
+    fs::remove_all(ref_state);
+    size_t seeded = 0;
+    double ours_at_zero = 0;
+    for (size_t count : { size_t(0), size_t(1000), size_t(5000), size_t(20000) }) {
+        seed_ours(ours_state, seeded, count);
+        seed_host_local(ref_state, seeded, count);
+        seeded = count;
+        Stats a_ours, a_ref;
+        for (int i = 0; i < reps; ++i) {
+            std::string id = "scale-" + std::to_string(count) + "-" + std::to_string(i);
+            bool ours_first = i % 2 == 0;
+            for (int k = 0; k < 2; ++k) {
+                bool o = (k == 0) == ours_first;
+                Run r = exec_plugin(o ? ours : ref, cni_env("ADD", id, path), o ? ours_conf : ref_conf);
+                check_ok(r, o ? "our ADD" : "host-local ADD");
+                (o ? a_ours : a_ref).add(r);
+                check_ok(exec_plugin(o ? ours : ref, cni_env("DEL", id, path), o ? ours_conf : ref_conf), "DEL");
+            }
+        }
+        if (count == 0)
+            ours_at_zero = a_ours.median();
+        print_row("ADD at " + std::to_string(count) + " leases", a_ours, a_ref);
+        std::printf("%-34s ours at %zu / ours at 0 = %.2f\n", "", count, a_ours.median() / ours_at_zero);
+    }
+    fs::remove_all(work);
+    return 0;
+}
+
+} // namespace
+
+int main(int argc, char** argv)
+{
+    CLI::App app { "cni-bench: our CNI plugins against the reference ones, interleaved" };
+    app.require_subcommand(1);
+    int reps = 41;
+    std::string ours = "build/plugins", ref = "/usr/lib/cni", work = "/tmp/cnm-bench";
+    auto* ipam_cmd = app.add_subcommand("ipam", "our ipam vs host-local");
+    for (auto* cmd : { ipam_cmd }) {
+        cmd->add_option("--reps", reps, "runs per measurement");
+        cmd->add_option("--ours", ours, "directory of our plugins");
+        cmd->add_option("--ref", ref, "directory of the reference plugins");
+        cmd->add_option("--work", work, "scratch directory (removed)");
+    }
+    CLI11_PARSE(app, argc, argv);
+    ours = fs::absolute(ours);
+    if (ipam_cmd->parsed())
+        return bench_ipam(reps, ours, ref, work);
+    return 0;
+}
