@@ -1,5 +1,6 @@
 #include "store/file_store.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -100,6 +101,7 @@ Result<std::unique_ptr<FileStore>> FileStore::open(const std::string& root)
 
 FileStore::~FileStore()
 {
+    (void)sync();
     for (auto& [key, fd] : m_dirs)
         ::close(fd);
     ::close(m_root_fd);
@@ -188,21 +190,48 @@ Result<Loaded> FileStore::get(const Key& key)
     return out;
 }
 
-Result<std::string> FileStore::write_temp(int dfd, const Key& key, const Json& doc)
+Result<std::string> FileStore::write_temp(int dfd, const Key& key, const Json& doc, int& fd)
 {
     std::string name = temp_name();
-    int fd = ::openat(dfd, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, file_mode);
+    fd = ::openat(dfd, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, file_mode);
     if (fd < 0)
         return io_error("cannot write", key, errno);
     auto written = write_all(fd, doc.dump(2, ' ', false, Json::error_handler_t::replace) + "\n");
-    if (written && ::fsync(fd) < 0)
-        written = make_error(Code::Io, "fsync failed", std::strerror(errno));
-    ::close(fd);
     if (!written) {
+        int err = errno;
+        ::close(fd);
+        fd = -1;
         ::unlinkat(dfd, name.c_str(), 0);
-        return io_error("cannot write", key, errno);
+        return io_error("cannot write", key, err);
     }
     return name;
+}
+
+void FileStore::dirty_dir(int dfd)
+{
+    if (std::find(m_unsynced_dirs.begin(), m_unsynced_dirs.end(), dfd) == m_unsynced_dirs.end())
+        m_unsynced_dirs.push_back(dfd);
+}
+
+Result<void> FileStore::sync()
+{
+    // File data first, then the directory entries that name the files. On a journalling file
+    // system the first fsync commits the whole transaction and the rest return at once.
+    int failed = 0;
+    for (int fd : m_unsynced_files) {
+        if (::fsync(fd) < 0 && !failed)
+            failed = errno;
+        ::close(fd);
+    }
+    m_unsynced_files.clear();
+    m_unsynced_paths.clear();
+    for (int dfd : m_unsynced_dirs)
+        if (::fsync(dfd) < 0 && !failed)
+            failed = errno;
+    m_unsynced_dirs.clear();
+    if (failed)
+        return make_error(Code::Io, "cannot sync the state directory " + m_root, std::strerror(failed));
+    return {};
 }
 
 Result<void> FileStore::put(const Key& key, const Json& doc)
@@ -210,14 +239,26 @@ Result<void> FileStore::put(const Key& key, const Json& doc)
     if (!valid_segment(key.back()))
         return make_error(Code::InvalidConfig, "invalid name \"" + key.back() + "\" for the state directory");
     int dfd = TRY(dir_fd(Key(key.begin(), key.end() - 1), Create::Yes));
-    std::string temp = TRY(write_temp(dfd, key, doc));
+    int fd = -1;
+    std::string temp = TRY(write_temp(dfd, key, doc, fd));
     if (::renameat(dfd, temp.c_str(), dfd, key.back().c_str()) < 0) {
         int err = errno;
+        ::close(fd);
         ::unlinkat(dfd, temp.c_str(), 0);
         return io_error("cannot replace", key, err);
     }
-    if (::fsync(dfd) < 0)
-        return io_error("cannot sync", key, errno);
+    // A document replaced again before the sync needs no flush of its earlier version.
+    std::string path = key_str(key);
+    if (auto it = m_unsynced_paths.find(path); it != m_unsynced_paths.end()) {
+        auto old = std::find(m_unsynced_files.begin(), m_unsynced_files.end(), it->second);
+        if (old != m_unsynced_files.end()) {
+            ::close(*old);
+            m_unsynced_files.erase(old);
+        }
+    }
+    m_unsynced_paths[path] = fd;
+    m_unsynced_files.push_back(fd);
+    dirty_dir(dfd);
     return {};
 }
 
@@ -230,17 +271,19 @@ Result<bool> FileStore::create(const Key& key, const Json& doc)
     struct stat st;
     if (::fstatat(dfd, key.back().c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0)
         return false;
-    std::string temp = TRY(write_temp(dfd, key, doc));
+    int fd = -1;
+    std::string temp = TRY(write_temp(dfd, key, doc, fd));
     // RENAME_NOREPLACE makes "create with complete content" one atomic, exclusive step.
     if (::renameat2(dfd, temp.c_str(), dfd, key.back().c_str(), RENAME_NOREPLACE) < 0) {
         int err = errno;
+        ::close(fd);
         ::unlinkat(dfd, temp.c_str(), 0);
         if (err == EEXIST)
             return false;
         return io_error("cannot create", key, err);
     }
-    if (::fsync(dfd) < 0)
-        return io_error("cannot sync", key, errno);
+    m_unsynced_files.push_back(fd);
+    dirty_dir(dfd);
     return true;
 }
 
@@ -251,11 +294,14 @@ Result<void> FileStore::remove(const Key& key)
     int dfd = TRY(dir_fd(Key(key.begin(), key.end() - 1), Create::No));
     if (dfd < 0)
         return {};
-    if (::unlinkat(dfd, key.back().c_str(), 0) < 0 && errno != ENOENT) {
+    if (::unlinkat(dfd, key.back().c_str(), 0) < 0) {
+        if (errno == ENOENT)
+            return {};
         if (errno == EISDIR)
             return remove_dir(key);
         return io_error("cannot remove", key, errno);
     }
+    dirty_dir(dfd);
     return {};
 }
 
@@ -265,6 +311,7 @@ Result<void> FileStore::remove_dir(const Key& key)
     if (pfd < 0)
         return {};
     if (auto it = m_dirs.find(key); it != m_dirs.end()) {
+        TRY(sync()); // its fd may be queued for an fsync
         ::close(it->second);
         m_dirs.erase(it);
     }

@@ -6,6 +6,7 @@
 #include "store/store.hpp"
 
 #include <map>
+#include <vector>
 #include <string>
 
 namespace cnm {
@@ -28,6 +29,7 @@ public:
     Result<std::vector<std::string>> list(const Key& dir) override;
     Result<bool> exists(const Key& key) override;
     Result<std::unique_ptr<Lock>> lock(const Key& dir) override;
+    Result<void> sync() override;
 
     const std::string& root() const { return m_root; }
 
@@ -36,12 +38,18 @@ private:
     enum class Create { No, Yes };
     /// fd of the directory `dir` (cached); -1 with errno ENOENT when absent and Create::No.
     Result<int> dir_fd(const Key& dir, Create create);
-    Result<std::string> write_temp(int dfd, const Key& key, const Json& doc);
+    /// Writes a temp file in `dfd`; its fd stays open until sync() so the data can be flushed
+    /// after the rename (one flush for the whole verb, not two per document).
+    Result<std::string> write_temp(int dfd, const Key& key, const Json& doc, int& fd);
+    void dirty_dir(int dfd);
     Error io_error(const std::string& what, const Key& key, int err) const;
 
     std::string m_root;
     int m_root_fd = -1;
     std::map<Key, int> m_dirs;
+    std::vector<int> m_unsynced_files;
+    std::map<std::string, int> m_unsynced_paths; // key → fd in m_unsynced_files
+    std::vector<int> m_unsynced_dirs;
 };
 
 } // namespace cnm

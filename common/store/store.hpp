@@ -41,7 +41,8 @@ public:
     /// Reads a document. Absent, empty, truncated or non-JSON documents are reported in the
     /// status, not as errors: DEL and GC treat them as absent, ADD refuses them.
     virtual Result<Loaded> get(const Key& key) = 0;
-    /// Writes atomically (temp file, fsync, rename, fsync dir).
+    /// Writes atomically: a temp file renamed over the key, so a reader (or a crash) sees the old
+    /// document or the new one, never a mix. Durable after the next sync().
     virtual Result<void> put(const Key& key, const Json& doc) = 0;
     /// Writes only if the key is absent; returns false when it exists.
     virtual Result<bool> create(const Key& key, const Json& doc) = 0;
@@ -55,6 +56,9 @@ public:
     virtual Result<bool> exists(const Key& key) = 0;
     /// Takes an exclusive lock on the prefix `dir`, creating it if needed.
     virtual Result<std::unique_ptr<Lock>> lock(const Key& dir) = 0;
+    /// Makes every write since the last sync durable (fsync of each file written, then of each
+    /// directory changed). A verb calls it once, before it reports success.
+    virtual Result<void> sync() = 0;
 };
 
 } // namespace cnm

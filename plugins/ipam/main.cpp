@@ -36,6 +36,7 @@ Result<cni::CniResult> cmd_add(const cni::Context& ctx)
     auto conf = TRY(ipam::parse_ipam_conf(ctx.conf, ctx.env.args));
     auto state = TRY(open_state(ctx.conf));
     auto addresses = TRY(ipam::add(*state.registry, conf, request_of(ctx)));
+    TRY(state.store->sync());
     return ipam::to_result(conf, addresses);
 }
 
@@ -44,7 +45,8 @@ Result<void> cmd_del(const cni::Context& ctx)
     // DEL must not fail because the conf's IPAM section no longer parses: the records suffice.
     auto conf = ipam::parse_ipam_conf(ctx.conf, ctx.env.args);
     auto state = TRY(open_state(ctx.conf));
-    return ipam::del(*state.registry, conf ? &conf.value() : nullptr, request_of(ctx));
+    TRY(ipam::del(*state.registry, conf ? &conf.value() : nullptr, request_of(ctx)));
+    return state.store->sync();
 }
 
 Result<void> cmd_check(const cni::Context& ctx)
@@ -69,7 +71,9 @@ Result<void> cmd_gc(const cni::Context& ctx)
     auto valid = TRY(cni::valid_attachments(ctx.conf));
     auto conf = ipam::parse_ipam_conf(ctx.conf, ctx.env.args);
     auto state = TRY(open_state(ctx.conf));
-    return ipam::gc(*state.registry, conf ? &conf.value() : nullptr, ctx.conf.name, valid.value_or(std::vector<cni::Attachment> {}));
+    auto done = ipam::gc(*state.registry, conf ? &conf.value() : nullptr, ctx.conf.name, valid.value_or(std::vector<cni::Attachment> {}));
+    TRY(state.store->sync()); // what GC did free is made durable even when some of it failed
+    return done;
 }
 
 } // namespace

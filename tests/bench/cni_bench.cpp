@@ -17,6 +17,8 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <fcntl.h>
+#include <spawn.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -36,23 +38,22 @@ struct Run {
 Run exec_plugin(const std::string& path, const std::vector<std::string>& env, const std::string& input)
 {
     int in[2], out[2];
-    if (::pipe(in) < 0 || ::pipe(out) < 0)
+    if (::pipe2(in, O_CLOEXEC) < 0 || ::pipe2(out, O_CLOEXEC) < 0)
         std::abort();
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_adddup2(&actions, in[0], 0);
+    posix_spawn_file_actions_adddup2(&actions, out[1], 1);
+    std::vector<char*> envp;
+    for (auto& e : env)
+        envp.push_back(const_cast<char*>(e.c_str()));
+    envp.push_back(nullptr);
+    char* argv[] = { const_cast<char*>(path.c_str()), nullptr };
     auto start = std::chrono::steady_clock::now();
-    pid_t pid = ::fork();
-    if (pid == 0) {
-        ::dup2(in[0], 0);
-        ::dup2(out[1], 1);
-        ::close(in[1]);
-        ::close(out[0]);
-        std::vector<char*> envp;
-        for (auto& e : env)
-            envp.push_back(const_cast<char*>(e.c_str()));
-        envp.push_back(nullptr);
-        char* argv[] = { const_cast<char*>(path.c_str()), nullptr };
-        ::execve(path.c_str(), argv, envp.data());
-        ::_exit(127);
-    }
+    pid_t pid = 0;
+    if (::posix_spawn(&pid, path.c_str(), &actions, nullptr, argv, envp.data()) != 0)
+        std::abort();
+    posix_spawn_file_actions_destroy(&actions);
     ::close(in[0]);
     ::close(out[1]);
     (void)!::write(in[1], input.data(), input.size());
@@ -155,7 +156,14 @@ int bench_ipam(int reps, const std::string& ours_dir, const std::string& ref_dir
     Stats floor;
     for (int i = 0; i < reps; ++i)
         floor.add(exec_plugin("/bin/true", {}, ""));
-    std::printf("exec floor (/bin/true): %.2f ms\n\n", floor.median());
+    Stats version_ours, version_ref;
+    for (int i = 0; i < reps; ++i) {
+        version_ours.add(exec_plugin(ours, { "CNI_COMMAND=VERSION" }, ""));
+        version_ref.add(exec_plugin(ref, { "CNI_COMMAND=VERSION" }, ""));
+    }
+    std::printf("exec floor (/bin/true): %.2f ms\n", floor.median());
+    print_row("VERSION (start-up cost)", version_ours, version_ref);
+    std::printf("\n");
 
     Stats add_ours, add_ref, del_ours, del_ref;
     for (int i = 0; i < reps; ++i) {
@@ -192,6 +200,7 @@ int bench_ipam(int reps, const std::string& ours_dir, const std::string& ref_dir
         seed_ours(ours_state, seeded, count);
         seed_host_local(ref_state, seeded, count);
         seeded = count;
+        ::sync(); // the seeds' writeback must not land on the first timed runs
         Stats a_ours, a_ref;
         for (int i = 0; i < reps; ++i) {
             std::string id = "scale-" + std::to_string(count) + "-" + std::to_string(i);

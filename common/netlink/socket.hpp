@@ -1,0 +1,47 @@
+#pragma once
+// One rtnetlink socket, bound in the namespace that was current when it was opened; every later
+// call acts in that namespace, so switching namespaces is needed only to open it (and for
+// /proc/sys). Acks are parsed with extended-ack support: the kernel's own sentence ("Unknown
+// device type", "Invalid VLAN id") becomes the error's details.
+
+#include "netlink/request.hpp"
+#include "util/result.hpp"
+
+#include <functional>
+#include <memory>
+
+namespace cnm::netlink {
+
+/// The errno of a failed request is kept so callers can treat EEXIST or ENODEV as expected.
+struct KernelError {
+    int err = 0;
+};
+
+class Socket {
+public:
+    static Result<std::unique_ptr<Socket>> open();
+    ~Socket();
+    Socket(const Socket&) = delete;
+    Socket& operator=(const Socket&) = delete;
+
+    /// Sends a request that expects only an ack. On failure the Error's code is Code::Kernel,
+    /// its msg says `what` failed and why, and last_errno() holds the errno.
+    Result<void> transact(Request& request, const std::string& what);
+    /// Sends a request and hands every reply message to `on_message` (dumps included).
+    /// NLM_F_DUMP_INTR: the dump is retried up to 5 times (a link changed meanwhile), then the
+    /// call fails with EINTR; partial results are never returned.
+    Result<void> query(Request& request, const std::string& what, const std::function<void(const nlmsghdr*)>& on_message);
+    int last_errno() const { return m_last_errno; }
+
+private:
+    explicit Socket(mnl_socket* socket);
+    Result<void> run(Request& request, const std::string& what, const std::function<void(const nlmsghdr*)>* on_message, bool& interrupted);
+
+    mnl_socket* m_socket;
+    uint32_t m_port;
+    uint32_t m_seq;
+    int m_last_errno = 0;
+    std::vector<char> m_buffer;
+};
+
+} // namespace cnm::netlink
