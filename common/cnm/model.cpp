@@ -103,6 +103,7 @@ Json EndpointRecord::to_json() const
         { "addresses", addrs },
         { "mac", mac },
         { "created", created },
+        { "driver", driver_state },
     };
 }
 
@@ -144,6 +145,9 @@ Result<EndpointRecord> EndpointRecord::from_json(const Json& doc)
     }
     r.mac = TRY(field<std::string>(doc, "mac", "endpoint"));
     r.created = TRY(field<std::string>(doc, "created", "endpoint"));
+    r.driver_state = doc.value("driver", Json::object());
+    if (!r.driver_state.is_object())
+        return bad("endpoint", "driver must be an object");
     if (r.network.empty() || r.container_id.empty())
         return bad("endpoint", "network and containerID are required");
     return r;

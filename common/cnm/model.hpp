@@ -57,6 +57,7 @@ struct EndpointRecord {
     std::vector<EndpointAddress> addresses;
     std::string mac;
     std::string created;
+    Json driver_state = Json::object(); // what the driver needs to undo its work (host veth name, …)
 
     Json to_json() const;
     static Result<EndpointRecord> from_json(const Json& doc);

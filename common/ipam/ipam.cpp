@@ -3,6 +3,8 @@
 #include "util/fault.hpp"
 #include "util/guard.hpp"
 
+#include <functional>
+
 #include <algorithm>
 #include <set>
 
@@ -24,37 +26,42 @@ Owner owner_of(const Request& r)
 }
 
 /// Creates the network record, or checks the conf against the existing one (code 7 on conflict).
-Result<void> ensure_network(Registry& registry, const IpamConf& conf, const Request& request)
+Result<void> ensure_network(Registry& registry, const IpamConf* conf, const Request& request)
 {
     auto stored = TRY(registry.load_network(request.network));
-    auto subnets = subnets_of(conf);
+    auto subnets = conf ? subnets_of(*conf) : std::vector<std::string> {};
+    std::string space = conf ? conf->address_space : "local";
     if (stored.corrupt())
         return make_error(Code::StateCorrupt, "network record " + key_str(Registry::network_key(request.network))
                 + " is corrupt (" + stored.reason + ")", "remove the file; it is rebuilt from the next conf");
     if (stored.ok()) {
         auto& record = stored.record;
-        if (record.subnets != subnets)
+        if (conf && record.subnets != subnets)
             return make_error(Code::InvalidConfig, "network \"" + request.network + "\" exists with subnets "
                     + join(record.subnets) + ", but this config asks for " + join(subnets));
         if (!record.driver.empty() && !request.driver.empty() && record.driver != request.driver)
             return make_error(Code::InvalidConfig, "network \"" + request.network + "\" exists with driver \""
                     + record.driver + "\", but this config asks for \"" + request.driver + "\"");
-        if (record.address_space != conf.address_space)
+        if (record.address_space != space)
             return make_error(Code::InvalidConfig, "network \"" + request.network + "\" exists in address space \""
-                    + record.address_space + "\", but this config asks for \"" + conf.address_space + "\"");
+                    + record.address_space + "\", but this config asks for \"" + space + "\"");
+        for (auto& [key, value] : request.identity.items())
+            if (record.options.contains(key) && record.options[key] != value)
+                return make_error(Code::InvalidConfig, "network \"" + request.network + "\" exists with \"" + key + "\" = "
+                        + record.options[key].dump() + ", but this config asks for " + value.dump());
         return {};
     }
     NetworkRecord record;
     record.name = request.network;
     record.driver = request.driver;
     record.frontend = request.frontend;
-    record.address_space = conf.address_space;
+    record.address_space = space;
     record.subnets = subnets;
     record.options = request.options;
     record.created = now_rfc3339();
     Pools pools(registry.store());
     for (auto& s : subnets)
-        TRY(pools.add_user(PoolId { conf.address_space, *IpNet::parse(s) }, request.network));
+        TRY(pools.add_user(PoolId { space, *IpNet::parse(s) }, request.network));
     return registry.save_network(record);
 }
 
@@ -126,7 +133,8 @@ cni::CniResult to_result(const IpamConf& conf, const std::vector<EndpointAddress
     return result;
 }
 
-Result<std::vector<EndpointAddress>> add(Registry& registry, const IpamConf& conf, const Request& request)
+Result<EndpointRecord> begin(Registry& registry, const IpamConf* conf, const Request& request, const Json& driver_state,
+    const std::function<Result<void>(const EndpointRecord&)>& clean_stale)
 {
     auto lock = TRY(registry.lock_network(request.network));
     TRY(ensure_network(registry, conf, request));
@@ -136,15 +144,31 @@ Result<std::vector<EndpointAddress>> add(Registry& registry, const IpamConf& con
     if (existing.corrupt())
         return make_error(Code::StateCorrupt, "endpoint record " + key_str(Registry::endpoint_doc(request.network, key))
                 + " is corrupt (" + existing.reason + ")", "run DEL for this attachment to clear it");
-    Owner owner = owner_of(request);
     if (existing.ok()) {
         if (existing.record.phase == EndpointRecord::Phase::Ready)
-            return make_error(Code::AlreadyAttached, request.container_id + "/" + request.ifname + " already has addresses on network \""
+            return make_error(Code::AlreadyAttached, request.container_id + "/" + request.ifname + " is already attached to network \""
                     + request.network + "\"; duplicate allocation is not allowed", "run DEL before adding it again");
-        // A crashed ADD left its intent: free what it took, then start over.
-        TRY(release_by_scan(registry, network_pools(registry, &conf, request.network), owner));
+        // A crashed ADD left its intent: undo what it did, then start over.
+        if (clean_stale)
+            TRY(clean_stale(existing.record));
+        TRY(release_by_scan(registry, network_pools(registry, conf, request.network), owner_of(request)));
     }
+    EndpointRecord record;
+    record.network = request.network;
+    record.container_id = request.container_id;
+    record.ifname = request.ifname;
+    record.sandbox = request.container_id;
+    record.netns = request.netns;
+    record.frontend = request.frontend;
+    record.created = now_rfc3339();
+    record.phase = EndpointRecord::Phase::Creating;
+    record.driver_state = driver_state;
+    TRY(registry.save_endpoint(record));
+    return record;
+}
 
+Result<std::vector<EndpointAddress>> allocate(Registry& registry, const IpamConf& conf, const Request& request)
+{
     // Requested addresses go to the range set that holds them; two in one set is an error.
     std::vector<std::optional<IpAddr>> wanted(conf.range_sets.size());
     for (auto& ip : conf.requested) {
@@ -158,43 +182,57 @@ Result<std::vector<EndpointAddress>> add(Registry& registry, const IpamConf& con
             return make_error(Code::InvalidConfig, "requested IPs " + slot->str() + " and " + ip.str() + " fall in the same range set");
         slot = ip;
     }
-
-    EndpointRecord record;
-    record.network = request.network;
-    record.container_id = request.container_id;
-    record.ifname = request.ifname;
-    record.sandbox = request.container_id;
-    record.netns = request.netns;
-    record.frontend = request.frontend;
-    record.created = now_rfc3339();
-    record.phase = EndpointRecord::Phase::Creating;
-    TRY(registry.save_endpoint(record));
-    fault_point("ipam-after-intent");
-
     Pools pools(registry.store());
+    Owner owner = owner_of(request);
     std::vector<EndpointAddress> taken;
-    bool joined = false;
-    ArmedGuard undo([&] {
-        for (auto& a : taken)
-            if (auto pool = PoolId::parse(a.pool))
-                (void)pools.release(*pool, a.address.addr, owner);
-        if (joined)
-            (void)registry.sandbox_leave(record.sandbox, { record.network, key });
-        (void)registry.remove_endpoint(request.network, key);
-    });
+    ArmedGuard undo([&] { (void)release(registry, taken, request); });
     for (size_t i = 0; i < conf.range_sets.size(); ++i)
         taken.push_back(TRY(pools.allocate(conf.address_space, conf.range_sets[i], owner, wanted[i])));
-    fault_point("ipam-after-allocate");
-
-    TRY(registry.sandbox_join(record.sandbox, record.netns, record.frontend, { record.network, key }));
-    joined = true;
-    fault_point("ipam-after-sandbox");
-    record.addresses = taken;
-    record.phase = EndpointRecord::Phase::Ready;
-    TRY(registry.save_endpoint(record));
     undo.disarm();
-    fault_point("ipam-after-commit");
     return taken;
+}
+
+Result<void> release(Registry& registry, const std::vector<EndpointAddress>& addresses, const Request& request)
+{
+    Pools pools(registry.store());
+    for (auto& a : addresses)
+        if (auto pool = PoolId::parse(a.pool))
+            TRY(pools.release(*pool, a.address.addr, owner_of(request)));
+    return {};
+}
+
+Result<void> commit(Registry& registry, EndpointRecord& record)
+{
+    std::string key = endpoint_key(record.container_id, record.ifname);
+    TRY(registry.sandbox_join(record.sandbox, record.netns, record.frontend, { record.network, key }));
+    fault_point("ipam-after-sandbox");
+    record.phase = EndpointRecord::Phase::Ready;
+    auto saved = registry.save_endpoint(record);
+    if (!saved)
+        (void)registry.sandbox_leave(record.sandbox, { record.network, key });
+    return saved;
+}
+
+Result<void> abandon(Registry& registry, const EndpointRecord& record)
+{
+    std::string key = endpoint_key(record.container_id, record.ifname);
+    auto lock = TRY(registry.lock_network(record.network));
+    return registry.remove_endpoint(record.network, key);
+}
+
+Result<std::vector<EndpointAddress>> add(Registry& registry, const IpamConf& conf, const Request& request)
+{
+    EndpointRecord record = TRY(begin(registry, &conf, request, Json::object(), nullptr));
+    fault_point("ipam-after-intent");
+    ArmedGuard forget([&] { (void)abandon(registry, record); });
+    record.addresses = TRY(allocate(registry, conf, request));
+    ArmedGuard free_leases([&] { (void)release(registry, record.addresses, request); });
+    fault_point("ipam-after-allocate");
+    TRY(commit(registry, record));
+    free_leases.disarm();
+    forget.disarm();
+    fault_point("ipam-after-commit");
+    return record.addresses;
 }
 
 Result<void> del(Registry& registry, const IpamConf* conf, const Request& request)

@@ -15,6 +15,7 @@
 #include "ipam/config.hpp"
 #include "ipam/pool.hpp"
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -29,9 +30,27 @@ struct Request {
     std::string ifname;
     std::string netns;
     Json options = Json::object(); // kept in the network record
+    /// Options that must agree with an existing network's (the bridge name, …).
+    Json identity = Json::object();
 };
 
+/// The whole ADD of the ipam plugin: begin, allocate, commit.
 Result<std::vector<EndpointAddress>> add(Registry& registry, const IpamConf& conf, const Request& request);
+
+// The steps of ADD, for drivers that do kernel work between them. `conf` is null when IPAM is
+// delegated to another plugin (the network then records no subnets).
+
+/// Under the network lock: creates or checks the network record, refuses a ready endpoint, cleans a
+/// stale "creating" one (calling `clean_stale` for the driver's part), and records the intent.
+Result<EndpointRecord> begin(Registry& registry, const IpamConf* conf, const Request& request, const Json& driver_state,
+    const std::function<Result<void>(const EndpointRecord&)>& clean_stale);
+/// One lease per range set, all or none.
+Result<std::vector<EndpointAddress>> allocate(Registry& registry, const IpamConf& conf, const Request& request);
+Result<void> release(Registry& registry, const std::vector<EndpointAddress>& addresses, const Request& request);
+/// Joins the sandbox and marks the endpoint ready.
+Result<void> commit(Registry& registry, EndpointRecord& record);
+/// Drops an intent record after a failed ADD.
+Result<void> abandon(Registry& registry, const EndpointRecord& record);
 /// Idempotent: an unknown attachment, a corrupt record or a missing network is success.
 /// `conf` may be null when the conf's IPAM section cannot be read; the stored records suffice.
 Result<void> del(Registry& registry, const IpamConf* conf, const Request& request);

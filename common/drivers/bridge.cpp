@@ -1,0 +1,570 @@
+#include "drivers/bridge.hpp"
+
+#include "cni/exec.hpp"
+#include "ipam/ipam.hpp"
+#include "netlink/route.hpp"
+#include "netns/netns.hpp"
+#include "store/file_store.hpp"
+#include "util/fault.hpp"
+#include "util/guard.hpp"
+
+#include <algorithm>
+#include <cstdio>
+#include <linux/if.h>
+#include <linux/rtnetlink.h>
+#include <sys/random.h>
+
+namespace cnm::drivers {
+
+namespace {
+
+using netlink::Mac;
+using netlink::Socket;
+
+struct BridgeConf {
+    std::string bridge = "cni0";
+    bool is_gateway = false;
+    bool is_default_gateway = false;
+    bool force_address = false;
+    bool hairpin = false;
+    bool promisc = false;
+    bool enabledad = false;
+    bool port_isolation = false;
+    bool disable_container_interface = false;
+    std::optional<int> mtu;
+    std::optional<int> vlan;
+    std::optional<Mac> mac;
+    std::string ipam_type;
+    std::optional<ipam::IpamConf> ipam; // set when IPAM runs in-process
+};
+
+Error invalid(const std::string& msg)
+{
+    return make_error(Code::InvalidConfig, "invalid config: " + msg);
+}
+
+Result<std::optional<Mac>> mac_from(const Json& obj, const char* key, const std::string& where)
+{
+    auto text = TRY(json_string(obj, key, where));
+    if (!text || text->empty())
+        return std::optional<Mac> {};
+    auto mac = netlink::parse_mac(*text);
+    if (!mac)
+        return invalid("\"" + where + (where.empty() ? "" : ".") + key + "\" = \"" + *text + "\" is not a MAC address");
+    return mac;
+}
+
+Result<BridgeConf> parse_bridge_conf(const cni::Context& ctx, bool need_ipam)
+{
+    const Json& raw = ctx.conf.raw;
+    BridgeConf c;
+    if (auto name = TRY(json_string(raw, "bridge", "")); name && !name->empty())
+        c.bridge = *name;
+    if (auto bad = cni::validate_ifname(c.bridge); !bad)
+        return invalid("\"bridge\" = \"" + c.bridge + "\" is not a usable interface name");
+    auto flag = [&](const char* key, bool& out) -> Result<void> {
+        out = TRY(json_bool(raw, key, "")).value_or(false);
+        return {};
+    };
+    TRY(flag("isGateway", c.is_gateway));
+    TRY(flag("isDefaultGateway", c.is_default_gateway));
+    TRY(flag("forceAddress", c.force_address));
+    TRY(flag("hairpinMode", c.hairpin));
+    TRY(flag("promiscMode", c.promisc));
+    TRY(flag("enabledad", c.enabledad));
+    TRY(flag("portIsolation", c.port_isolation));
+    TRY(flag("disableContainerInterface", c.disable_container_interface));
+    if (c.is_default_gateway)
+        c.is_gateway = true;
+    for (const char* unsupported : { "ipMasq", "macspoofchk" })
+        if (TRY(json_bool(raw, unsupported, "")).value_or(false))
+            return make_error(Code::UnsupportedField, std::string("\"") + unsupported + "\": true is not supported by this bridge plugin yet",
+                "nftables rules are not implemented; remove the key or set it to false");
+    if (auto mtu = TRY(json_int(raw, "mtu", "", 0, 65535)); mtu && *mtu > 0)
+        c.mtu = static_cast<int>(*mtu);
+    if (auto vlan = TRY(json_int(raw, "vlan", "", 0, 4094)); vlan && *vlan > 0)
+        c.vlan = static_cast<int>(*vlan);
+    if (c.hairpin && c.promisc)
+        return invalid("\"hairpinMode\" and \"promiscMode\" cannot both be true");
+
+    // MAC: runtimeConfig.mac wins over args.cni.mac, which wins over CNI_ARGS MAC.
+    if (auto m = ctx.env.args.get("MAC")) {
+        c.mac = netlink::parse_mac(*m);
+        if (!c.mac)
+            return make_error(Code::InvalidEnv, "CNI_ARGS: MAC=\"" + *m + "\" is not a MAC address");
+    }
+    if (ctx.conf.args.is_object()) {
+        auto cni = TRY(json_object(ctx.conf.args, "cni", "args"));
+        if (!cni.is_null())
+            if (auto m = TRY(mac_from(cni, "mac", "args.cni")))
+                c.mac = m;
+    }
+    if (ctx.conf.runtime_config.is_object())
+        if (auto m = TRY(mac_from(ctx.conf.runtime_config, "mac", "runtimeConfig")))
+            c.mac = m;
+
+    if (ctx.conf.ipam.is_object())
+        c.ipam_type = TRY(json_string(ctx.conf.ipam, "type", "ipam")).value_or("");
+    if (c.disable_container_interface && !c.ipam_type.empty())
+        return invalid("\"disableContainerInterface\" cannot be used with IPAM");
+    if (c.ipam_type == "ipam" && need_ipam)
+        c.ipam = TRY(ipam::parse_ipam_conf(ctx.conf, ctx.env.args));
+    return c;
+}
+
+std::string random_hex(size_t bytes)
+{
+    unsigned char raw[16] {};
+    if (::getrandom(raw, bytes, 0) != static_cast<ssize_t>(bytes))
+        for (size_t i = 0; i < bytes; ++i)
+            raw[i] = static_cast<unsigned char>(std::rand());
+    std::string out;
+    char buf[3];
+    for (size_t i = 0; i < bytes; ++i) {
+        std::snprintf(buf, sizeof buf, "%02x", raw[i]);
+        out += buf;
+    }
+    return out;
+}
+
+struct State {
+    std::unique_ptr<FileStore> store;
+    std::unique_ptr<Registry> registry;
+};
+
+Result<State> open_state(const cni::Context& ctx)
+{
+    State s;
+    s.store = TRY(FileStore::open(cni::state_dir(ctx.conf)));
+    s.registry = std::make_unique<Registry>(*s.store);
+    return s;
+}
+
+ipam::Request request_of(const cni::Context& ctx, const BridgeConf& c)
+{
+    Json options = ctx.conf.raw;
+    for (const char* runtime_key : { "cniVersion", "cniVersions", "name", "prevResult", "runtimeConfig", "args",
+             "cni.dev/valid-attachments", "cni.dev/attachments" })
+        options.erase(runtime_key);
+    ipam::Request r { ctx.conf.name, "bridge", Frontend::Cni, ctx.env.container_id, ctx.env.ifname, ctx.env.netns, options };
+    r.identity = { { "bridge", c.bridge } };
+    return r;
+}
+
+/// A socket inside the container's namespace; the guard returns before this returns.
+Result<std::unique_ptr<Socket>> socket_in(const Netns& netns)
+{
+    auto guard = TRY(NetnsGuard::enter(netns));
+    return Socket::open();
+}
+
+Result<netlink::Link> ensure_bridge(Socket& host, const BridgeConf& c)
+{
+    TRY(netlink::create_bridge(host, { c.bridge, c.mtu, c.vlan.has_value() }));
+    auto link = TRY(netlink::get_link(host, c.bridge));
+    if (!link)
+        return make_error(Code::Kernel, "bridge " + c.bridge + " vanished right after it was created");
+    if (link->kind != "bridge")
+        return invalid("\"" + c.bridge + "\" exists and is not a bridge (it is a " + (link->kind.empty() ? "device" : link->kind) + ")");
+    if (c.vlan)
+        TRY(netlink::set_bridge_vlan_filtering(host, link->index, true));
+    netlink::LinkChange change;
+    if (!link->up())
+        change.up = true;
+    if (c.promisc && !link->promisc())
+        change.promisc = true;
+    if (change.up || change.promisc)
+        TRY(netlink::set_link(host, link->index, change));
+    return *link;
+}
+
+/// Gateway addresses on the bridge; EEXIST from a parallel ADD is fine. A different address in
+/// the same subnet is an error unless forceAddress, which replaces it.
+Result<void> ensure_gateway(Socket& host, const netlink::Link& bridge, const std::vector<cni::IpConfig>& ips, bool force)
+{
+    auto present = TRY(netlink::list_addresses(host, bridge.index));
+    for (auto& ip : ips) {
+        if (!ip.gateway)
+            continue;
+        IpNet gw { *ip.gateway, ip.address.prefix };
+        bool have = false;
+        for (auto& a : present) {
+            if (a.address.addr == gw.addr) {
+                have = true;
+                continue;
+            }
+            if (a.address.addr.family == gw.addr.family && a.address.contains(gw.addr)) {
+                if (!force)
+                    return make_error(Code::InvalidConfig, "\"" + bridge.name + "\" already has an IP address different from " + gw.str(),
+                        "it has " + a.address.str() + "; set \"forceAddress\": true to replace it");
+                TRY(netlink::del_address(host, bridge.index, a.address));
+            }
+        }
+        if (!have) {
+            auto added = netlink::add_address(host, bridge.index, gw);
+            if (!added && host.last_errno() != EEXIST)
+                return added.release_error();
+        }
+        if (gw.addr.family == 4)
+            TRY(write_sysctl("net/ipv4/ip_forward", "1"));
+        else
+            TRY(write_sysctl("net/ipv6/conf/all/forwarding", "1"));
+    }
+    return {};
+}
+
+Result<cni::CniResult> run_ipam_add(const cni::Context& ctx, const BridgeConf& c, Registry& registry, EndpointRecord& record)
+{
+    if (c.ipam) {
+        record.addresses = TRY(ipam::allocate(registry, *c.ipam, request_of(ctx, c)));
+        return ipam::to_result(*c.ipam, record.addresses);
+    }
+    if (c.ipam_type.empty())
+        return cni::CniResult {};
+    return cni::exec_add(c.ipam_type, ctx.env, ctx.conf.raw);
+}
+
+Result<void> run_ipam_del(const cni::Context& ctx, const BridgeConf& c, Registry& registry, const EndpointRecord* record)
+{
+    if (c.ipam_type == "ipam") {
+        // The records name the leases; the conf may have changed since.
+        auto conf = ipam::parse_ipam_conf(ctx.conf, ctx.env.args);
+        auto req = request_of(ctx, c);
+        if (record && record->phase == EndpointRecord::Phase::Ready)
+            return ipam::release(registry, record->addresses, req);
+        return ipam::del(registry, conf ? &conf.value() : nullptr, req);
+    }
+    if (c.ipam_type.empty())
+        return {};
+    auto out = cni::exec_plugin(c.ipam_type, cni::Command::Del, ctx.env, ctx.conf.raw);
+    if (!out)
+        return out.release_error();
+    return {};
+}
+
+/// Removes the endpoint's links: the host veth by its recorded name (its peer goes with it), and
+/// the container interface by name when the netns still exists.
+Result<void> remove_links(Socket& host, const EndpointRecord* record, const std::string& netns_path, const std::string& ifname)
+{
+    if (record && record->driver_state.contains("hostVeth") && record->driver_state["hostVeth"].is_string()) {
+        std::string veth = record->driver_state["hostVeth"].get<std::string>();
+        if (auto link = TRY(netlink::get_link(host, veth)); link && link->kind == "veth")
+            TRY(netlink::delete_link(host, link->index));
+    }
+    if (netns_path.empty())
+        return {};
+    auto netns = Netns::open(netns_path);
+    if (!netns)
+        return {}; // gone: its links went with it
+    auto inside = TRY(socket_in(*netns));
+    if (auto link = TRY(netlink::get_link(*inside, ifname)); link && link->kind == "veth")
+        TRY(netlink::delete_link(*inside, link->index));
+    return {};
+}
+
+Result<void> configure_container(Socket& inside, const BridgeConf& c, const std::string& temp_name, const std::string& ifname,
+    cni::CniResult& result, Mac& mac_out, int& index_out)
+{
+    auto link = TRY(netlink::get_link(inside, temp_name));
+    if (!link)
+        return make_error(Code::Kernel, "the container end of the veth (" + temp_name + ") is missing");
+    if (TRY(netlink::get_link(inside, ifname)))
+        return make_error(Code::InvalidConfig, "container already has an interface named " + ifname);
+    TRY(netlink::set_link(inside, link->index, { .name = ifname }));
+    index_out = link->index;
+    mac_out = link->mac;
+    if (c.disable_container_interface)
+        return {};
+    TRY(netlink::set_link(inside, link->index, { .up = true }));
+    for (auto& ip : result.ips)
+        TRY(netlink::add_address(inside, link->index, ip.address, c.enabledad));
+    std::vector<netlink::RouteSpec> routes;
+    bool v4_default = false, v6_default = false;
+    for (auto& r : result.routes) {
+        netlink::RouteSpec spec { r.dst, r.gw, link->index, r.mtu, r.priority, r.table, std::nullopt };
+        if (!spec.gw && r.dst.prefix == 0) {
+            // A default route without "gw" goes through the gateway of that family's address.
+            for (auto& ip : result.ips)
+                if (ip.gateway && ip.gateway->family == r.dst.addr.family)
+                    spec.gw = ip.gateway;
+        }
+        (r.dst.addr.family == 4 ? v4_default : v6_default) |= r.dst.prefix == 0;
+        routes.push_back(spec);
+    }
+    if (c.is_default_gateway) {
+        for (auto& ip : result.ips) {
+            bool& have = ip.address.addr.family == 4 ? v4_default : v6_default;
+            if (have || !ip.gateway)
+                continue;
+            IpNet any { IpAddr { ip.address.addr.family, 0 }, 0 };
+            routes.push_back({ any, ip.gateway, link->index, {}, {}, {}, {} });
+            cni::Route added;
+            added.dst = any;
+            added.gw = ip.gateway;
+            result.routes.push_back(added);
+            have = true;
+        }
+    }
+    for (auto& r : routes) {
+        auto done = netlink::add_route(inside, r);
+        if (!done && inside.last_errno() != EEXIST)
+            return done.release_error();
+    }
+    return {};
+}
+
+Result<cni::CniResult> cmd_add(const cni::Context& ctx)
+{
+    BridgeConf c = TRY(parse_bridge_conf(ctx, true));
+    auto state = TRY(open_state(ctx));
+    auto& registry = *state.registry;
+    auto host = TRY(Socket::open());
+    auto netns = Netns::open(ctx.env.netns);
+    if (!netns)
+        return make_error(Code::InvalidEnv, "failed to open netns \"" + ctx.env.netns + "\"", netns.error().msg);
+    auto inside = TRY(socket_in(*netns));
+
+    std::string host_veth = "veth" + random_hex(4);
+    std::string temp_name = "cnm" + random_hex(4);
+    auto request = request_of(ctx, c);
+    EndpointRecord record = TRY(ipam::begin(registry, c.ipam ? &*c.ipam : nullptr, request,
+        Json { { "bridge", c.bridge }, { "hostVeth", host_veth } },
+        [&](const EndpointRecord& stale) { return remove_links(*host, &stale, "", ""); }));
+    fault_point("bridge-after-intent");
+
+    // Undo in reverse order of creation, whatever fails; a crash instead of a failure leaves the
+    // intent record, from which DEL or GC does the same.
+    bool have_ipam = false, have_veth = false;
+    ArmedGuard undo([&] {
+        if (have_veth)
+            (void)remove_links(*host, &record, "", "");
+        if (have_ipam)
+            (void)run_ipam_del(ctx, c, registry, &record);
+        (void)ipam::abandon(registry, record);
+        (void)state.store->sync();
+    });
+
+    auto bridge = TRY(ensure_bridge(*host, c));
+    fault_point("bridge-after-bridge");
+    if (c.ipam)
+        have_ipam = true; // the in-process allocator releases its own leases on failure
+    cni::CniResult ipam_result = TRY(run_ipam_add(ctx, c, registry, record));
+    have_ipam = true;
+    record.phase = EndpointRecord::Phase::Creating;
+    fault_point("bridge-after-ipam");
+
+    TRY(netlink::create_veth(*host, { host_veth, temp_name, netns->fd(), c.mtu, c.mac }));
+    have_veth = true;
+    fault_point("bridge-after-veth");
+    auto hv = TRY(netlink::get_link(*host, host_veth));
+    if (!hv)
+        return make_error(Code::Kernel, "host end of the veth (" + host_veth + ") is missing");
+    TRY(netlink::set_link(*host, hv->index, { .up = true, .master = bridge.index }));
+    if (c.hairpin || c.port_isolation)
+        TRY(netlink::set_bridge_port(*host, hv->index, { c.hairpin ? std::optional(true) : std::nullopt,
+                                                          c.port_isolation ? std::optional(true) : std::nullopt }));
+    if (c.vlan) {
+        TRY(netlink::del_bridge_vlan(*host, hv->index, 1, false));
+        TRY(netlink::add_bridge_vlan(*host, hv->index, static_cast<uint16_t>(*c.vlan), true, false));
+    }
+
+    Mac container_mac {};
+    int container_index = 0;
+    TRY(configure_container(*inside, c, temp_name, ctx.env.ifname, ipam_result, container_mac, container_index));
+    if (c.is_gateway)
+        TRY(ensure_gateway(*host, bridge, ipam_result.ips, c.force_address));
+    fault_point("bridge-after-configure");
+
+    auto bridge_now = TRY(netlink::get_link(*host, bridge.index));
+    cni::CniResult result;
+    result.interfaces.push_back({ c.bridge, netlink::mac_str(bridge_now ? bridge_now->mac : bridge.mac), {}, "", "", "" });
+    result.interfaces.push_back({ host_veth, netlink::mac_str(hv->mac), {}, "", "", "" });
+    result.interfaces.push_back({ ctx.env.ifname, netlink::mac_str(container_mac), {}, ctx.env.netns, "", "" });
+    for (auto ip : ipam_result.ips) {
+        ip.interface = 2;
+        result.ips.push_back(ip);
+    }
+    result.routes = ipam_result.routes;
+    result.dns = ctx.conf.dns ? *ctx.conf.dns : ipam_result.dns;
+
+    record.mac = netlink::mac_str(container_mac);
+    if (!c.ipam) {
+        // Delegated IPAM: keep its addresses for CHECK and for people (no pool owns them).
+        for (auto& ip : ipam_result.ips)
+            record.addresses.push_back({ ip.address, ip.gateway, "" });
+    }
+    TRY(ipam::commit(registry, record));
+    TRY(state.store->sync());
+    undo.disarm();
+    fault_point("bridge-after-commit");
+    return result;
+}
+
+Result<void> cmd_del(const cni::Context& ctx)
+{
+    auto parsed = parse_bridge_conf(ctx, false);
+    BridgeConf c = parsed ? parsed.release_value() : BridgeConf {};
+    if (!parsed && ctx.conf.ipam.is_object())
+        c.ipam_type = ctx.conf.ipam.value("type", "");
+    auto state = TRY(open_state(ctx));
+    auto& registry = *state.registry;
+    auto host = TRY(Socket::open());
+    std::string key = endpoint_key(ctx.env.container_id, ctx.env.ifname);
+    auto lock = TRY(registry.lock_network(ctx.conf.name));
+    auto stored = TRY(registry.load_endpoint(ctx.conf.name, key));
+    const EndpointRecord* record = stored.ok() ? &stored.record : nullptr;
+    TRY(remove_links(*host, record, ctx.env.netns, ctx.env.ifname));
+    fault_point("bridge-del-after-links");
+    TRY(run_ipam_del(ctx, c, registry, record));
+    fault_point("bridge-del-after-ipam");
+    if (!stored.absent()) {
+        std::string sandbox = record && !record->sandbox.empty() ? record->sandbox : ctx.env.container_id;
+        TRY(registry.sandbox_leave(sandbox, { ctx.conf.name, key }));
+        TRY(registry.remove_endpoint(ctx.conf.name, key));
+    }
+    return state.store->sync();
+}
+
+Result<void> cmd_check(const cni::Context& ctx)
+{
+    BridgeConf c = TRY(parse_bridge_conf(ctx, true));
+    if (!ctx.conf.prev_result)
+        return invalid("CHECK needs \"prevResult\"");
+    const auto& prev = *ctx.conf.prev_result;
+    auto state = TRY(open_state(ctx));
+    auto& registry = *state.registry;
+    std::string key = endpoint_key(ctx.env.container_id, ctx.env.ifname);
+    auto stored = TRY(registry.load_endpoint(ctx.conf.name, key));
+    std::string who = ctx.env.container_id + "/" + ctx.env.ifname;
+    if (!stored.ok() || stored.record.phase != EndpointRecord::Phase::Ready)
+        return make_error(Code::CheckFailed, who + " is not attached to network \"" + ctx.conf.name + "\"");
+    auto host = TRY(Socket::open());
+    auto bridge = TRY(netlink::get_link(*host, c.bridge));
+    if (!bridge || bridge->kind != "bridge")
+        return make_error(Code::CheckFailed, "bridge " + c.bridge + " is missing");
+    std::string veth = stored.record.driver_state.value("hostVeth", "");
+    auto hv = TRY(netlink::get_link(*host, veth));
+    if (!hv || hv->master != bridge->index)
+        return make_error(Code::CheckFailed, "host veth " + veth + " is missing or not a port of " + c.bridge);
+    auto netns = Netns::open(ctx.env.netns);
+    if (!netns)
+        return make_error(Code::CheckFailed, "failed to open netns \"" + ctx.env.netns + "\"", netns.error().msg);
+    auto inside = TRY(socket_in(*netns));
+    auto link = TRY(netlink::get_link(*inside, ctx.env.ifname));
+    if (!link || link->kind != "veth")
+        return make_error(Code::CheckFailed, "container interface " + ctx.env.ifname + " is missing");
+    // The interface prevResult names for the container (the bridge's MAC is deliberately ignored:
+    // it changes whenever a port joins).
+    for (auto& i : prev.interfaces)
+        if (i.name == ctx.env.ifname && !i.sandbox.empty() && !i.mac.empty() && i.mac != netlink::mac_str(link->mac))
+            return make_error(Code::CheckFailed, ctx.env.ifname + " has MAC " + netlink::mac_str(link->mac) + ", prevResult says " + i.mac);
+    auto addrs = TRY(netlink::list_addresses(*inside, link->index));
+    for (auto& ip : prev.ips) {
+        bool found = std::any_of(addrs.begin(), addrs.end(), [&](const netlink::Address& a) { return a.address == ip.address; });
+        if (!found)
+            return make_error(Code::CheckFailed, ctx.env.ifname + " lacks the address " + ip.address.str());
+    }
+    for (int family : { 4, 6 }) {
+        auto routes = TRY(netlink::list_routes(*inside, family));
+        for (auto& r : prev.routes) {
+            if (r.dst.addr.family != family)
+                continue;
+            bool found = std::any_of(routes.begin(), routes.end(), [&](const netlink::RouteSpec& k) {
+                return k.dst.network() == r.dst.network() && k.dst.prefix == r.dst.prefix && (!r.gw || k.gw == r.gw);
+            });
+            if (!found)
+                return make_error(Code::CheckFailed, ctx.env.ifname + " lacks the route to " + r.dst.str());
+        }
+    }
+    if (c.ipam)
+        return ipam::check(registry, *c.ipam, request_of(ctx, c), prev);
+    if (!c.ipam_type.empty()) {
+        auto out = cni::exec_plugin(c.ipam_type, cni::Command::Check, ctx.env, ctx.conf.raw);
+        if (!out)
+            return out.release_error();
+    }
+    return {};
+}
+
+Result<void> cmd_status(const cni::Context& ctx)
+{
+    BridgeConf c = TRY(parse_bridge_conf(ctx, true));
+    auto host = Socket::open();
+    if (!host)
+        return make_error(Code::NotAvailable, "netlink is unavailable", host.error().msg);
+    if (c.ipam) {
+        auto state = FileStore::open(cni::state_dir(ctx.conf));
+        if (!state)
+            return make_error(Code::NotAvailable, "state directory unavailable: " + state.error().msg);
+        Registry registry(**state);
+        return ipam::status(registry, *c.ipam);
+    }
+    if (!c.ipam_type.empty()) {
+        auto out = cni::exec_plugin(c.ipam_type, cni::Command::Status, ctx.env, ctx.conf.raw);
+        if (!out)
+            return out.release_error();
+    }
+    return {};
+}
+
+Result<void> cmd_gc(const cni::Context& ctx)
+{
+    auto parsed = parse_bridge_conf(ctx, true);
+    BridgeConf c = parsed ? parsed.release_value() : BridgeConf {};
+    auto valid = TRY(cni::valid_attachments(ctx.conf)).value_or(std::vector<cni::Attachment> {});
+    auto state = TRY(open_state(ctx));
+    auto& registry = *state.registry;
+    auto host = TRY(Socket::open());
+    std::vector<std::string> errors;
+    {
+        auto lock = TRY(registry.lock_network(ctx.conf.name));
+        for (auto& key : TRY(registry.list_endpoints(ctx.conf.name))) {
+            auto stored = registry.load_endpoint(ctx.conf.name, key);
+            if (!stored || !stored->ok() || stored->record.frontend != Frontend::Cni)
+                continue; // corrupt ones are left to the IPAM GC below (by lease owner)
+            auto& r = stored->record;
+            if (std::find(valid.begin(), valid.end(), cni::Attachment { r.container_id, r.ifname }) != valid.end())
+                continue;
+            if (auto done = remove_links(*host, &r, "", ""); !done)
+                errors.push_back(done.error().msg);
+            if (!c.ipam && !c.ipam_type.empty())
+                continue; // the delegated IPAM plugin gets its own GC below; keep the record until then
+        }
+    }
+    // Leases, endpoint and sandbox records: the IPAM GC does exactly that for in-process IPAM.
+    if (c.ipam) {
+        if (auto done = ipam::gc(registry, &*c.ipam, ctx.conf.name, valid); !done)
+            errors.push_back(done.error().msg + (done.error().details.empty() ? "" : ": " + done.error().details));
+    } else {
+        if (auto done = ipam::gc(registry, nullptr, ctx.conf.name, valid); !done)
+            errors.push_back(done.error().msg);
+        if (!c.ipam_type.empty())
+            if (auto out = cni::exec_plugin(c.ipam_type, cni::Command::Gc, ctx.env, ctx.conf.raw); !out)
+                errors.push_back(out.error().msg);
+    }
+    TRY(state.store->sync());
+    if (!errors.empty()) {
+        std::string details;
+        for (auto& e : errors)
+            details += (details.empty() ? "" : "; ") + e;
+        return make_error(Code::Internal, "GC finished with " + std::to_string(errors.size()) + " error(s)", details);
+    }
+    return {};
+}
+
+} // namespace
+
+cni::Plugin bridge_plugin()
+{
+    return cni::Plugin {
+        .name = "bridge",
+        .known_args = { "IP", "MAC" },
+        .add = cmd_add,
+        .del = cmd_del,
+        .check = cmd_check,
+        .status = cmd_status,
+        .gc = cmd_gc,
+    };
+}
+
+} // namespace cnm::drivers
