@@ -222,6 +222,53 @@ int bench_ipam(int reps, const std::string& ours_dir, const std::string& ref_dir
     return 0;
 }
 
+// Bridge: our bridge with in-process ipam against the reference bridge with host-local, one fresh
+// netns per attachment (made before the timed ADD, removed after the DEL). Run it inside a
+// throwaway "host" netns (run.sh does) so the bridges never touch the machine's own.
+int bench_bridge(int reps, const std::string& ours_dir, const std::string& ref_dir, const std::string& work)
+{
+    std::string ours = ours_dir + "/bridge", ref = ref_dir + "/bridge";
+    fs::remove_all(work);
+    fs::create_directories(work);
+    auto conf = [&](bool o) {
+        return std::string(R"({"cniVersion":"1.0.0","name":"benchbr-)") + (o ? "ours" : "ref") + R"(","type":"bridge","bridge":")"
+            + (o ? "cnmbench0" : "refbench0") + R"(","isGateway":true,"ipam":{"type":")" + (o ? "ipam" : "host-local")
+            + R"(","dataDir":")" + work + (o ? "/ours" : "/ref") + R"(","ranges":[[{"subnet":"10.213.)" + (o ? "200" : "201")
+            + R"(.0/24"}]]}})";
+    };
+    std::string path = ours_dir + ":" + ref_dir;
+    Stats add_ours, add_ref, del_ours, del_ref;
+    for (int i = -2; i < reps; ++i) { // two warm-up rounds create the bridges
+        bool ours_first = i % 2 == 0;
+        for (int k = 0; k < 2; ++k) {
+            bool o = (k == 0) == ours_first;
+            std::string ns = "cnm-bench-" + std::to_string(::getpid()) + "-" + std::to_string(k);
+            if (std::system(("ip netns add " + ns).c_str()) != 0)
+                std::exit(1);
+            std::string id = "b" + std::to_string(i + 2);
+            auto env = cni_env("ADD", id, path);
+            env[2] = "CNI_NETNS=/run/netns/" + ns;
+            Run add = exec_plugin(o ? ours : ref, env, conf(o));
+            check_ok(add, o ? "our bridge ADD" : "reference bridge ADD");
+            env[0] = "CNI_COMMAND=DEL";
+            Run del = exec_plugin(o ? ours : ref, env, conf(o));
+            check_ok(del, o ? "our bridge DEL" : "reference bridge DEL");
+            if (i >= 0) {
+                (o ? add_ours : add_ref).add(add);
+                (o ? del_ours : del_ref).add(del);
+            }
+            (void)std::system(("ip netns del " + ns).c_str());
+        }
+    }
+    std::printf("bridge + ipam vs reference bridge + host-local, %d interleaved runs, fresh netns each\n", reps);
+    print_row("ADD", add_ours, add_ref);
+    print_row("DEL", del_ours, del_ref);
+    std::printf("peak RSS (ADD): ours %ld KiB, reference %ld KiB (ours/ref %.2f)\n", add_ours.rss_kb, add_ref.rss_kb,
+        static_cast<double>(add_ours.rss_kb) / static_cast<double>(add_ref.rss_kb));
+    fs::remove_all(work);
+    return 0;
+}
+
 } // namespace
 
 int main(int argc, char** argv)
@@ -231,7 +278,8 @@ int main(int argc, char** argv)
     int reps = 41;
     std::string ours = "build/plugins", ref = "/usr/lib/cni", work = "/tmp/cnm-bench";
     auto* ipam_cmd = app.add_subcommand("ipam", "our ipam vs host-local");
-    for (auto* cmd : { ipam_cmd }) {
+    auto* bridge_cmd = app.add_subcommand("bridge", "our bridge + ipam vs the reference bridge + host-local (run inside a throwaway netns)");
+    for (auto* cmd : { ipam_cmd, bridge_cmd }) {
         cmd->add_option("--reps", reps, "runs per measurement");
         cmd->add_option("--ours", ours, "directory of our plugins");
         cmd->add_option("--ref", ref, "directory of the reference plugins");
@@ -241,5 +289,7 @@ int main(int argc, char** argv)
     ours = fs::absolute(ours);
     if (ipam_cmd->parsed())
         return bench_ipam(reps, ours, ref, work);
+    if (bridge_cmd->parsed())
+        return bench_bridge(reps, ours, ref, work);
     return 0;
 }
