@@ -176,6 +176,9 @@ Result<bool> create_bridge(Socket& socket, const BridgeSpec& spec)
     if (!done) {
         if (socket.last_errno() == EEXIST)
             return false;
+        if (socket.last_errno() == EOPNOTSUPP && spec.vlan_filtering)
+            return make_error(Code::Kernel, "bridge VLAN filtering is not supported by this kernel (CONFIG_BRIDGE_VLAN_FILTERING)",
+                done.error().details);
         if (socket.last_errno() == EOPNOTSUPP)
             return make_error(Code::Kernel, "the kernel does not support bridge devices (CONFIG_BRIDGE)", done.error().details);
         return done.release_error();
@@ -193,7 +196,11 @@ Result<void> set_bridge_vlan_filtering(Socket& socket, int index, bool on)
         auto data = r.nest(IFLA_INFO_DATA);
         r.put_u8(IFLA_BR_VLAN_FILTERING, on ? 1 : 0);
     }
-    return socket.transact(r, "setting vlan_filtering on the bridge");
+    auto done = socket.transact(r, "setting vlan_filtering on the bridge");
+    if (!done && socket.last_errno() == EOPNOTSUPP)
+        return make_error(Code::Kernel, "bridge VLAN filtering is not supported by this kernel (CONFIG_BRIDGE_VLAN_FILTERING)",
+            done.error().details);
+    return done;
 }
 
 Result<void> create_veth(Socket& socket, const VethSpec& spec)
@@ -270,7 +277,8 @@ Result<void> set_link(Socket& socket, int index, const LinkChange& change)
 
 Result<void> set_bridge_port(Socket& socket, int index, const PortChange& change)
 {
-    Request r(RTM_NEWLINK, 0, sizeof(ifinfomsg));
+    // RTM_SETLINK, not NEWLINK: only SETLINK with AF_BRIDGE reaches the bridge's port handler.
+    Request r(RTM_SETLINK, 0, sizeof(ifinfomsg));
     r.family<ifinfomsg>()->ifi_family = AF_BRIDGE;
     r.family<ifinfomsg>()->ifi_index = index;
     {

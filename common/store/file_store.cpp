@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstring>
 #include <dirent.h>
+#include <map>
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -17,13 +18,34 @@ namespace {
 constexpr mode_t file_mode = 0600;
 constexpr mode_t dir_mode = 0700;
 
+// flock() locks belong to the open file, so a second open of the same lock file in this process
+// would wait for the first forever. Locks are therefore shared per process and counted: taking a
+// lock this process already holds (DEL of a driver calling the IPAM DEL) is free.
+struct HeldLock {
+    int fd = -1;
+    int count = 0;
+};
+std::map<std::pair<int, Key>, HeldLock>& held_locks()
+{
+    static std::map<std::pair<int, Key>, HeldLock> locks;
+    return locks;
+}
+
 class FileLock final : public Lock {
 public:
-    explicit FileLock(int fd) : m_fd(fd) { }
-    ~FileLock() override { ::close(m_fd); } // closing drops the flock
+    explicit FileLock(std::pair<int, Key> id) : m_id(std::move(id)) { }
+    ~FileLock() override
+    {
+        auto& locks = held_locks();
+        auto it = locks.find(m_id);
+        if (it != locks.end() && --it->second.count == 0) {
+            ::close(it->second.fd); // closing drops the flock
+            locks.erase(it);
+        }
+    }
 
 private:
-    int m_fd;
+    std::pair<int, Key> m_id;
 };
 
 Result<void> write_all(int fd, std::string_view bytes)
@@ -360,6 +382,12 @@ Result<bool> FileStore::exists(const Key& key)
 Result<std::unique_ptr<Lock>> FileStore::lock(const Key& dir)
 {
     int dfd = TRY(dir_fd(dir, Create::Yes));
+    std::pair<int, Key> id { m_root_fd, dir };
+    auto& locks = held_locks();
+    if (auto it = locks.find(id); it != locks.end()) {
+        ++it->second.count;
+        return std::unique_ptr<Lock>(new FileLock(id));
+    }
     int fd = ::openat(dfd, ".lock", O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, file_mode);
     if (fd < 0)
         return io_error("cannot open lock in", dir, errno);
@@ -370,7 +398,8 @@ Result<std::unique_ptr<Lock>> FileStore::lock(const Key& dir)
         ::close(fd);
         return io_error("cannot lock", dir, err);
     }
-    return std::unique_ptr<Lock>(new FileLock(fd));
+    locks[id] = { fd, 1 };
+    return std::unique_ptr<Lock>(new FileLock(id));
 }
 
 } // namespace cnm

@@ -149,3 +149,24 @@ TEST_CASE("list skips lock and temp files; remove tolerates absence; locks exclu
     CHECK((*store)->remove({ "n", "a.json" }).ok());
     CHECK((*store)->list({ "absent" })->empty());
 }
+
+TEST_CASE("a lock this process already holds is granted again (no self-deadlock), and released with the last holder")
+{
+    test::TempDir tmp;
+    auto store = FileStore::open(tmp.path());
+    REQUIRE(store.ok());
+    {
+        auto outer = (*store)->lock({ "n" });
+        REQUIRE(outer.ok());
+        {
+            auto inner = (*store)->lock({ "n" }); // would block forever with a second flock
+            REQUIRE(inner.ok());
+        }
+        int fd = ::open((tmp.path() + "/n/.lock").c_str(), O_RDWR);
+        CHECK(::flock(fd, LOCK_EX | LOCK_NB) == -1); // still held by `outer`
+        ::close(fd);
+    }
+    int fd = ::open((tmp.path() + "/n/.lock").c_str(), O_RDWR);
+    CHECK(::flock(fd, LOCK_EX | LOCK_NB) == 0);
+    ::close(fd);
+}
