@@ -420,6 +420,7 @@ Result<void> cmd_del(const cni::Context& ctx)
     if (!stored.absent()) {
         std::string sandbox = record && !record->sandbox.empty() ? record->sandbox : ctx.env.container_id;
         TRY(registry.sandbox_leave(sandbox, { ctx.conf.name, key }));
+        fault_point("bridge-del-after-sandbox");
         TRY(registry.remove_endpoint(ctx.conf.name, key));
     }
     return state.store->sync();

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# 32 parallel ADDs on one new bridge all succeed with distinct addresses (no EEXIST race on the
+# bridge or its gateway address); 32 parallel DELs leave no link, lease or record.
+source "$(dirname "$0")/lib.sh"
+HOST=$(new_netns host)
+N=32
+conf='{"cniVersion":"1.0.0","name":"par32","type":"bridge","bridge":"cnmpar0","isGateway":true,"ipam":{"type":"ipam","subnet":"10.213.130.0/24"}}'
+for i in $(seq $N); do new_netns "c$i" >/dev/null; done
+ns() { echo "cnm-${TEST_NAME:0:10}-$$-c$1"; }
+for i in $(seq $N); do
+    ( printf '%s' "$conf" | ip netns exec "$HOST" env CNI_COMMAND=ADD CNI_CONTAINERID="p$i" CNI_NETNS="/run/netns/$(ns $i)" CNI_IFNAME=eth0 \
+        CNM_STATE_DIR="$CNM_STATE_DIR" "$PLUGINS/bridge" >"$WORK/add-$i.json"; echo $? >"$WORK/add-$i.rc" ) &
+done
+wait
+expect_eq "all $N ADDs succeeded" "$N" "$(cat "$WORK"/add-*.rc | grep -c '^0$')"
+expect_eq "distinct addresses" "$N" "$(jq -r '.ips[0].address' "$WORK"/add-*.json | sort -u | wc -l)"
+expect_eq "$N ports on the bridge" "$N" "$(ip -n "$HOST" -o link show master cnmpar0 | wc -l)"
+expect_eq "one gateway address on the bridge" 1 "$(ip -n "$HOST" -j -4 addr show cnmpar0 | jq '.[0].addr_info | length')"
+last=$(jq -r '.ips[0].address' "$WORK/add-$N.json" | cut -d/ -f1)
+if ip netns exec "$(ns 1)" ping -c 1 -W 2 "$last" >/dev/null; then pass "ping across the crowd"; CHECKS=$((CHECKS+1)); else fail "ping c1 → c$N"; fi
+for i in $(seq $N); do
+    ( printf '%s' "$conf" | ip netns exec "$HOST" env CNI_COMMAND=DEL CNI_CONTAINERID="p$i" CNI_NETNS="/run/netns/$(ns $i)" CNI_IFNAME=eth0 \
+        CNM_STATE_DIR="$CNM_STATE_DIR" "$PLUGINS/bridge" >/dev/null; echo $? >"$WORK/del-$i.rc" ) &
+done
+wait
+expect_eq "all $N DELs succeeded" "$N" "$(cat "$WORK"/del-*.rc | grep -c '^0$')"
+expect_eq "no port left" 0 "$(ip -n "$HOST" -o link show master cnmpar0 | wc -l)"
+expect_eq "no lease left" 0 "$(lease_count)"
+expect_eq "no endpoint left" 0 "$(ls "$CNM_STATE_DIR/networks/par32/endpoints" | wc -l)"
+expect_eq "no sandbox left" 0 "$(ls "$CNM_STATE_DIR/sandboxes" | wc -l)"
+finish
