@@ -270,12 +270,16 @@ Result<void> configure_container(Socket& inside, const BridgeConf& c, const std:
         return make_error(Code::Kernel, "the container end of the veth (" + temp_name + ") is missing");
     if (TRY(netlink::get_link(inside, ifname)))
         return make_error(Code::InvalidConfig, "container already has an interface named " + ifname);
-    TRY(netlink::set_link(inside, link->index, { .name = ifname }));
+    netlink::LinkChange rename;
+    rename.name = ifname;
+    TRY(netlink::set_link(inside, link->index, rename));
     index_out = link->index;
     mac_out = link->mac;
     if (c.disable_container_interface)
         return {};
-    TRY(netlink::set_link(inside, link->index, { .up = true }));
+    netlink::LinkChange up;
+    up.up = true;
+    TRY(netlink::set_link(inside, link->index, up));
     for (auto& ip : result.ips)
         TRY(netlink::add_address(inside, link->index, ip.address, c.enabledad));
     std::vector<netlink::RouteSpec> routes;
@@ -359,7 +363,10 @@ Result<cni::CniResult> cmd_add(const cni::Context& ctx)
     auto hv = TRY(netlink::get_link(*host, host_veth));
     if (!hv)
         return make_error(Code::Kernel, "host end of the veth (" + host_veth + ") is missing");
-    TRY(netlink::set_link(*host, hv->index, { .up = true, .master = bridge.index }));
+    netlink::LinkChange join;
+    join.up = true;
+    join.master = bridge.index;
+    TRY(netlink::set_link(*host, hv->index, join));
     if (c.hairpin || c.port_isolation)
         TRY(netlink::set_bridge_port(*host, hv->index, { c.hairpin ? std::optional(true) : std::nullopt,
                                                           c.port_isolation ? std::optional(true) : std::nullopt }));
