@@ -4,9 +4,9 @@
 set -euo pipefail
 packages=(
     # build
-    meson ninja-build g++ pkg-config nlohmann-json3-dev libmnl-dev libcli11-dev doctest-dev
+    meson ninja-build g++ pkg-config nlohmann-json3-dev libmnl-dev libnftables-dev libcli11-dev doctest-dev
     # tests and demo: the reference plugins for interop, netns tooling, JSON assertions
-    containernetworking-plugins iproute2 iputils-ping iptables jq util-linux procps coreutils findutils
+    containernetworking-plugins iproute2 iputils-ping iptables nftables jq util-linux procps coreutils findutils
     # fuzzing: libFuzzer with ASan/UBSan
     clang libclang-rt-14-dev
 )

@@ -1,6 +1,7 @@
 #include "drivers/bridge.hpp"
 
 #include "cni/exec.hpp"
+#include "firewall/nft.hpp"
 #include "ipam/ipam.hpp"
 #include "netlink/route.hpp"
 #include "netns/netns.hpp"
@@ -31,6 +32,8 @@ struct BridgeConf {
     bool enabledad = false;
     bool port_isolation = false;
     bool disable_container_interface = false;
+    bool ip_masq = false;
+    bool macspoofchk = false;
     std::optional<int> mtu;
     std::optional<int> vlan;
     std::optional<Mac> mac;
@@ -76,10 +79,8 @@ Result<BridgeConf> parse_bridge_conf(const cni::Context& ctx, bool need_ipam)
     TRY(flag("disableContainerInterface", c.disable_container_interface));
     if (c.is_default_gateway)
         c.is_gateway = true;
-    for (const char* unsupported : { "ipMasq", "macspoofchk" })
-        if (TRY(json_bool(raw, unsupported, "")).value_or(false))
-            return make_error(Code::UnsupportedField, std::string("\"") + unsupported + "\": true is not supported by this bridge plugin yet",
-                "nftables rules are not implemented; remove the key or set it to false");
+    TRY(flag("ipMasq", c.ip_masq));
+    TRY(flag("macspoofchk", c.macspoofchk));
     if (auto mtu = TRY(json_int(raw, "mtu", "", 0, 65535)); mtu && *mtu > 0)
         c.mtu = static_cast<int>(*mtu);
     if (auto vlan = TRY(json_int(raw, "vlan", "", 0, 4094)); vlan && *vlan > 0)
@@ -242,6 +243,19 @@ Result<void> run_ipam_del(const cni::Context& ctx, const BridgeConf& c, Registry
     return {};
 }
 
+/// Firewall state an endpoint record says it has: masquerade elements for its addresses and the
+/// MAC guard of its host veth. Absent elements are fine (DEL may repeat).
+Result<void> remove_firewall(const EndpointRecord& record)
+{
+    const Json& d = record.driver_state;
+    if (d.value("ipMasq", false))
+        for (auto& a : record.addresses)
+            TRY(firewall::del_masquerade(a.address));
+    if (d.contains("macGuard") && d["macGuard"].is_string() && d.contains("hostVeth") && d["hostVeth"].is_string())
+        TRY(firewall::del_mac_guard(d["hostVeth"].get<std::string>(), d["macGuard"].get<std::string>()));
+    return {};
+}
+
 /// Removes the endpoint's links: the host veth by its recorded name (its peer goes with it), and
 /// the container interface by name when the netns still exists.
 Result<void> remove_links(Socket& host, const EndpointRecord* record, const std::string& netns_path, const std::string& ifname)
@@ -333,13 +347,18 @@ Result<cni::CniResult> cmd_add(const cni::Context& ctx)
     auto request = request_of(ctx, c);
     EndpointRecord record = TRY(ipam::begin(registry, c.ipam ? &*c.ipam : nullptr, request,
         Json { { "bridge", c.bridge }, { "hostVeth", host_veth } },
-        [&](const EndpointRecord& stale) { return remove_links(*host, &stale, "", ""); }));
+        [&](const EndpointRecord& stale) -> Result<void> {
+            TRY(remove_firewall(stale));
+            return remove_links(*host, &stale, "", "");
+        }));
     fault_point("bridge-after-intent");
 
     // Undo in reverse order of creation, whatever fails; a crash instead of a failure leaves the
     // intent record, from which DEL or GC does the same.
-    bool have_ipam = false, have_veth = false;
+    bool have_ipam = false, have_veth = false, have_firewall = false;
     ArmedGuard undo([&] {
+        if (have_firewall)
+            (void)remove_firewall(record);
         if (have_veth)
             (void)remove_links(*host, &record, "", "");
         if (have_ipam)
@@ -382,6 +401,25 @@ Result<cni::CniResult> cmd_add(const cni::Context& ctx)
         TRY(ensure_gateway(*host, bridge, ipam_result.ips, c.force_address));
     fault_point("bridge-after-configure");
 
+    if (c.ip_masq || c.macspoofchk) {
+        // Record what the rules will be before adding them, so DEL and GC can remove them even if
+        // this process dies in between.
+        if (!c.ipam) // in-process IPAM has put its leases (with their pools) there already
+            for (auto& ip : ipam_result.ips)
+                record.addresses.push_back({ ip.address, ip.gateway, "" });
+        record.driver_state["ipMasq"] = c.ip_masq;
+        if (c.macspoofchk)
+            record.driver_state["macGuard"] = netlink::mac_str(container_mac);
+        TRY(registry.save_endpoint(record));
+        have_firewall = true;
+        if (c.ip_masq)
+            for (auto& ip : ipam_result.ips)
+                TRY(firewall::add_masquerade(ctx.conf.name, ip.address));
+        if (c.macspoofchk)
+            TRY(firewall::add_mac_guard(host_veth, netlink::mac_str(container_mac)));
+        fault_point("bridge-after-firewall");
+    }
+
     auto bridge_now = TRY(netlink::get_link(*host, bridge.index));
     cni::CniResult result;
     result.interfaces.push_back({ c.bridge, netlink::mac_str(bridge_now ? bridge_now->mac : bridge.mac), {}, "", "", "" });
@@ -395,7 +433,7 @@ Result<cni::CniResult> cmd_add(const cni::Context& ctx)
     result.dns = ctx.conf.dns ? *ctx.conf.dns : ipam_result.dns;
 
     record.mac = netlink::mac_str(container_mac);
-    if (!c.ipam) {
+    if (!c.ipam && !have_firewall) {
         // Delegated IPAM: keep its addresses for CHECK and for people (no pool owns them).
         for (auto& ip : ipam_result.ips)
             record.addresses.push_back({ ip.address, ip.gateway, "" });
@@ -420,6 +458,8 @@ Result<void> cmd_del(const cni::Context& ctx)
     auto lock = TRY(registry.lock_network(ctx.conf.name));
     auto stored = TRY(registry.load_endpoint(ctx.conf.name, key));
     const EndpointRecord* record = stored.ok() ? &stored.record : nullptr;
+    if (record)
+        TRY(remove_firewall(*record));
     TRY(remove_links(*host, record, ctx.env.netns, ctx.env.ifname));
     fault_point("bridge-del-after-links");
     TRY(run_ipam_del(ctx, c, registry, record));
@@ -484,6 +524,12 @@ Result<void> cmd_check(const cni::Context& ctx)
                 return make_error(Code::CheckFailed, ctx.env.ifname + " lacks the route to " + r.dst.str());
         }
     }
+    if (stored.record.driver_state.value("ipMasq", false))
+        for (auto& ip : prev.ips)
+            if (!TRY(firewall::has_masquerade(ip.address)))
+                return make_error(Code::CheckFailed, "the masquerade rule for " + ip.address.addr.str() + " is missing");
+    if (c.macspoofchk && !TRY(firewall::has_mac_guard(veth, netlink::mac_str(link->mac))))
+        return make_error(Code::CheckFailed, "the MAC spoof check on " + veth + " is missing");
     if (c.ipam)
         return ipam::check(registry, *c.ipam, request_of(ctx, c), prev);
     if (!c.ipam_type.empty()) {
@@ -533,6 +579,8 @@ Result<void> cmd_gc(const cni::Context& ctx)
             auto& r = stored->record;
             if (std::find(valid.begin(), valid.end(), cni::Attachment { r.container_id, r.ifname }) != valid.end())
                 continue;
+            if (auto done = remove_firewall(r); !done)
+                errors.push_back(done.error().msg);
             if (auto done = remove_links(*host, &r, "", ""); !done)
                 errors.push_back(done.error().msg);
             if (!c.ipam && !c.ipam_type.empty())

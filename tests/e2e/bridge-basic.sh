@@ -114,8 +114,40 @@ expect_eq "bridge is promiscuous" true "$(ip -n "$HOST" -j link show cnmprom0 | 
 expect_eq "L2 only: no address" 0 "$(ip -n "$P" -j -4 addr show dev eth0 | jq '.[0].addr_info | length')"
 hcni "$BR" ADD x "/run/netns/$P" eth1 '{"cniVersion":"1.0.0","name":"bad","type":"bridge","hairpinMode":true,"promiscMode":true,"ipam":{}}'
 expect_eq "hairpin + promisc is an error (7)" 7 "$(jq .code <<<"$OUT")"
-hcni "$BR" ADD x "/run/netns/$P" eth1 '{"cniVersion":"1.0.0","name":"bad","type":"bridge","ipMasq":true,"ipam":{}}'
-expect_eq "ipMasq is refused clearly until it exists (2)" 2 "$(jq .code <<<"$OUT")"
+
+# ipMasq and macspoofchk: nftables elements in our own tables, removed on DEL — also when the
+# netns is already gone.
+M1=$(new_netns masq1); M2=$(new_netns masq2)
+mconf='{"cniVersion":"1.0.0","name":"masq","type":"bridge","bridge":"cnmmasq0","isGateway":true,"ipMasq":true,"macspoofchk":true,
+  "ipam":{"type":"ipam","ranges":[[{"subnet":"10.213.113.0/24"}],[{"subnet":"fd00:213:113::/64"}]]}}'
+hcni "$BR" ADD m1 "/run/netns/$M1" eth0 "$mconf"
+expect_eq "ipMasq ADD" 0 "$RC"
+r1=$OUT
+hcni "$BR" ADD m2 "/run/netns/$M2" eth0 "$mconf"
+r2=$OUT
+m1=$(jq -r '.ips[0].address' <<<"$r1" | cut -d/ -f1); m1v6=$(jq -r '.ips[1].address' <<<"$r1" | cut -d/ -f1)
+m2=$(jq -r '.ips[0].address' <<<"$r2" | cut -d/ -f1)
+veth1=$(jq -r '.interfaces[1].name' <<<"$r1"); mac1=$(jq -r '.interfaces[2].mac' <<<"$r1")
+elements() { ip netns exec "$HOST" nft -j list map "$1" cnm masq 2>/dev/null | jq -r '[.nftables[] | select(.map) | .map.elem // [] | .[] | .[0]] | join(" ")'; }
+expect_eq "IPv4 masquerade elements" "$m1 $m2" "$(elements ip | tr ' ' '\n' | sort | paste -sd' ')"
+expect_eq "IPv6 masquerade element" true "$(elements ip6 | grep -qw "$m1v6" && echo true || echo false)"
+expect_eq "the network's chain masquerades" 1 "$(ip netns exec "$HOST" nft list table ip cnm | grep -c 'masquerade$')"
+expect_eq "MAC guard for the host veth" 1 "$(ip netns exec "$HOST" nft list set bridge cnm allowed | grep -c "\"$veth1\" . $mac1")"
+hcni "$BR" CHECK m1 "/run/netns/$M1" eth0 "$(jq -c ". + {prevResult: $r1}" <<<"$mconf")"
+expect_eq "CHECK sees the rules" 0 "$RC"
+if ip netns exec "$M1" ping -c 1 -W 2 "$m2" >/dev/null; then pass "ping with its own MAC"; CHECKS=$((CHECKS+1)); else fail "ping with its own MAC"; fi
+ip -n "$M1" link set eth0 address 02:13:de:ad:be:ef
+ip -n "$M1" neigh flush all
+if ip netns exec "$M1" ping -c 1 -W 1 "$m2" >/dev/null; then fail "a spoofed MAC still gets through"; else pass "a spoofed MAC is dropped"; CHECKS=$((CHECKS+1)); fi
+hcni "$BR" CHECK m1 "/run/netns/$M1" eth0 "$(jq -c ". + {prevResult: $r1}" <<<"$mconf")"
+expect_eq "CHECK notices the changed MAC" 1 "$RC"
+hcni "$BR" DEL m1 "/run/netns/$M1" eth0 "$mconf"
+expect_eq "ipMasq DEL" 0 "$RC"
+ip netns del "$M2"
+hcni "$BR" DEL m2 "/run/netns/$M2" eth0 "$mconf"
+expect_eq "ipMasq DEL with the netns gone" 0 "$RC"
+expect_eq "no masquerade element left" "" "$(elements ip)$(elements ip6)"
+expect_eq "no MAC guard left" 0 "$(ip netns exec "$HOST" nft -j list set bridge cnm allowed | jq '[.nftables[] | select(.set) | .set.elem // [] | .[]] | length')"
 
 # A failed ADD leaves nothing behind: IPAM exhaustion after the bridge exists.
 F=$(new_netns full)

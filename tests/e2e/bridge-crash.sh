@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Crash safety of `bridge`: killed (SIGKILL via CNM_FAULT) at every step of ADD and DEL, then a
-# DEL — or a GC — must leave no lease, link or endpoint record, and a new ADD must work.
+# DEL — or a GC — must leave no lease, link, nftables element or endpoint record, and a new ADD
+# must work.
 source "$(dirname "$0")/lib.sh"
 HOST=$(new_netns host)
 C=$(new_netns victim)
-conf='{"cniVersion":"1.1.0","name":"crashbr","type":"bridge","bridge":"cnmcrash0","isGateway":true,"ipam":{"type":"ipam","ranges":[[{"subnet":"10.213.140.0/24"}],[{"subnet":"fd00:213:140::/64"}]]}}'
+conf='{"cniVersion":"1.1.0","name":"crashbr","type":"bridge","bridge":"cnmcrash0","isGateway":true,"ipMasq":true,"macspoofchk":true,"ipam":{"type":"ipam","ranges":[[{"subnet":"10.213.140.0/24"}],[{"subnet":"fd00:213:140::/64"}]]}}'
 gc_conf=$(jq -c '. + {"cni.dev/valid-attachments": []}' <<<"$conf")
 br() { # <cmd> [env…]
     local cmd=$1
@@ -18,14 +19,18 @@ br() { # <cmd> [env…]
 leftovers() {
     echo "leases=$(lease_count) endpoints=$(ls "$CNM_STATE_DIR/networks/crashbr/endpoints" 2>/dev/null | wc -l)" \
         "sandboxes=$(ls "$CNM_STATE_DIR/sandboxes" 2>/dev/null | wc -l) ports=$(ip -n "$HOST" -o link show master cnmcrash0 2>/dev/null | wc -l)" \
-        "container-links=$(($(ip -n "$C" -o link | wc -l) - 1))"
+        "container-links=$(($(ip -n "$C" -o link | wc -l) - 1)) nft-elements=$(nft_elements)"
 }
-clean="leases=0 endpoints=0 sandboxes=0 ports=0 container-links=0"
+nft_elements() {
+    { ip netns exec "$HOST" nft -j list map ip cnm masq 2>/dev/null; ip netns exec "$HOST" nft -j list map ip6 cnm masq 2>/dev/null
+      ip netns exec "$HOST" nft -j list set bridge cnm allowed 2>/dev/null; } | jq -s '[.[].nftables[] | (.map // .set // {}) | .elem // [] | .[]] | length'
+}
+clean="leases=0 endpoints=0 sandboxes=0 ports=0 container-links=0 nft-elements=0"
 host_veths() { ip -n "$HOST" -o link show type veth | wc -l; }
 
 for cleanup in DEL GC; do
     for point in bridge-after-intent bridge-after-bridge ipam-after-lease bridge-after-ipam bridge-after-veth \
-                 bridge-after-configure ipam-after-sandbox bridge-after-commit; do
+                 bridge-after-configure bridge-after-firewall ipam-after-sandbox bridge-after-commit; do
         br ADD CNM_FAULT=$point
         expect_eq "$point: ADD was killed" 137 "$RC"
         if [ $cleanup == DEL ]; then br DEL; else STDIN=$gc_conf br GC; fi
@@ -34,6 +39,7 @@ for cleanup in DEL GC; do
         expect_eq "$point: no veth on the host" 0 "$(host_veths)"
         br ADD
         expect_eq "$point: a new ADD works" 0 "$RC"
+        expect_eq "$point: with its masquerade (v4, v6) and MAC-guard elements" 3 "$(nft_elements)"
         br DEL
         expect_eq "$point: and DEL cleans it" "$clean" "$(leftovers)"
     done

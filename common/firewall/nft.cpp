@@ -1,0 +1,145 @@
+#include "firewall/nft.hpp"
+
+#include <nftables/libnftables.h>
+
+#include <cctype>
+#include <cstdint>
+#include <cstdio>
+#include <memory>
+
+namespace cnm::firewall {
+
+namespace {
+
+struct Context {
+    nft_ctx* ctx;
+    Context() : ctx(nft_ctx_new(NFT_CTX_DEFAULT))
+    {
+        if (ctx) {
+            nft_ctx_buffer_output(ctx);
+            nft_ctx_buffer_error(ctx);
+        }
+    }
+    ~Context()
+    {
+        if (ctx)
+            nft_ctx_free(ctx);
+    }
+};
+
+struct Outcome {
+    bool ok;
+    std::string output;
+    std::string error;
+};
+
+Outcome run(const std::string& commands)
+{
+    Context c;
+    if (!c.ctx)
+        return { false, "", "cannot create an nftables context" };
+    int rc = nft_run_cmd_from_buffer(c.ctx, commands.c_str());
+    const char* out = nft_ctx_get_output_buffer(c.ctx);
+    const char* err = nft_ctx_get_error_buffer(c.ctx);
+    return { rc == 0, out ? out : "", err ? err : "" };
+}
+
+Result<void> run_or_fail(const std::string& what, const std::string& commands)
+{
+    auto o = run(commands);
+    if (o.ok)
+        return {};
+    if (o.error.find("Operation not supported") != std::string::npos || o.error.find("Protocol not supported") != std::string::npos)
+        return make_error(Code::Kernel, what + ": the kernel lacks nftables support (CONFIG_NF_TABLES and its nat/bridge parts)", o.error);
+    return make_error(Code::Kernel, what + " with nftables failed", o.error);
+}
+
+const char* family(const IpNet& a)
+{
+    return a.addr.family == 4 ? "ip" : "ip6";
+}
+
+// nft identifiers take [a-zA-Z0-9_] (no quoting in nft 1.0.6): the network name with other bytes
+// folded to '_', plus a hash of the exact name so that "a-b" and "a_b" stay apart.
+std::string chain_of(const std::string& network)
+{
+    uint32_t h = 2166136261u;
+    std::string safe;
+    for (unsigned char c : network) {
+        h = (h ^ c) * 16777619u;
+        if (safe.size() < 48)
+            safe += std::isalnum(c) ? static_cast<char>(c) : '_';
+    }
+    char hex[9];
+    std::snprintf(hex, sizeof hex, "%08x", h);
+    return "n_" + safe + "_" + hex;
+}
+
+} // namespace
+
+Result<void> add_masquerade(const std::string& network, const IpNet& address)
+{
+    std::string f = family(address);
+    std::string type = address.addr.family == 4 ? "ipv4_addr" : "ipv6_addr";
+    std::string multicast = address.addr.family == 4 ? "224.0.0.0/4" : "ff00::/8";
+    IpNet subnet { address.network(), address.prefix };
+    std::string chain = chain_of(network);
+    std::string batch
+        = "add table " + f + " cnm\n"
+          "add map " + f + " cnm masq { type " + type + " : verdict ; }\n"
+          "add chain " + f + " cnm postrouting { type nat hook postrouting priority srcnat ; policy accept ; }\n"
+          "flush chain " + f + " cnm postrouting\n"
+          "add rule " + f + " cnm postrouting " + f + " saddr vmap @masq\n"
+          "add chain " + f + " cnm " + chain + "\n"
+          "flush chain " + f + " cnm " + chain + "\n"
+          "add rule " + f + " cnm " + chain + " " + f + " daddr " + subnet.str() + " accept\n"
+          "add rule " + f + " cnm " + chain + " " + f + " daddr " + multicast + " accept\n"
+          "add rule " + f + " cnm " + chain + " masquerade\n"
+          "add element " + f + " cnm masq { " + address.addr.str() + " : jump " + chain + " }\n";
+    return run_or_fail("setting up masquerading for " + address.addr.str(), batch);
+}
+
+Result<void> del_masquerade(const IpNet& address)
+{
+    if (!TRY(has_masquerade(address)))
+        return {};
+    return run_or_fail("removing masquerading for " + address.addr.str(),
+        std::string("delete element ") + family(address) + " cnm masq { " + address.addr.str() + " }\n");
+}
+
+Result<bool> has_masquerade(const IpNet& address)
+{
+    auto o = run(std::string("get element ") + family(address) + " cnm masq { " + address.addr.str() + " }\n");
+    return o.ok;
+}
+
+Result<void> add_mac_guard(const std::string& host_ifname, const std::string& mac)
+{
+    std::string batch
+        = "add table bridge cnm\n"
+          "add set bridge cnm guarded { type ifname ; }\n"
+          "add set bridge cnm allowed { type ifname . ether_addr ; }\n"
+          "add chain bridge cnm prerouting { type filter hook prerouting priority -300 ; policy accept ; }\n"
+          "flush chain bridge cnm prerouting\n"
+          "add rule bridge cnm prerouting iifname @guarded iifname . ether saddr != @allowed drop\n"
+          "add element bridge cnm guarded { \"" + host_ifname + "\" }\n"
+          "add element bridge cnm allowed { \"" + host_ifname + "\" . " + mac + " }\n";
+    return run_or_fail("setting up MAC spoof checking on " + host_ifname, batch);
+}
+
+Result<void> del_mac_guard(const std::string& host_ifname, const std::string& mac)
+{
+    if (!TRY(has_mac_guard(host_ifname, mac)))
+        return {};
+    return run_or_fail("removing MAC spoof checking on " + host_ifname,
+        "delete element bridge cnm guarded { \"" + host_ifname + "\" }\n"
+        "delete element bridge cnm allowed { \"" + host_ifname + "\" . " + mac + " }\n");
+}
+
+Result<bool> has_mac_guard(const std::string& host_ifname, const std::string& mac)
+{
+    auto o = run("get element bridge cnm allowed { \"" + host_ifname + "\" . " + mac + " }\n");
+    return o.ok;
+}
+
+} // namespace cnm::firewall
