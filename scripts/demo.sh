@@ -1,50 +1,64 @@
 #!/usr/bin/env bash
 # The main job: install what is needed, build everything, and run a demo on the built-in file
-# store — the built `ipam` plugin called exactly as a runtime calls it (CNI_* env, conf on stdin),
-# printing each CNI result and the state documents it leaves.
+# store. Two sandboxes (network namespaces) are connected through the built `bridge` plugin with
+# its in-process `ipam`, using conf/manual/cnm-bridge.conf, exactly as a runtime calls them
+# (CNI_* env, conf on stdin). The "host" side lives in its own namespace too, so nothing on this
+# machine's own network changes. Everything is torn down at the end, also on failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
 scripts/build.sh >/dev/null
-echo "== built: $(ls build/plugins | grep -v '\.p$' | tr '\n' ' ')"
+echo "== built: $(find build/plugins -maxdepth 1 -type f -executable -printf '%f ')"
 
+CONF=conf/manual/cnm-bridge.conf
 export CNM_STATE_DIR=$(mktemp -d /tmp/cnm-demo-state-XXXXXX)
-trap 'rm -rf "$CNM_STATE_DIR"' EXIT
-CONF=conf/manual/cnm-ipam.conf
-IPAM=build/plugins/ipam
-cni() { # <command> <container id> [extra env…]
-    local cmd=$1 id=$2
-    shift 2
-    env CNI_COMMAND="$cmd" CNI_CONTAINERID="$id" CNI_NETNS="/run/netns/$id" CNI_IFNAME=eth0 CNI_PATH=build/plugins "$@" "$IPAM"
+HOST=cnm-demo-host-$$
+SANDBOXES=(cnm-demo-web-$$ cnm-demo-db-$$)
+cleanup() {
+    for ns in "${SANDBOXES[@]}" "$HOST"; do ip netns del "$ns" 2>/dev/null || true; done
+    rm -rf "$CNM_STATE_DIR"
 }
-echo "== state directory: $CNM_STATE_DIR, conf: $CONF"
-for id in web-1 web-2 db-1; do
-    echo "== ADD $id"
-    cni ADD "$id" <"$CONF" | jq -c '{ips: [.ips[].address], gateway: .ips[0].gateway, routes}'
+trap cleanup EXIT
+ip netns add "$HOST"
+for ns in "${SANDBOXES[@]}"; do ip netns add "$ns"; done
+
+cni() { # <command> <sandbox> [conf on stdin]
+    ip netns exec "$HOST" env CNI_COMMAND="$1" CNI_CONTAINERID="$2" CNI_NETNS="/run/netns/$2" CNI_IFNAME=eth0 \
+        CNI_PATH="$PWD/build/plugins" CNM_STATE_DIR="$CNM_STATE_DIR" build/plugins/bridge
+}
+
+echo "== conf ($CONF)"; jq -c . "$CONF"
+declare -A RESULT
+for sb in "${SANDBOXES[@]}"; do
+    echo "== ADD $sb"
+    RESULT[$sb]=$(cni ADD "$sb" <"$CONF")
+    jq -c . <<<"${RESULT[$sb]}"
 done
-echo "== ADD web-1 again (the runtime must DEL first):"
-cni ADD web-1 <"$CONF" | jq -c '{code, msg}' || true
-echo "== CHECK web-1 against its result"
-prev=$(jq -n --argjson conf "$(cat $CONF)" --argjson r "$(cni DEL web-1 <"$CONF"; cni ADD web-1 <"$CONF")" '$conf + {prevResult: $r}')
-echo "$prev" | cni CHECK web-1 && echo "   ok"
-echo "== DEL web-2, then ADD cache-1: round-robin, the freed address is not reused at once"
-cni DEL web-2 <"$CONF"
-cni ADD cache-1 <"$CONF" | jq -c '{ips: [.ips[].address]}'
-echo "== ADD with a requested address (CNI_ARGS IP=10.213.10.77)"
-cni ADD pinned <"$CONF" CNI_ARGS="IgnoreUnknown=1;IP=10.213.10.77;K8S_POD_NAME=pinned" | jq -c '{ips: [.ips[].address]}'
-echo "== the state, as files a person can read"
+web=${SANDBOXES[0]}; db=${SANDBOXES[1]}
+db_v4=$(jq -r '.ips[0].address' <<<"${RESULT[$db]}" | cut -d/ -f1)
+db_v6=$(jq -r '.ips[1].address' <<<"${RESULT[$db]}" | cut -d/ -f1)
+echo "== in $web: $(ip -n "$web" -br addr show eth0 | tr -s ' ')"
+echo "== ping $db over IPv4 and IPv6"
+ip netns exec "$web" ping -c 2 -W 2 "$db_v4" | tail -2
+ip netns exec "$web" ping -6 -c 2 -W 2 "$db_v6" | tail -2
+echo "== CHECK $web against its result"
+jq -c --argjson r "${RESULT[$web]}" '. + {prevResult: $r}' "$CONF" | cni CHECK "$web" && echo "   ok"
+echo "== the host side: bridge, ports, masquerading (nftables, in the demo's host namespace)"
+ip -n "$HOST" -br link show master cnm-man0 | sed 's/^/   /'
+ip netns exec "$HOST" nft list map ip cnm masq | sed 's/^/   /'
+echo "== the state, as files a person can read ($CNM_STATE_DIR)"
 (cd "$CNM_STATE_DIR" && find . -type f ! -name '.lock' | sort | sed 's/^/   /')
-echo "-- networks/cnm-demo/network.json"; jq -c . "$CNM_STATE_DIR/networks/cnm-demo/network.json"
-echo "-- networks/cnm-demo/endpoints/web-1@eth0.json"; jq -c . "$CNM_STATE_DIR/networks/cnm-demo/endpoints/web-1@eth0.json"
-echo "-- sandboxes/web-1.json"; jq -c . "$CNM_STATE_DIR/sandboxes/web-1.json"
-echo "-- ipam/local/10.213.10.0_24/pool.json"; jq -c . "$CNM_STATE_DIR/ipam/local/10.213.10.0_24/pool.json"
-echo "== STATUS (1.1.0)"
-jq '.cniVersion = "1.1.0"' "$CONF" | env CNI_COMMAND=STATUS "$IPAM" && echo "   ready"
-echo "== GC (1.1.0): only web-1 and pinned are still valid"
-jq '.cniVersion = "1.1.0" | .["cni.dev/valid-attachments"] = [{"containerID":"web-1","ifname":"eth0"},{"containerID":"pinned","ifname":"eth0"}]' "$CONF" \
-    | env CNI_COMMAND=GC "$IPAM"
-echo "   leases left: $(find "$CNM_STATE_DIR/ipam" -path '*/leases/*' -type f -printf '%f ' )"
-echo "== DEL the rest (twice: DEL is idempotent)"
-for id in web-1 pinned web-1; do cni DEL "$id" <"$CONF"; done
-echo "   leases left: $(find "$CNM_STATE_DIR/ipam" -path '*/leases/*' -type f | wc -l), endpoints left: $(ls "$CNM_STATE_DIR/networks/cnm-demo/endpoints" | wc -l)"
+echo "-- network";  jq -c . "$CNM_STATE_DIR/networks/cnm-manual/network.json"
+echo "-- endpoint"; jq -c . "$CNM_STATE_DIR/networks/cnm-manual/endpoints/$web@eth0.json"
+echo "-- sandbox";  jq -c . "$CNM_STATE_DIR/sandboxes/$web.json"
+echo "== STATUS"; cni STATUS "" <"$CONF" && echo "   ready"
+echo "== DEL $web; then delete $db's netns first and DEL it anyway (the runtime's crash case)"
+cni DEL "$web" <"$CONF"
+ip netns del "$db"
+cni DEL "$db" <"$CONF"
+cni DEL "$db" <"$CONF" # DEL is idempotent
+echo "   ports left on the bridge: $(ip -n "$HOST" -o link show master cnm-man0 | wc -l)," \
+     "leases left: $(find "$CNM_STATE_DIR/ipam" -path '*/leases/*' -type f | wc -l)," \
+     "endpoints left: $(ls "$CNM_STATE_DIR/networks/cnm-manual/endpoints" | wc -l)," \
+     "masquerade elements left: $(ip netns exec "$HOST" nft -j list map ip cnm masq | jq '[.nftables[] | select(.map) | .map.elem // [] | .[]] | length')"
 echo "== demo done"

@@ -76,3 +76,34 @@ finish() {
     [ "$CHECKS" -gt 0 ] || { echo "no checks ran" >&2; exit 1; }
     [ "$FAILS" -eq 0 ]
 }
+
+# run_conflist <conflist> <ADD|CHECK|DEL> <containerid> <netns-path> <host-netns> [runtimeConfig json]
+# Runs every plugin of a conflist the way libcni does: ADD and CHECK in order, DEL in reverse,
+# prevResult threaded from the cached ADD result ($WORK/cache-<id>). Sets RC and OUT.
+run_conflist() {
+    local list=$1 cmd=$2 id=$3 netns=$4 host=$5 rc_json=${6:-'{}'}
+    local name version count prev="" i p type bin conf cache="$WORK/cache-$id"
+    name=$(jq -r .name "$list"); version=$(jq -r .cniVersion "$list"); count=$(jq '.plugins | length' "$list")
+    [ "$cmd" == ADD ] || prev=$(cat "$cache" 2>/dev/null || echo "")
+    local order; order=$(seq 0 $((count - 1)))
+    [ "$cmd" == DEL ] && order=$(seq $((count - 1)) -1 0)
+    for i in $order; do
+        p=$(jq -c ".plugins[$i]" "$list")
+        type=$(jq -r .type <<<"$p")
+        conf=$(jq -c --arg n "$name" --arg v "$version" --argjson prev "${prev:-null}" --argjson rc "$rc_json" \
+            'del(.capabilities) + {cniVersion: $v, name: $n} + (if $prev then {prevResult: $prev} else {} end)
+             + (if (.type == "portmap" and $rc.portMappings) then {runtimeConfig: {portMappings: $rc.portMappings}} else {} end)' <<<"$p")
+        bin=$PLUGINS/$type; [ -x "$bin" ] || bin=$REF/$type
+        set +e
+        OUT=$(printf '%s' "$conf" | ip netns exec "$host" env CNI_COMMAND="$cmd" CNI_CONTAINERID="$id" CNI_NETNS="$netns" CNI_IFNAME=eth0 \
+            CNI_PATH="$PLUGINS:$REF" CNM_STATE_DIR="$CNM_STATE_DIR" "$bin")
+        RC=$?
+        set -e
+        if [ "$RC" -ne 0 ]; then echo "$type $cmd failed: $OUT" >&2; return 0; fi
+        [ "$cmd" == ADD ] && prev=$OUT
+    done
+    [ "$cmd" == ADD ] && echo "$prev" >"$cache"
+    [ "$cmd" == DEL ] && rm -f "$cache"
+    OUT=${prev:-$OUT}
+    return 0
+}
