@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# A real client: podman 4.3 with its CNI backend (libcni) runs our `bridge` + `ipam` from the
+# conflist in conf/podman/, with the reference portmap and tuning after them. Two containers from
+# an image made offline from busybox-static get addresses from our pool and ping each other;
+# after `podman rm` nothing is left. podman itself runs inside a throwaway "host" netns, so the
+# bridge and its rules never touch the machine's own network. Settings this machine needs are from
+# ../shared/reference/real-clients.md (runc, ulimits, overlay under the test dir).
+source "$(dirname "$0")/lib.sh"
+command -v podman >/dev/null || { echo "podman missing: scripts/deps.sh installs it" >&2; exit 1; }
+HOST=$(new_netns host)
+P="$WORK/podman"
+mkdir -p "$P"/{net.d,storage,run,tmp,rootfs/bin}
+cp /bin/busybox "$P/rootfs/bin/"
+for a in $("$P/rootfs/bin/busybox" --list); do [ -e "$P/rootfs/bin/$a" ] || ln -s busybox "$P/rootfs/bin/$a"; done
+tar -C "$P/rootfs" -cf "$P/busybox.tar" .
+cat >"$P/containers.conf" <<CONF
+[containers]
+default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]
+[network]
+network_backend = "cni"
+cni_plugin_dirs = ["$PLUGINS", "$REF"]
+network_config_dir = "$P/net.d"
+[engine]
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+runtime = "runc"
+tmp_dir = "$P/tmp"
+CONF
+cat >"$P/storage.conf" <<CONF
+[storage]
+driver = "overlay"
+graphroot = "$P/storage"
+runroot = "$P/run"
+CONF
+export CONTAINERS_CONF="$P/containers.conf" CONTAINERS_STORAGE_CONF="$P/storage.conf"
+# The example conflist, with the state dir pointed at this test's (podman's cleanup process may
+# not inherit our environment).
+jq --arg d "$CNM_STATE_DIR" '.plugins[0].dataDir = $d' "$(dirname "$0")/../../conf/podman/cnm-podman.conflist" >"$P/net.d/cnm-podman.conflist"
+# nsenter, not ip netns exec: the latter remounts /sys, hiding the cgroup mounts runc needs.
+had_cache=$([ -e /var/lib/containers ] && echo yes || echo no)
+had_results=$([ -e /var/lib/cni/results ] && echo yes || echo no)
+pm() { nsenter --net="/run/netns/$HOST" podman "$@"; }
+podman_cleanup() {
+    pm rm -af -t 0 >/dev/null 2>&1 || true
+    pm system reset -f >/dev/null 2>&1 || true
+    # What podman and libcni create outside our dirs, if they were not there before.
+    [ "$had_cache" == yes ] || rm -rf /var/lib/containers
+    [ "$had_results" == yes ] || rmdir /var/lib/cni/results /var/lib/cni 2>/dev/null || true
+}
+trap 'podman_cleanup; cleanup' EXIT
+
+pm import --change 'CMD ["/bin/sh"]' "$P/busybox.tar" localhost/cnm-busybox:latest >/dev/null
+expect_eq "podman sees our network" cnm-podman "$(pm network ls --format '{{.Name}}' | grep -x cnm-podman || true)"
+pm run -d --name web --network cnm-podman localhost/cnm-busybox sleep 120 >/dev/null
+ip_web=$(pm inspect web --format '{{(index .NetworkSettings.Networks "cnm-podman").IPAddress}}')
+expect_eq "web got an address from our pool" 10.213.30 "$(cut -d. -f1-3 <<<"$ip_web")"
+expect_eq "…recorded as a lease" 1 "$(lease_count)"
+expect_eq "…and as an endpoint of the network" 1 "$(ls "$CNM_STATE_DIR/networks/cnm-podman/endpoints" | wc -l)"
+set +e
+out=$(pm run --rm --network cnm-podman localhost/cnm-busybox ping -c 2 -W 2 "$ip_web" 2>&1)
+rc=$?
+set -e
+expect_eq "a second container pings web [$(tail -2 <<<"$out" | head -1)]" 0 "$rc"
+pm run -d --name pinned --network cnm-podman --ip 10.213.30.77 --mac-address 02:13:30:00:00:77 localhost/cnm-busybox sleep 120 >/dev/null
+expect_eq "--ip reaches our ipam (CNI_ARGS IP=)" 10.213.30.77 "$(pm inspect pinned --format '{{(index .NetworkSettings.Networks "cnm-podman").IPAddress}}')"
+expect_eq "--mac-address reaches our bridge (CNI_ARGS MAC=)" 02:13:30:00:00:77 "$(pm inspect pinned --format '{{(index .NetworkSettings.Networks "cnm-podman").MacAddress}}')"
+pm rm -f -t 0 web pinned >/dev/null
+expect_eq "after podman rm: no lease" 0 "$(lease_count)"
+expect_eq "…no endpoint" 0 "$(ls "$CNM_STATE_DIR/networks/cnm-podman/endpoints" | wc -l)"
+expect_eq "…no sandbox" 0 "$(ls "$CNM_STATE_DIR/sandboxes" | wc -l)"
+expect_eq "…no port on the bridge" 0 "$(ip -n "$HOST" -o link show master cnm-podman0 | wc -l)"
+expect_eq "…no masquerade element" 0 "$(ip netns exec "$HOST" nft -j list map ip cnm masq | jq '[.nftables[] | select(.map) | .map.elem // [] | .[]] | length')"
+finish
