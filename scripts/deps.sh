@@ -4,7 +4,7 @@
 set -euo pipefail
 packages=(
     # build
-    meson ninja-build g++ pkg-config nlohmann-json3-dev libmnl-dev libnftables-dev libcli11-dev doctest-dev
+    meson ninja-build g++ pkg-config nlohmann-json3-dev libmnl-dev libnftables-dev libnftables1 libcli11-dev doctest-dev
     # tests and demo: the reference plugins for interop, netns tooling, JSON assertions
     containernetworking-plugins iproute2 iputils-ping iptables nftables jq util-linux procps coreutils findutils
     # a real CNI client (libcni): podman with runc, and a busybox for its offline image

@@ -206,10 +206,10 @@ Result<void> ensure_gateway(Socket& host, const netlink::Link& bridge, const std
             if (!added && host.last_errno() != EEXIST)
                 return added.release_error();
         }
-        if (gw.addr.family == 4)
-            TRY(write_sysctl("net/ipv4/ip_forward", "1"));
-        else
-            TRY(write_sysctl("net/ipv6/conf/all/forwarding", "1"));
+        // Read before writing: writing ip_forward resets every interface's forwarding setting.
+        const char* key = gw.addr.family == 4 ? "net/ipv4/ip_forward" : "net/ipv6/conf/all/forwarding";
+        if (auto now = read_sysctl(key); !now || now.value() != "1")
+            TRY(write_sysctl(key, "1"));
     }
     return {};
 }

@@ -3,6 +3,8 @@
 #include <nftables/libnftables.h>
 
 #include <cctype>
+#include <dlfcn.h>
+#include <type_traits>
 #include <cstdint>
 #include <cstdio>
 #include <memory>
@@ -11,19 +13,61 @@ namespace cnm::firewall {
 
 namespace {
 
+// libnftables is loaded on first use, not linked: it pulls in five more shared libraries (nftnl,
+// xtables, jansson, gmp…), about a millisecond of dynamic loading on every exec of a plugin, and
+// most ADDs never touch a firewall rule.
+struct Api {
+    decltype(&nft_ctx_new) ctx_new = nullptr;
+    decltype(&nft_ctx_free) ctx_free = nullptr;
+    decltype(&nft_ctx_buffer_output) buffer_output = nullptr;
+    decltype(&nft_ctx_buffer_error) buffer_error = nullptr;
+    decltype(&nft_ctx_get_output_buffer) get_output = nullptr;
+    decltype(&nft_ctx_get_error_buffer) get_error = nullptr;
+    decltype(&nft_run_cmd_from_buffer) run_cmd = nullptr;
+    std::string failure;
+};
+
+const Api& api()
+{
+    static Api loaded = [] {
+        Api a;
+        void* lib = ::dlopen("libnftables.so.1", RTLD_NOW | RTLD_LOCAL);
+        if (!lib) {
+            a.failure = ::dlerror();
+            return a;
+        }
+        auto sym = [&](auto& slot, const char* name) {
+            slot = reinterpret_cast<std::remove_reference_t<decltype(slot)>>(::dlsym(lib, name));
+            if (!slot && a.failure.empty())
+                a.failure = std::string("missing symbol ") + name;
+        };
+        sym(a.ctx_new, "nft_ctx_new");
+        sym(a.ctx_free, "nft_ctx_free");
+        sym(a.buffer_output, "nft_ctx_buffer_output");
+        sym(a.buffer_error, "nft_ctx_buffer_error");
+        sym(a.get_output, "nft_ctx_get_output_buffer");
+        sym(a.get_error, "nft_ctx_get_error_buffer");
+        sym(a.run_cmd, "nft_run_cmd_from_buffer");
+        return a;
+    }();
+    return loaded;
+}
+
 struct Context {
-    nft_ctx* ctx;
-    Context() : ctx(nft_ctx_new(NFT_CTX_DEFAULT))
+    nft_ctx* ctx = nullptr;
+    Context()
     {
+        if (api().failure.empty())
+            ctx = api().ctx_new(NFT_CTX_DEFAULT);
         if (ctx) {
-            nft_ctx_buffer_output(ctx);
-            nft_ctx_buffer_error(ctx);
+            api().buffer_output(ctx);
+            api().buffer_error(ctx);
         }
     }
     ~Context()
     {
         if (ctx)
-            nft_ctx_free(ctx);
+            api().ctx_free(ctx);
     }
 };
 
@@ -35,12 +79,14 @@ struct Outcome {
 
 Outcome run(const std::string& commands)
 {
+    if (!api().failure.empty())
+        return { false, "", "libnftables is not available (install libnftables1): " + api().failure };
     Context c;
     if (!c.ctx)
         return { false, "", "cannot create an nftables context" };
-    int rc = nft_run_cmd_from_buffer(c.ctx, commands.c_str());
-    const char* out = nft_ctx_get_output_buffer(c.ctx);
-    const char* err = nft_ctx_get_error_buffer(c.ctx);
+    int rc = api().run_cmd(c.ctx, commands.c_str());
+    const char* out = api().get_output(c.ctx);
+    const char* err = api().get_error(c.ctx);
     return { rc == 0, out ? out : "", err ? err : "" };
 }
 
