@@ -1,6 +1,7 @@
 #include "drivers/bridge.hpp"
 
 #include "cni/exec.hpp"
+#include "cnm/state.hpp"
 #include "firewall/nft.hpp"
 #include "ipam/ipam.hpp"
 #include "netlink/route.hpp"
@@ -128,26 +129,9 @@ std::string random_hex(size_t bytes)
     return out;
 }
 
-struct State {
-    std::unique_ptr<FileStore> store;
-    std::unique_ptr<Registry> registry;
-};
-
-Result<State> open_state(const cni::Context& ctx)
-{
-    State s;
-    s.store = TRY(FileStore::open(cni::state_dir(ctx.conf)));
-    s.registry = std::make_unique<Registry>(*s.store);
-    return s;
-}
-
 ipam::Request request_of(const cni::Context& ctx, const BridgeConf& c)
 {
-    Json options = ctx.conf.raw;
-    for (const char* runtime_key : { "cniVersion", "cniVersions", "name", "prevResult", "runtimeConfig", "args",
-             "cni.dev/valid-attachments", "cni.dev/attachments" })
-        options.erase(runtime_key);
-    ipam::Request r { ctx.conf.name, "bridge", Frontend::Cni, ctx.env.container_id, ctx.env.ifname, ctx.env.netns, options };
+    ipam::Request r { ctx.conf.name, "bridge", Frontend::Cni, ctx.env.container_id, ctx.env.ifname, ctx.env.netns, network_options(ctx.conf) };
     r.identity = { { "bridge", c.bridge } };
     return r;
 }
@@ -214,6 +198,17 @@ Result<void> ensure_gateway(Socket& host, const netlink::Link& bridge, const std
     return {};
 }
 
+/// DEL, CHECK, STATUS or GC through the delegated IPAM plugin (none configured: nothing to do).
+Result<void> delegate_ipam(const cni::Context& ctx, const BridgeConf& c, cni::Command command)
+{
+    if (c.ipam_type.empty())
+        return {};
+    auto out = cni::exec_plugin(c.ipam_type, command, ctx.env, ctx.conf.raw);
+    if (!out)
+        return out.release_error();
+    return {};
+}
+
 Result<cni::CniResult> run_ipam_add(const cni::Context& ctx, const BridgeConf& c, Registry& registry, EndpointRecord& record)
 {
     if (c.ipam) {
@@ -235,12 +230,7 @@ Result<void> run_ipam_del(const cni::Context& ctx, const BridgeConf& c, Registry
             return ipam::release(registry, record->addresses, req);
         return ipam::del(registry, conf ? &conf.value() : nullptr, req);
     }
-    if (c.ipam_type.empty())
-        return {};
-    auto out = cni::exec_plugin(c.ipam_type, cni::Command::Del, ctx.env, ctx.conf.raw);
-    if (!out)
-        return out.release_error();
-    return {};
+    return delegate_ipam(ctx, c, cni::Command::Del);
 }
 
 /// Firewall state an endpoint record says it has: masquerade elements for its addresses and the
@@ -334,7 +324,7 @@ Result<void> configure_container(Socket& inside, const BridgeConf& c, const std:
 Result<cni::CniResult> cmd_add(const cni::Context& ctx)
 {
     BridgeConf c = TRY(parse_bridge_conf(ctx, true));
-    auto state = TRY(open_state(ctx));
+    auto state = TRY(State::open(ctx.conf));
     auto& registry = *state.registry;
     auto host = TRY(Socket::open());
     auto netns = Netns::open(ctx.env.netns);
@@ -451,7 +441,7 @@ Result<void> cmd_del(const cni::Context& ctx)
     BridgeConf c = parsed ? parsed.release_value() : BridgeConf {};
     if (!parsed && ctx.conf.ipam.is_object())
         c.ipam_type = ctx.conf.ipam.value("type", "");
-    auto state = TRY(open_state(ctx));
+    auto state = TRY(State::open(ctx.conf));
     auto& registry = *state.registry;
     auto host = TRY(Socket::open());
     std::string key = endpoint_key(ctx.env.container_id, ctx.env.ifname);
@@ -479,7 +469,7 @@ Result<void> cmd_check(const cni::Context& ctx)
     if (!ctx.conf.prev_result)
         return invalid("CHECK needs \"prevResult\"");
     const auto& prev = *ctx.conf.prev_result;
-    auto state = TRY(open_state(ctx));
+    auto state = TRY(State::open(ctx.conf));
     auto& registry = *state.registry;
     std::string key = endpoint_key(ctx.env.container_id, ctx.env.ifname);
     auto stored = TRY(registry.load_endpoint(ctx.conf.name, key));
@@ -532,12 +522,7 @@ Result<void> cmd_check(const cni::Context& ctx)
         return make_error(Code::CheckFailed, "the MAC spoof check on " + veth + " is missing");
     if (c.ipam)
         return ipam::check(registry, *c.ipam, request_of(ctx, c), prev);
-    if (!c.ipam_type.empty()) {
-        auto out = cni::exec_plugin(c.ipam_type, cni::Command::Check, ctx.env, ctx.conf.raw);
-        if (!out)
-            return out.release_error();
-    }
-    return {};
+    return delegate_ipam(ctx, c, cni::Command::Check);
 }
 
 Result<void> cmd_status(const cni::Context& ctx)
@@ -553,12 +538,7 @@ Result<void> cmd_status(const cni::Context& ctx)
         Registry registry(**state);
         return ipam::status(registry, *c.ipam);
     }
-    if (!c.ipam_type.empty()) {
-        auto out = cni::exec_plugin(c.ipam_type, cni::Command::Status, ctx.env, ctx.conf.raw);
-        if (!out)
-            return out.release_error();
-    }
-    return {};
+    return delegate_ipam(ctx, c, cni::Command::Status);
 }
 
 Result<void> cmd_gc(const cni::Context& ctx)
@@ -566,7 +546,7 @@ Result<void> cmd_gc(const cni::Context& ctx)
     auto parsed = parse_bridge_conf(ctx, true);
     BridgeConf c = parsed ? parsed.release_value() : BridgeConf {};
     auto valid = TRY(cni::valid_attachments(ctx.conf)).value_or(std::vector<cni::Attachment> {});
-    auto state = TRY(open_state(ctx));
+    auto state = TRY(State::open(ctx.conf));
     auto& registry = *state.registry;
     auto host = TRY(Socket::open());
     std::vector<std::string> errors;
@@ -583,8 +563,6 @@ Result<void> cmd_gc(const cni::Context& ctx)
                 errors.push_back(done.error().msg);
             if (auto done = remove_links(*host, &r, "", ""); !done)
                 errors.push_back(done.error().msg);
-            if (!c.ipam && !c.ipam_type.empty())
-                continue; // the delegated IPAM plugin gets its own GC below; keep the record until then
         }
     }
     // Leases, endpoint and sandbox records: the IPAM GC does exactly that for in-process IPAM.
@@ -594,9 +572,8 @@ Result<void> cmd_gc(const cni::Context& ctx)
     } else {
         if (auto done = ipam::gc(registry, nullptr, ctx.conf.name, valid); !done)
             errors.push_back(done.error().msg);
-        if (!c.ipam_type.empty())
-            if (auto out = cni::exec_plugin(c.ipam_type, cni::Command::Gc, ctx.env, ctx.conf.raw); !out)
-                errors.push_back(out.error().msg);
+        if (auto done = delegate_ipam(ctx, c, cni::Command::Gc); !done)
+            errors.push_back(done.error().msg);
     }
     TRY(state.store->sync());
     if (!errors.empty()) {

@@ -2,6 +2,7 @@
 // store, so bridge networks, Docker networks (through cnm-shim) and this plugin share one pool.
 
 #include "cni/skel.hpp"
+#include "cnm/state.hpp"
 #include "ipam/ipam.hpp"
 #include "store/file_store.hpp"
 
@@ -9,32 +10,15 @@ using namespace cnm;
 
 namespace {
 
-struct Session {
-    std::unique_ptr<FileStore> store;
-    std::unique_ptr<Registry> registry;
-};
-
-Result<Session> open_state(const cni::NetConf& conf)
-{
-    Session s;
-    s.store = TRY(FileStore::open(cni::state_dir(conf)));
-    s.registry = std::make_unique<Registry>(*s.store);
-    return s;
-}
-
 ipam::Request request_of(const cni::Context& ctx)
 {
-    Json options = ctx.conf.raw;
-    for (const char* runtime_key : { "cniVersion", "cniVersions", "name", "prevResult", "runtimeConfig", "args",
-             "cni.dev/valid-attachments", "cni.dev/attachments" })
-        options.erase(runtime_key);
-    return { ctx.conf.name, ctx.conf.type, Frontend::Cni, ctx.env.container_id, ctx.env.ifname, ctx.env.netns, options };
+    return { ctx.conf.name, ctx.conf.type, Frontend::Cni, ctx.env.container_id, ctx.env.ifname, ctx.env.netns, network_options(ctx.conf) };
 }
 
 Result<cni::CniResult> cmd_add(const cni::Context& ctx)
 {
     auto conf = TRY(ipam::parse_ipam_conf(ctx.conf, ctx.env.args));
-    auto state = TRY(open_state(ctx.conf));
+    auto state = TRY(State::open(ctx.conf));
     auto addresses = TRY(ipam::add(*state.registry, conf, request_of(ctx)));
     TRY(state.store->sync());
     return ipam::to_result(conf, addresses);
@@ -44,7 +28,7 @@ Result<void> cmd_del(const cni::Context& ctx)
 {
     // DEL must not fail because the conf's IPAM section no longer parses: the records suffice.
     auto conf = ipam::parse_ipam_conf(ctx.conf, ctx.env.args);
-    auto state = TRY(open_state(ctx.conf));
+    auto state = TRY(State::open(ctx.conf));
     TRY(ipam::del(*state.registry, conf ? &conf.value() : nullptr, request_of(ctx)));
     return state.store->sync();
 }
@@ -52,7 +36,7 @@ Result<void> cmd_del(const cni::Context& ctx)
 Result<void> cmd_check(const cni::Context& ctx)
 {
     auto conf = TRY(ipam::parse_ipam_conf(ctx.conf, ctx.env.args));
-    auto state = TRY(open_state(ctx.conf));
+    auto state = TRY(State::open(ctx.conf));
     return ipam::check(*state.registry, conf, request_of(ctx), ctx.conf.prev_result);
 }
 
@@ -70,7 +54,7 @@ Result<void> cmd_gc(const cni::Context& ctx)
 {
     auto valid = TRY(cni::valid_attachments(ctx.conf));
     auto conf = ipam::parse_ipam_conf(ctx.conf, ctx.env.args);
-    auto state = TRY(open_state(ctx.conf));
+    auto state = TRY(State::open(ctx.conf));
     auto done = ipam::gc(*state.registry, conf ? &conf.value() : nullptr, ctx.conf.name, valid.value_or(std::vector<cni::Attachment> {}));
     TRY(state.store->sync()); // what GC did free is made durable even when some of it failed
     return done;

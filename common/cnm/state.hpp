@@ -1,0 +1,36 @@
+#pragma once
+// The state a plugin invocation works on: the file store at the conf's state root and the
+// registry of model records over it. One per process.
+
+#include "cni/conf.hpp"
+#include "cnm/registry.hpp"
+#include "store/file_store.hpp"
+
+#include <memory>
+
+namespace cnm {
+
+struct State {
+    std::unique_ptr<FileStore> store;
+    std::unique_ptr<Registry> registry;
+
+    static Result<State> open(const cni::NetConf& conf)
+    {
+        State s;
+        s.store = TRY(FileStore::open(cni::state_dir(conf)));
+        s.registry = std::make_unique<Registry>(*s.store);
+        return s;
+    }
+};
+
+/// The conf as a network record keeps it: without the keys the runtime injects per call.
+inline Json network_options(const cni::NetConf& conf)
+{
+    Json options = conf.raw;
+    for (const char* runtime_key : { "cniVersion", "cniVersions", "name", "prevResult", "runtimeConfig", "args",
+             "cni.dev/valid-attachments", "cni.dev/attachments" })
+        options.erase(runtime_key);
+    return options;
+}
+
+} // namespace cnm
