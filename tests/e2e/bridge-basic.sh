@@ -149,6 +149,37 @@ expect_eq "ipMasq DEL with the netns gone" 0 "$RC"
 expect_eq "no masquerade element left" "" "$(elements ip)$(elements ip6)"
 expect_eq "no MAC guard left" 0 "$(ip netns exec "$HOST" nft -j list set bridge cnm allowed | jq '[.nftables[] | select(.set) | .set.elem // [] | .[]] | length')"
 
+# forceAddress: a bridge that already holds another address of the subnet.
+FA=$(new_netns force)
+ip -n "$HOST" link add cnmforce0 type bridge
+ip -n "$HOST" addr add 10.213.114.9/24 dev cnmforce0
+fconf='{"cniVersion":"1.0.0","name":"force","type":"bridge","bridge":"cnmforce0","isGateway":true,"ipam":{"type":"ipam","subnet":"10.213.114.0/24"}}'
+hcni "$BR" ADD fa "/run/netns/$FA" eth0 "$fconf"
+expect_eq "a different bridge address without forceAddress: code 7" 7 "$(jq .code <<<"$OUT")"
+expect_eq "…naming it" true "$(jq '.msg | contains("already has an IP address different from 10.213.114.1/24")' <<<"$OUT")"
+expect_eq "…and nothing was left" 0 "$(ip -n "$HOST" -o link show master cnmforce0 | wc -l)"
+hcni "$BR" ADD fa "/run/netns/$FA" eth0 "$(jq -c '.forceAddress = true' <<<"$fconf")"
+expect_eq "forceAddress replaces it" "10.213.114.1" "$(ip -n "$HOST" -j -4 addr show cnmforce0 | jq -r '[.[0].addr_info[].local] | join(" ")')"
+hcni "$BR" DEL fa "/run/netns/$FA" eth0 "$fconf"
+
+# enabledad: IPv6 addresses go through DAD (no "nodad" flag); dns in the conf wins over IPAM's.
+D=$(new_netns dad)
+dconf='{"cniVersion":"1.0.0","name":"dad","type":"bridge","bridge":"cnmdad0","enabledad":true,"dns":{"nameservers":["10.213.115.53"],"search":["example.test"]},
+  "ipam":{"type":"ipam","ranges":[[{"subnet":"fd00:213:115::/64"}]]}}'
+hcni "$BR" ADD d1 "/run/netns/$D" eth0 "$dconf"
+expect_eq "enabledad ADD" 0 "$RC"
+expect_eq "dns from the conf in the result" "10.213.115.53 example.test" "$(jq -r '[.dns.nameservers[0], .dns.search[0]] | join(" ")' <<<"$OUT")"
+expect_eq "enabledad: no nodad flag" false "$(ip -n "$D" -j -6 addr show dev eth0 scope global | jq '.[0].addr_info[0].nodad // false')"
+hcni "$BR" DEL d1 "/run/netns/$D" eth0 "$dconf"
+
+# disableContainerInterface: the container end stays down; with IPAM it is refused.
+DC=$(new_netns down)
+hcni "$BR" ADD dc "/run/netns/$DC" eth0 '{"cniVersion":"1.0.0","name":"down","type":"bridge","bridge":"cnmdown0","disableContainerInterface":true,"ipam":{}}'
+expect_eq "disableContainerInterface ADD" 0 "$RC"
+expect_eq "…the container interface is down" false "$(ip -n "$DC" -j link show eth0 | jq '.[0].flags | index("UP") != null')"
+hcni "$BR" ADD dc2 "/run/netns/$DC" eth1 '{"cniVersion":"1.0.0","name":"down2","type":"bridge","disableContainerInterface":true,"ipam":{"type":"ipam","subnet":"10.213.116.0/24"}}'
+expect_eq "disableContainerInterface with IPAM: code 7" 7 "$(jq .code <<<"$OUT")"
+
 # A failed ADD leaves nothing behind: IPAM exhaustion after the bridge exists.
 F=$(new_netns full)
 full='{"cniVersion":"1.0.0","name":"full","type":"bridge","bridge":"cnmfull0","ipam":{"type":"ipam","subnet":"10.213.111.0/30"}}'
