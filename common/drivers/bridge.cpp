@@ -359,11 +359,10 @@ Result<cni::CniResult> cmd_add(const cni::Context& ctx)
 
     auto bridge = TRY(ensure_bridge(*host, c));
     fault_point("bridge-after-bridge");
-    if (c.ipam)
-        have_ipam = true; // the in-process allocator releases its own leases on failure
+    // On failure the in-process allocator has already released what it took; a delegated plugin
+    // gets its DEL from the undo guard only once its ADD has succeeded.
     cni::CniResult ipam_result = TRY(run_ipam_add(ctx, c, registry, record));
     have_ipam = true;
-    record.phase = EndpointRecord::Phase::Creating;
     fault_point("bridge-after-ipam");
 
     TRY(netlink::create_veth(*host, { host_veth, temp_name, netns->fd(), c.mtu, c.mac }));
@@ -445,13 +444,16 @@ Result<void> cmd_del(const cni::Context& ctx)
     auto& registry = *state.registry;
     auto host = TRY(Socket::open());
     std::string key = endpoint_key(ctx.env.container_id, ctx.env.ifname);
-    auto lock = TRY(registry.lock_network(ctx.conf.name));
+    // The kernel work (deleting a veth waits for an RCU grace period, ~10 ms) runs outside the
+    // network lock, so parallel DELs on one network overlap; the record is this attachment's
+    // alone (the runtime never runs two operations on one attachment at once).
     auto stored = TRY(registry.load_endpoint(ctx.conf.name, key));
     const EndpointRecord* record = stored.ok() ? &stored.record : nullptr;
     if (record)
         TRY(remove_firewall(*record));
     TRY(remove_links(*host, record, ctx.env.netns, ctx.env.ifname));
     fault_point("bridge-del-after-links");
+    auto lock = TRY(registry.lock_network(ctx.conf.name));
     TRY(run_ipam_del(ctx, c, registry, record));
     fault_point("bridge-del-after-ipam");
     if (!stored.absent()) {
