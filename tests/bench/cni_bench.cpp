@@ -35,7 +35,14 @@ struct Run {
     std::string out;
 };
 
-Run exec_plugin(const std::string& path, const std::vector<std::string>& env, const std::string& input)
+// Peak RSS: ru_maxrss after an exec still reports the memory of the process that called exec
+// (with posix_spawn, the benchmark itself), so RSS runs go through a tiny static launcher
+// (exec_shim.c) that forks from its own small image and reports the plugin's peak. Timing runs
+// exec the plugin directly.
+std::string g_shim;
+std::string g_rss_file;
+
+Run exec_plugin(const std::string& path, const std::vector<std::string>& env, const std::string& input, bool via_shim = false)
 {
     int in[2], out[2];
     if (::pipe2(in, O_CLOEXEC) < 0 || ::pipe2(out, O_CLOEXEC) < 0)
@@ -44,14 +51,21 @@ Run exec_plugin(const std::string& path, const std::vector<std::string>& env, co
     posix_spawn_file_actions_init(&actions);
     posix_spawn_file_actions_adddup2(&actions, in[0], 0);
     posix_spawn_file_actions_adddup2(&actions, out[1], 1);
+    std::vector<std::string> vars = env;
+    if (via_shim)
+        vars.push_back("CNM_BENCH_RSS_FILE=" + g_rss_file);
     std::vector<char*> envp;
-    for (auto& e : env)
+    for (auto& e : vars)
         envp.push_back(const_cast<char*>(e.c_str()));
     envp.push_back(nullptr);
-    char* argv[] = { const_cast<char*>(path.c_str()), nullptr };
+    std::vector<char*> argv;
+    if (via_shim)
+        argv.push_back(const_cast<char*>(g_shim.c_str()));
+    argv.push_back(const_cast<char*>(path.c_str()));
+    argv.push_back(nullptr);
     auto start = std::chrono::steady_clock::now();
     pid_t pid = 0;
-    if (::posix_spawn(&pid, path.c_str(), &actions, nullptr, argv, envp.data()) != 0)
+    if (::posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), envp.data()) != 0)
         std::abort();
     posix_spawn_file_actions_destroy(&actions);
     ::close(in[0]);
@@ -67,18 +81,18 @@ Run exec_plugin(const std::string& path, const std::vector<std::string>& env, co
     struct rusage usage {};
     ::wait4(pid, &run.status, 0, &usage);
     run.ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
-    run.rss_kb = usage.ru_maxrss;
+    if (via_shim) {
+        std::ifstream in(g_rss_file);
+        in >> run.rss_kb;
+    }
     return run;
 }
 
 struct Stats {
     std::vector<double> ms;
-    long rss_kb = 0;
-    void add(const Run& r)
-    {
-        ms.push_back(r.ms);
-        rss_kb = std::max(rss_kb, r.rss_kb);
-    }
+    long rss_kb = 0; // from the runs made through the shim only
+    void add(const Run& r) { ms.push_back(r.ms); }
+    void add_rss(const Run& r) { rss_kb = std::max(rss_kb, r.rss_kb); }
     double pct(double p) const
     {
         auto v = ms;
@@ -137,8 +151,9 @@ void seed_ours(const std::string& dir, size_t from, size_t to)
     Registry registry(**store);
     for (size_t i = from; i < to; ++i) {
         ipam::Request req { "bench", "bridge", Frontend::Cni, "seed-" + std::to_string(i), "eth0", "/run/netns/seed", Json::object() };
-        if (!ipam::add(registry, *ic, req)) {
-            std::cerr << "seeding failed\n";
+        auto added = ipam::add(registry, *ic, req);
+        if (!added || !(*store)->sync()) { // one verb, one durability barrier, as in the plugin
+            std::cerr << "seeding failed: " << (added ? "sync" : added.error().msg) << "\n";
             std::exit(1);
         }
     }
@@ -186,10 +201,19 @@ int bench_ipam(int reps, const std::string& ours_dir, const std::string& ref_dir
             (o ? del_ours : del_ref).add(r);
         }
     }
+    for (int i = 0; i < 5; ++i)
+        for (bool o : { true, false }) {
+            std::string id = "rss-" + std::to_string(i);
+            Run r = exec_plugin(o ? ours : ref, cni_env("ADD", id, path), o ? ours_conf : ref_conf, true);
+            check_ok(r, "RSS ADD");
+            (o ? add_ours : add_ref).add_rss(r);
+            check_ok(exec_plugin(o ? ours : ref, cni_env("DEL", id, path), o ? ours_conf : ref_conf), "RSS DEL");
+        }
     std::printf("ipam vs host-local, %d interleaved runs each (empty /16)\n", reps);
     print_row("ADD", add_ours, add_ref);
     print_row("DEL", del_ours, del_ref);
-    std::printf("peak RSS: ours %ld KiB, host-local %ld KiB\n\n", add_ours.rss_kb, add_ref.rss_kb);
+    std::printf("peak RSS of ADD: ours %ld KiB, host-local %ld KiB (ours/ref %.2f)\n\n", add_ours.rss_kb, add_ref.rss_kb,
+        static_cast<double>(add_ours.rss_kb) / static_cast<double>(add_ref.rss_kb));
 
     std::printf("ADD with existing leases in the /16 (ADD then DEL, %d runs each)\n", reps);
     fs::remove_all(ours_state);
@@ -239,7 +263,8 @@ int bench_bridge(int reps, const std::string& ours_dir, const std::string& ref_d
     };
     std::string path = ours_dir + ":" + ref_dir;
     Stats add_ours, add_ref, del_ours, del_ref;
-    for (int i = -2; i < reps; ++i) { // two warm-up rounds create the bridges
+    for (int i = -2; i < reps + 5; ++i) { // two warm-up rounds create the bridges; the last 5 measure RSS
+        bool rss_round = i >= reps;
         bool ours_first = i % 2 == 0;
         for (int k = 0; k < 2; ++k) {
             bool o = (k == 0) == ours_first;
@@ -249,12 +274,14 @@ int bench_bridge(int reps, const std::string& ours_dir, const std::string& ref_d
             std::string id = "b" + std::to_string(i + 2);
             auto env = cni_env("ADD", id, path);
             env[2] = "CNI_NETNS=/run/netns/" + ns;
-            Run add = exec_plugin(o ? ours : ref, env, conf(o));
+            Run add = exec_plugin(o ? ours : ref, env, conf(o), rss_round);
             check_ok(add, o ? "our bridge ADD" : "reference bridge ADD");
             env[0] = "CNI_COMMAND=DEL";
             Run del = exec_plugin(o ? ours : ref, env, conf(o));
             check_ok(del, o ? "our bridge DEL" : "reference bridge DEL");
-            if (i >= 0) {
+            if (rss_round) {
+                (o ? add_ours : add_ref).add_rss(add);
+            } else if (i >= 0) {
                 (o ? add_ours : add_ref).add(add);
                 (o ? del_ours : del_ref).add(del);
             }
@@ -288,9 +315,13 @@ int main(int argc, char** argv)
     }
     CLI11_PARSE(app, argc, argv);
     ours = fs::absolute(ours);
+    g_shim = (fs::path(argv[0]).parent_path() / "exec-shim").string();
+    g_rss_file = "/tmp/cnm-bench-rss-" + std::to_string(::getpid());
+    int rc = 0;
     if (ipam_cmd->parsed())
-        return bench_ipam(reps, ours, ref, work);
+        rc = bench_ipam(reps, ours, ref, work);
     if (bridge_cmd->parsed())
-        return bench_bridge(reps, ours, ref, work);
-    return 0;
+        rc = bench_bridge(reps, ours, ref, work);
+    fs::remove(g_rss_file);
+    return rc;
 }
