@@ -93,7 +93,10 @@ Result<void> release_by_scan(Registry& registry, const std::vector<PoolId>& pool
     return {};
 }
 
-Result<void> release_endpoint(Registry& registry, const std::vector<PoolId>& pools, const Stored<EndpointRecord>& stored,
+/// Frees an endpoint's leases — by its record when it is ready, else by scanning the pools
+/// `pools()` names (computed only then: the normal DEL path reads no network record) — and drops
+/// its sandbox membership and record.
+Result<void> release_endpoint(Registry& registry, const std::function<std::vector<PoolId>()>& pools, const Stored<EndpointRecord>& stored,
     const Owner& owner, const std::string& key)
 {
     Pools store_pools(registry.store());
@@ -102,7 +105,7 @@ Result<void> release_endpoint(Registry& registry, const std::vector<PoolId>& poo
             if (auto pool = PoolId::parse(a.pool))
                 TRY(store_pools.release(*pool, a.address.addr, owner));
     } else {
-        TRY(release_by_scan(registry, pools, owner));
+        TRY(release_by_scan(registry, pools(), owner));
     }
     fault_point("ipam-del-after-release");
     // The endpoint record goes last: it is what a repeated DEL finds to finish the job.
@@ -244,7 +247,7 @@ Result<void> del(Registry& registry, const IpamConf* conf, const Request& reques
         return {};
     if (stored.ok() && (stored.record.container_id != request.container_id || stored.record.ifname != request.ifname))
         return {}; // a hashed key that belongs to another attachment
-    return release_endpoint(registry, network_pools(registry, conf, request.network), stored, owner_of(request), key);
+    return release_endpoint(registry, [&] { return network_pools(registry, conf, request.network); }, stored, owner_of(request), key);
 }
 
 Result<void> check(Registry& registry, const IpamConf& conf, const Request& request,
@@ -324,7 +327,7 @@ Result<void> gc(Registry& registry, const IpamConf* conf, const std::string& net
                 kept.insert({ r.container_id, r.ifname });
                 continue;
             }
-            if (auto done = release_endpoint(registry, pools, *stored, { network, r.container_id, r.ifname, r.frontend }, key); !done)
+            if (auto done = release_endpoint(registry, [&] { return pools; }, *stored, { network, r.container_id, r.ifname, r.frontend }, key); !done)
                 errors.push_back(done.release_error());
         } else if (auto removed = registry.remove_endpoint(network, key); !removed) {
             errors.push_back(removed.release_error()); // corrupt: its leases are caught below

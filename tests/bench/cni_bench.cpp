@@ -180,27 +180,22 @@ int bench_ipam(int reps, const std::string& ours_dir, const std::string& ref_dir
     print_row("VERSION (start-up cost)", version_ours, version_ref);
     std::printf("\n");
 
+    // One verb for every id, alternating which plugin goes first.
+    auto interleaved = [&](const char* command, int first, Stats& o_stats, Stats& r_stats) {
+        for (int i = 0; i < reps; ++i) {
+            std::string id = "bench-" + std::to_string(i);
+            bool ours_first = i % 2 == first;
+            for (int k = 0; k < 2; ++k) {
+                bool o = (k == 0) == ours_first;
+                Run r = exec_plugin(o ? ours : ref, cni_env(command, id, path), o ? ours_conf : ref_conf);
+                check_ok(r, std::string(o ? "our " : "host-local ") + command);
+                (o ? o_stats : r_stats).add(r);
+            }
+        }
+    };
     Stats add_ours, add_ref, del_ours, del_ref;
-    for (int i = 0; i < reps; ++i) {
-        std::string id = "bench-" + std::to_string(i);
-        bool ours_first = i % 2 == 0;
-        for (int k = 0; k < 2; ++k) {
-            bool o = (k == 0) == ours_first;
-            Run r = exec_plugin(o ? ours : ref, cni_env("ADD", id, path), o ? ours_conf : ref_conf);
-            check_ok(r, o ? "our ADD" : "host-local ADD");
-            (o ? add_ours : add_ref).add(r);
-        }
-    }
-    for (int i = 0; i < reps; ++i) {
-        std::string id = "bench-" + std::to_string(i);
-        bool ours_first = i % 2 == 1;
-        for (int k = 0; k < 2; ++k) {
-            bool o = (k == 0) == ours_first;
-            Run r = exec_plugin(o ? ours : ref, cni_env("DEL", id, path), o ? ours_conf : ref_conf);
-            check_ok(r, o ? "our DEL" : "host-local DEL");
-            (o ? del_ours : del_ref).add(r);
-        }
-    }
+    interleaved("ADD", 0, add_ours, add_ref);
+    interleaved("DEL", 1, del_ours, del_ref);
     for (int i = 0; i < 5; ++i)
         for (bool o : { true, false }) {
             std::string id = "rss-" + std::to_string(i);
