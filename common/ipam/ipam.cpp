@@ -115,6 +115,24 @@ Result<void> release_endpoint(Registry& registry, const std::function<std::vecto
     return registry.remove_endpoint(owner.network, key);
 }
 
+Result<void> prune_sandboxes(Registry& registry, const std::string& network)
+{
+    for (auto& name : TRY(registry.list_sandboxes())) {
+        if (!name.ends_with(".json"))
+            continue;
+        Loaded loaded = TRY(registry.store().get({ "sandboxes", name }));
+        if (!loaded.ok())
+            continue;
+        auto record = SandboxRecord::from_json(loaded.doc);
+        if (!record)
+            continue;
+        for (auto& m : record->endpoints)
+            if (m.network == network && TRY(registry.load_endpoint(network, m.endpoint)).absent())
+                TRY(registry.sandbox_leave(record->id, m));
+    }
+    return {};
+}
+
 } // namespace
 
 std::vector<std::string> subnets_of(const IpamConf& conf)
@@ -351,6 +369,10 @@ Result<void> gc(Registry& registry, const IpamConf* conf, const std::string& net
                 errors.push_back(done.release_error());
         }
     }
+    // Sandbox memberships in this network whose endpoint record is gone (it was corrupt, or a
+    // crash came between the two removals).
+    if (auto dropped = prune_sandboxes(registry, network); !dropped)
+        errors.push_back(dropped.release_error());
     if (errors.empty())
         return {};
     std::string details;

@@ -252,6 +252,7 @@ TEST_CASE("corrupt endpoint records: ADD refuses, DEL and GC clean up by owner")
     CHECK(f.leases("10.213.0.0_24") == 1);
     CHECK(gc(f.registry, &c, "net1", {}).ok());
     CHECK(f.leases("10.213.0.0_24") == 0);
+    CHECK(f.registry.list_sandboxes()->empty()); // b's membership went with its corrupt record
     CHECK(f.add_one(c, "a") == "10.213.0.4");
 }
 
