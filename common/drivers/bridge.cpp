@@ -1,6 +1,6 @@
 #include "drivers/bridge.hpp"
 
-#include "cni/exec.hpp"
+#include "drivers/common.hpp"
 #include "cnm/state.hpp"
 #include "firewall/nft.hpp"
 #include "ipam/ipam.hpp"
@@ -38,24 +38,12 @@ struct BridgeConf {
     std::optional<int> mtu;
     std::optional<int> vlan;
     std::optional<Mac> mac;
-    std::string ipam_type;
-    std::optional<ipam::IpamConf> ipam; // set when IPAM runs in-process
+    IpamPlan ipam;
 };
 
-Error invalid(const std::string& msg)
+ipam::Request bridge_request(const cni::Context& ctx, const BridgeConf& c)
 {
-    return make_error(Code::InvalidConfig, "invalid config: " + msg);
-}
-
-Result<std::optional<Mac>> mac_from(const Json& obj, const char* key, const std::string& where)
-{
-    auto text = TRY(json_string(obj, key, where));
-    if (!text || text->empty())
-        return std::optional<Mac> {};
-    auto mac = netlink::parse_mac(*text);
-    if (!mac)
-        return invalid("\"" + where + (where.empty() ? "" : ".") + key + "\" = \"" + *text + "\" is not a MAC address");
-    return mac;
+    return request_of(ctx, "bridge", Json { { "bridge", c.bridge } });
 }
 
 Result<BridgeConf> parse_bridge_conf(const cni::Context& ctx, bool need_ipam)
@@ -89,58 +77,11 @@ Result<BridgeConf> parse_bridge_conf(const cni::Context& ctx, bool need_ipam)
     if (c.hairpin && c.promisc)
         return invalid("\"hairpinMode\" and \"promiscMode\" cannot both be true");
 
-    // MAC: runtimeConfig.mac wins over args.cni.mac, which wins over CNI_ARGS MAC.
-    if (auto m = ctx.env.args.get("MAC")) {
-        c.mac = netlink::parse_mac(*m);
-        if (!c.mac)
-            return make_error(Code::InvalidEnv, "CNI_ARGS: MAC=\"" + *m + "\" is not a MAC address");
-    }
-    if (ctx.conf.args.is_object()) {
-        auto cni = TRY(json_object(ctx.conf.args, "cni", "args"));
-        if (!cni.is_null())
-            if (auto m = TRY(mac_from(cni, "mac", "args.cni")))
-                c.mac = m;
-    }
-    if (ctx.conf.runtime_config.is_object())
-        if (auto m = TRY(mac_from(ctx.conf.runtime_config, "mac", "runtimeConfig")))
-            c.mac = m;
-
-    if (ctx.conf.ipam.is_object())
-        c.ipam_type = TRY(json_string(ctx.conf.ipam, "type", "ipam")).value_or("");
-    if (c.disable_container_interface && !c.ipam_type.empty())
+    c.mac = TRY(requested_mac(ctx));
+    c.ipam = TRY(plan_ipam(ctx, need_ipam));
+    if (c.disable_container_interface && !c.ipam.type.empty())
         return invalid("\"disableContainerInterface\" cannot be used with IPAM");
-    if (c.ipam_type == "ipam" && need_ipam)
-        c.ipam = TRY(ipam::parse_ipam_conf(ctx.conf, ctx.env.args));
     return c;
-}
-
-std::string random_hex(size_t bytes)
-{
-    unsigned char raw[16] {};
-    if (::getrandom(raw, bytes, 0) != static_cast<ssize_t>(bytes))
-        for (size_t i = 0; i < bytes; ++i)
-            raw[i] = static_cast<unsigned char>(std::rand());
-    std::string out;
-    char buf[3];
-    for (size_t i = 0; i < bytes; ++i) {
-        std::snprintf(buf, sizeof buf, "%02x", raw[i]);
-        out += buf;
-    }
-    return out;
-}
-
-ipam::Request request_of(const cni::Context& ctx, const BridgeConf& c)
-{
-    ipam::Request r { ctx.conf.name, "bridge", Frontend::Cni, ctx.env.container_id, ctx.env.ifname, ctx.env.netns, network_options(ctx.conf) };
-    r.identity = { { "bridge", c.bridge } };
-    return r;
-}
-
-/// A socket inside the container's namespace; the guard returns before this returns.
-Result<std::unique_ptr<Socket>> socket_in(const Netns& netns)
-{
-    auto guard = TRY(NetnsGuard::enter(netns));
-    return Socket::open();
 }
 
 Result<netlink::Link> ensure_bridge(Socket& host, const BridgeConf& c)
@@ -198,41 +139,6 @@ Result<void> ensure_gateway(Socket& host, const netlink::Link& bridge, const std
     return {};
 }
 
-/// DEL, CHECK, STATUS or GC through the delegated IPAM plugin (none configured: nothing to do).
-Result<void> delegate_ipam(const cni::Context& ctx, const BridgeConf& c, cni::Command command)
-{
-    if (c.ipam_type.empty())
-        return {};
-    auto out = cni::exec_plugin(c.ipam_type, command, ctx.env, ctx.conf.raw);
-    if (!out)
-        return out.release_error();
-    return {};
-}
-
-Result<cni::CniResult> run_ipam_add(const cni::Context& ctx, const BridgeConf& c, Registry& registry, EndpointRecord& record)
-{
-    if (c.ipam) {
-        record.addresses = TRY(ipam::allocate(registry, *c.ipam, request_of(ctx, c)));
-        return ipam::to_result(*c.ipam, record.addresses);
-    }
-    if (c.ipam_type.empty())
-        return cni::CniResult {};
-    return cni::exec_add(c.ipam_type, ctx.env, ctx.conf.raw);
-}
-
-Result<void> run_ipam_del(const cni::Context& ctx, const BridgeConf& c, Registry& registry, const EndpointRecord* record)
-{
-    if (c.ipam_type == "ipam") {
-        // The records name the leases; the conf may have changed since.
-        auto conf = ipam::parse_ipam_conf(ctx.conf, ctx.env.args);
-        auto req = request_of(ctx, c);
-        if (record && record->phase == EndpointRecord::Phase::Ready)
-            return ipam::release(registry, record->addresses, req);
-        return ipam::del(registry, conf ? &conf.value() : nullptr, req);
-    }
-    return delegate_ipam(ctx, c, cni::Command::Del);
-}
-
 /// Firewall state an endpoint record says it has: masquerade elements for its addresses and the
 /// MAC guard of its host veth. Absent elements are fine (DEL may repeat).
 Result<void> remove_firewall(const EndpointRecord& record)
@@ -266,61 +172,6 @@ Result<void> remove_links(Socket& host, const EndpointRecord* record, const std:
     return {};
 }
 
-Result<void> configure_container(Socket& inside, const BridgeConf& c, const std::string& temp_name, const std::string& ifname,
-    cni::CniResult& result, Mac& mac_out, int& index_out)
-{
-    auto link = TRY(netlink::get_link(inside, temp_name));
-    if (!link)
-        return make_error(Code::Kernel, "the container end of the veth (" + temp_name + ") is missing");
-    if (TRY(netlink::get_link(inside, ifname)))
-        return make_error(Code::InvalidConfig, "container already has an interface named " + ifname);
-    netlink::LinkChange rename;
-    rename.name = ifname;
-    TRY(netlink::set_link(inside, link->index, rename));
-    index_out = link->index;
-    mac_out = link->mac;
-    if (c.disable_container_interface)
-        return {};
-    netlink::LinkChange up;
-    up.up = true;
-    TRY(netlink::set_link(inside, link->index, up));
-    for (auto& ip : result.ips)
-        TRY(netlink::add_address(inside, link->index, ip.address, c.enabledad));
-    std::vector<netlink::RouteSpec> routes;
-    bool v4_default = false, v6_default = false;
-    for (auto& r : result.routes) {
-        netlink::RouteSpec spec { r.dst, r.gw, link->index, r.mtu, r.priority, r.table, std::nullopt };
-        if (!spec.gw && r.dst.prefix == 0) {
-            // A default route without "gw" goes through the gateway of that family's address.
-            for (auto& ip : result.ips)
-                if (ip.gateway && ip.gateway->family == r.dst.addr.family)
-                    spec.gw = ip.gateway;
-        }
-        (r.dst.addr.family == 4 ? v4_default : v6_default) |= r.dst.prefix == 0;
-        routes.push_back(spec);
-    }
-    if (c.is_default_gateway) {
-        for (auto& ip : result.ips) {
-            bool& have = ip.address.addr.family == 4 ? v4_default : v6_default;
-            if (have || !ip.gateway)
-                continue;
-            IpNet any { IpAddr { ip.address.addr.family, 0 }, 0 };
-            routes.push_back({ any, ip.gateway, link->index, {}, {}, {}, {} });
-            cni::Route added;
-            added.dst = any;
-            added.gw = ip.gateway;
-            result.routes.push_back(added);
-            have = true;
-        }
-    }
-    for (auto& r : routes) {
-        auto done = netlink::add_route(inside, r);
-        if (!done && inside.last_errno() != EEXIST)
-            return done.release_error();
-    }
-    return {};
-}
-
 Result<cni::CniResult> cmd_add(const cni::Context& ctx)
 {
     BridgeConf c = TRY(parse_bridge_conf(ctx, true));
@@ -334,8 +185,8 @@ Result<cni::CniResult> cmd_add(const cni::Context& ctx)
 
     std::string host_veth = "veth" + random_hex(4);
     std::string temp_name = "cnm" + random_hex(4);
-    auto request = request_of(ctx, c);
-    EndpointRecord record = TRY(ipam::begin(registry, c.ipam ? &*c.ipam : nullptr, request,
+    auto request = bridge_request(ctx, c);
+    EndpointRecord record = TRY(ipam::begin(registry, c.ipam.conf ? &*c.ipam.conf : nullptr, request,
         Json { { "bridge", c.bridge }, { "hostVeth", host_veth } },
         [&](const EndpointRecord& stale) -> Result<void> {
             TRY(remove_firewall(stale));
@@ -352,7 +203,7 @@ Result<cni::CniResult> cmd_add(const cni::Context& ctx)
         if (have_veth)
             (void)remove_links(*host, &record, "", "");
         if (have_ipam)
-            (void)run_ipam_del(ctx, c, registry, &record);
+            (void)ipam_del(ctx, c.ipam, registry, &record, bridge_request(ctx, c));
         (void)ipam::abandon(registry, record);
         (void)state.store->sync();
     });
@@ -361,7 +212,7 @@ Result<cni::CniResult> cmd_add(const cni::Context& ctx)
     fault_point("bridge-after-bridge");
     // On failure the in-process allocator has already released what it took; a delegated plugin
     // gets its DEL from the undo guard only once its ADD has succeeded.
-    cni::CniResult ipam_result = TRY(run_ipam_add(ctx, c, registry, record));
+    cni::CniResult ipam_result = TRY(ipam_add(ctx, c.ipam, registry, record, bridge_request(ctx, c)));
     have_ipam = true;
     fault_point("bridge-after-ipam");
 
@@ -383,9 +234,9 @@ Result<cni::CniResult> cmd_add(const cni::Context& ctx)
         TRY(netlink::add_bridge_vlan(*host, hv->index, static_cast<uint16_t>(*c.vlan), true, false));
     }
 
-    Mac container_mac {};
-    int container_index = 0;
-    TRY(configure_container(*inside, c, temp_name, ctx.env.ifname, ipam_result, container_mac, container_index));
+    auto container = TRY(configure_container(*inside, { !c.disable_container_interface, c.enabledad, c.is_default_gateway },
+        temp_name, ctx.env.ifname, ipam_result));
+    Mac container_mac = container.mac;
     if (c.is_gateway)
         TRY(ensure_gateway(*host, bridge, ipam_result.ips, c.force_address));
     fault_point("bridge-after-configure");
@@ -393,7 +244,7 @@ Result<cni::CniResult> cmd_add(const cni::Context& ctx)
     if (c.ip_masq || c.macspoofchk) {
         // Record what the rules will be before adding them, so DEL and GC can remove them even if
         // this process dies in between.
-        if (!c.ipam) // in-process IPAM has put its leases (with their pools) there already
+        if (!c.ipam.conf) // in-process IPAM has put its leases (with their pools) there already
             for (auto& ip : ipam_result.ips)
                 record.addresses.push_back({ ip.address, ip.gateway, "" });
         record.driver_state["ipMasq"] = c.ip_masq;
@@ -422,7 +273,7 @@ Result<cni::CniResult> cmd_add(const cni::Context& ctx)
     result.dns = ctx.conf.dns ? *ctx.conf.dns : ipam_result.dns;
 
     record.mac = netlink::mac_str(container_mac);
-    if (!c.ipam && !have_firewall) {
+    if (!c.ipam.conf && !have_firewall) {
         // Delegated IPAM: keep its addresses for CHECK and for people (no pool owns them).
         for (auto& ip : ipam_result.ips)
             record.addresses.push_back({ ip.address, ip.gateway, "" });
@@ -438,8 +289,8 @@ Result<void> cmd_del(const cni::Context& ctx)
 {
     auto parsed = parse_bridge_conf(ctx, false);
     BridgeConf c = parsed ? parsed.release_value() : BridgeConf {};
-    if (!parsed && ctx.conf.ipam.is_object())
-        c.ipam_type = ctx.conf.ipam.value("type", "");
+    if (!parsed)
+        c.ipam = plan_ipam(ctx, false).release_value(); // never fails without parsing
     auto state = TRY(State::open(ctx.conf));
     auto& registry = *state.registry;
     auto host = TRY(Socket::open());
@@ -454,7 +305,7 @@ Result<void> cmd_del(const cni::Context& ctx)
     TRY(remove_links(*host, record, ctx.env.netns, ctx.env.ifname));
     fault_point("bridge-del-after-links");
     auto lock = TRY(registry.lock_network(ctx.conf.name));
-    TRY(run_ipam_del(ctx, c, registry, record));
+    TRY(ipam_del(ctx, c.ipam, registry, record, bridge_request(ctx, c)));
     fault_point("bridge-del-after-ipam");
     if (!stored.absent()) {
         std::string sandbox = record && !record->sandbox.empty() ? record->sandbox : ctx.env.container_id;
@@ -522,9 +373,9 @@ Result<void> cmd_check(const cni::Context& ctx)
                 return make_error(Code::CheckFailed, "the masquerade rule for " + ip.address.addr.str() + " is missing");
     if (c.macspoofchk && !TRY(firewall::has_mac_guard(veth, netlink::mac_str(link->mac))))
         return make_error(Code::CheckFailed, "the MAC spoof check on " + veth + " is missing");
-    if (c.ipam)
-        return ipam::check(registry, *c.ipam, request_of(ctx, c), prev);
-    return delegate_ipam(ctx, c, cni::Command::Check);
+    if (c.ipam.conf)
+        return ipam::check(registry, *c.ipam.conf, bridge_request(ctx, c), prev);
+    return delegate_ipam(ctx, c.ipam, cni::Command::Check);
 }
 
 Result<void> cmd_status(const cni::Context& ctx)
@@ -533,14 +384,14 @@ Result<void> cmd_status(const cni::Context& ctx)
     auto host = Socket::open();
     if (!host)
         return make_error(Code::NotAvailable, "netlink is unavailable", host.error().msg);
-    if (c.ipam) {
+    if (c.ipam.conf) {
         auto state = FileStore::open(cni::state_dir(ctx.conf));
         if (!state)
             return make_error(Code::NotAvailable, "state directory unavailable: " + state.error().msg);
         Registry registry(**state);
-        return ipam::status(registry, *c.ipam);
+        return ipam::status(registry, *c.ipam.conf);
     }
-    return delegate_ipam(ctx, c, cni::Command::Status);
+    return delegate_ipam(ctx, c.ipam, cni::Command::Status);
 }
 
 Result<void> cmd_gc(const cni::Context& ctx)
@@ -568,13 +419,13 @@ Result<void> cmd_gc(const cni::Context& ctx)
         }
     }
     // Leases, endpoint and sandbox records: the IPAM GC does exactly that for in-process IPAM.
-    if (c.ipam) {
-        if (auto done = ipam::gc(registry, &*c.ipam, ctx.conf.name, valid); !done)
+    if (c.ipam.conf) {
+        if (auto done = ipam::gc(registry, &*c.ipam.conf, ctx.conf.name, valid); !done)
             errors.push_back(done.error().msg + (done.error().details.empty() ? "" : ": " + done.error().details));
     } else {
         if (auto done = ipam::gc(registry, nullptr, ctx.conf.name, valid); !done)
             errors.push_back(done.error().msg);
-        if (auto done = delegate_ipam(ctx, c, cni::Command::Gc); !done)
+        if (auto done = delegate_ipam(ctx, c.ipam, cni::Command::Gc); !done)
             errors.push_back(done.error().msg);
     }
     TRY(state.store->sync());
