@@ -231,6 +231,29 @@ Result<void> create_veth(Socket& socket, const VethSpec& spec)
     return done;
 }
 
+Result<void> create_macvlan(Socket& socket, const MacvlanSpec& spec)
+{
+    Request r(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, sizeof(ifinfomsg));
+    r.put_str(IFLA_IFNAME, spec.name);
+    r.put_u32(IFLA_LINK, static_cast<uint32_t>(spec.master));
+    if (spec.netns_fd >= 0)
+        r.put_u32(IFLA_NET_NS_FD, static_cast<uint32_t>(spec.netns_fd));
+    if (spec.mtu)
+        r.put_u32(IFLA_MTU, static_cast<uint32_t>(*spec.mtu));
+    if (spec.mac)
+        r.put_bytes(IFLA_ADDRESS, spec.mac->data(), 6);
+    {
+        auto info = r.nest(IFLA_LINKINFO);
+        r.put_str(IFLA_INFO_KIND, "macvlan");
+        auto data = r.nest(IFLA_INFO_DATA);
+        r.put_u32(IFLA_MACVLAN_MODE, spec.mode);
+    }
+    auto done = socket.transact(r, "creating macvlan " + spec.name);
+    if (!done && socket.last_errno() == EOPNOTSUPP)
+        return make_error(Code::Kernel, "macvlan is not supported by this kernel (CONFIG_MACVLAN)", done.error().details);
+    return done;
+}
+
 Result<void> delete_link(Socket& socket, int index)
 {
     Request r(RTM_DELLINK, 0, sizeof(ifinfomsg));

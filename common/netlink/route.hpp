@@ -54,6 +54,16 @@ struct VethSpec {
 };
 Result<void> create_veth(Socket& socket, const VethSpec& spec);
 
+struct MacvlanSpec {
+    std::string name;      // created directly in the target namespace under this (temporary) name
+    int master = 0;        // index of the parent, in the socket's namespace
+    int netns_fd = -1;
+    uint32_t mode = 0;     // MACVLAN_MODE_*
+    std::optional<int> mtu;
+    std::optional<Mac> mac;
+};
+Result<void> create_macvlan(Socket& socket, const MacvlanSpec& spec);
+
 /// Deletes a link; an absent one (ENODEV) is success.
 Result<void> delete_link(Socket& socket, int index);
 Result<void> delete_link(Socket& socket, const std::string& name);
