@@ -242,19 +242,23 @@ int bench_ipam(int reps, const std::string& ours_dir, const std::string& ref_dir
     return 0;
 }
 
-// Bridge: our bridge with in-process ipam against the reference bridge with host-local, one fresh
-// netns per attachment (made before the timed ADD, removed after the DEL). Run it inside a
-// throwaway "host" netns (run.sh does) so the bridges never touch the machine's own.
-int bench_bridge(int reps, const std::string& ours_dir, const std::string& ref_dir, const std::string& work)
+// bridge or macvlan: ours with in-process ipam against the reference plugin with host-local, one
+// fresh netns per attachment (made before the timed ADD, removed after the DEL). Run it inside a
+// throwaway "host" netns (run.sh does) so the bridges and the macvlan master never touch the
+// machine's own interfaces.
+int bench_link_plugin(const std::string& kind, int reps, const std::string& ours_dir, const std::string& ref_dir, const std::string& work)
 {
-    std::string ours = ours_dir + "/bridge", ref = ref_dir + "/bridge";
+    std::string ours = ours_dir + "/" + kind, ref = ref_dir + "/" + kind;
     fs::remove_all(work);
     fs::create_directories(work);
+    if (kind == "macvlan" && std::system("ip link add cnmbenchmv0 type veth peer name cnmbenchmv1 && ip link set cnmbenchmv0 up") != 0)
+        std::exit(1);
     auto conf = [&](bool o) {
-        return std::string(R"({"cniVersion":"1.0.0","name":"benchbr-)") + (o ? "ours" : "ref") + R"(","type":"bridge","bridge":")"
-            + (o ? "cnmbench0" : "refbench0") + R"(","isGateway":true,"ipam":{"type":")" + (o ? "ipam" : "host-local")
-            + R"(","dataDir":")" + work + (o ? "/ours" : "/ref") + R"(","ranges":[[{"subnet":"10.213.)" + (o ? "200" : "201")
-            + R"(.0/24"}]]}})";
+        std::string head = R"({"cniVersion":"1.0.0","name":"bench)" + kind + "-" + (o ? "ours" : "ref") + R"(","type":")" + kind + "\",";
+        std::string keys = kind == "bridge" ? std::string(R"("bridge":")") + (o ? "cnmbench0" : "refbench0") + R"(","isGateway":true,)"
+                                            : std::string(R"("master":"cnmbenchmv0","mode":"bridge",)");
+        return head + keys + R"("ipam":{"type":")" + (o ? "ipam" : "host-local") + R"(","dataDir":")" + work + (o ? "/ours" : "/ref")
+            + R"(","ranges":[[{"subnet":"10.213.)" + (o ? "200" : "201") + R"(.0/24"}]]}})";
     };
     std::string path = ours_dir + ":" + ref_dir;
     Stats add_ours, add_ref, del_ours, del_ref;
@@ -270,10 +274,10 @@ int bench_bridge(int reps, const std::string& ours_dir, const std::string& ref_d
             auto env = cni_env("ADD", id, path);
             env[2] = "CNI_NETNS=/run/netns/" + ns;
             Run add = exec_plugin(o ? ours : ref, env, conf(o), rss_round);
-            check_ok(add, o ? "our bridge ADD" : "reference bridge ADD");
+            check_ok(add, (o ? "our " : "reference ") + kind + " ADD");
             env[0] = "CNI_COMMAND=DEL";
             Run del = exec_plugin(o ? ours : ref, env, conf(o));
-            check_ok(del, o ? "our bridge DEL" : "reference bridge DEL");
+            check_ok(del, (o ? "our " : "reference ") + kind + " DEL");
             if (rss_round) {
                 (o ? add_ours : add_ref).add_rss(add);
             } else if (i >= 0) {
@@ -283,7 +287,7 @@ int bench_bridge(int reps, const std::string& ours_dir, const std::string& ref_d
             (void)std::system(("ip netns del " + ns).c_str());
         }
     }
-    std::printf("bridge + ipam vs reference bridge + host-local, %d interleaved runs, fresh netns each\n", reps);
+    std::printf("%s + ipam vs reference %s + host-local, %d interleaved runs, fresh netns each\n", kind.c_str(), kind.c_str(), reps);
     print_row("ADD", add_ours, add_ref);
     print_row("DEL", del_ours, del_ref);
     std::printf("peak RSS (ADD): ours %ld KiB, reference %ld KiB (ours/ref %.2f)\n", add_ours.rss_kb, add_ref.rss_kb,
@@ -302,7 +306,8 @@ int main(int argc, char** argv)
     std::string ours = "build/plugins", ref = "/usr/lib/cni", work = "/tmp/cnm-bench";
     auto* ipam_cmd = app.add_subcommand("ipam", "our ipam vs host-local");
     auto* bridge_cmd = app.add_subcommand("bridge", "our bridge + ipam vs the reference bridge + host-local (run inside a throwaway netns)");
-    for (auto* cmd : { ipam_cmd, bridge_cmd }) {
+    auto* macvlan_cmd = app.add_subcommand("macvlan", "our macvlan + ipam vs the reference macvlan + host-local (run inside a throwaway netns)");
+    for (auto* cmd : { ipam_cmd, bridge_cmd, macvlan_cmd }) {
         cmd->add_option("--reps", reps, "runs per measurement");
         cmd->add_option("--ours", ours, "directory of our plugins");
         cmd->add_option("--ref", ref, "directory of the reference plugins");
@@ -316,7 +321,9 @@ int main(int argc, char** argv)
     if (ipam_cmd->parsed())
         rc = bench_ipam(reps, ours, ref, work);
     if (bridge_cmd->parsed())
-        rc = bench_bridge(reps, ours, ref, work);
+        rc = bench_link_plugin("bridge", reps, ours, ref, work);
+    if (macvlan_cmd->parsed())
+        rc = bench_link_plugin("macvlan", reps, ours, ref, work);
     fs::remove(g_rss_file);
     return rc;
 }
