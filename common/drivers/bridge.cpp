@@ -319,62 +319,25 @@ Result<void> cmd_del(const cni::Context& ctx)
 Result<void> cmd_check(const cni::Context& ctx)
 {
     BridgeConf c = TRY(parse_bridge_conf(ctx, true));
-    if (!ctx.conf.prev_result)
-        return invalid("CHECK needs \"prevResult\"");
-    const auto& prev = *ctx.conf.prev_result;
     auto state = TRY(State::open(ctx.conf));
-    auto& registry = *state.registry;
-    std::string key = endpoint_key(ctx.env.container_id, ctx.env.ifname);
-    auto stored = TRY(registry.load_endpoint(ctx.conf.name, key));
-    std::string who = ctx.env.container_id + "/" + ctx.env.ifname;
-    if (!stored.ok() || stored.record.phase != EndpointRecord::Phase::Ready)
-        return make_error(Code::CheckFailed, who + " is not attached to network \"" + ctx.conf.name + "\"");
+    auto checked = TRY(check_container(ctx, *state.registry, "veth"));
+    const auto& prev = *ctx.conf.prev_result;
     auto host = TRY(Socket::open());
     auto bridge = TRY(netlink::get_link(*host, c.bridge));
     if (!bridge || bridge->kind != "bridge")
         return make_error(Code::CheckFailed, "bridge " + c.bridge + " is missing");
-    std::string veth = stored.record.driver_state.value("hostVeth", "");
+    std::string veth = checked.record.driver_state.value("hostVeth", "");
     auto hv = TRY(netlink::get_link(*host, veth));
     if (!hv || hv->master != bridge->index)
         return make_error(Code::CheckFailed, "host veth " + veth + " is missing or not a port of " + c.bridge);
-    auto netns = Netns::open(ctx.env.netns);
-    if (!netns)
-        return make_error(Code::CheckFailed, "failed to open netns \"" + ctx.env.netns + "\"", netns.error().msg);
-    auto inside = TRY(socket_in(*netns));
-    auto link = TRY(netlink::get_link(*inside, ctx.env.ifname));
-    if (!link || link->kind != "veth")
-        return make_error(Code::CheckFailed, "container interface " + ctx.env.ifname + " is missing");
-    // The interface prevResult names for the container (the bridge's MAC is deliberately ignored:
-    // it changes whenever a port joins).
-    for (auto& i : prev.interfaces)
-        if (i.name == ctx.env.ifname && !i.sandbox.empty() && !i.mac.empty() && i.mac != netlink::mac_str(link->mac))
-            return make_error(Code::CheckFailed, ctx.env.ifname + " has MAC " + netlink::mac_str(link->mac) + ", prevResult says " + i.mac);
-    auto addrs = TRY(netlink::list_addresses(*inside, link->index));
-    for (auto& ip : prev.ips) {
-        bool found = std::any_of(addrs.begin(), addrs.end(), [&](const netlink::Address& a) { return a.address == ip.address; });
-        if (!found)
-            return make_error(Code::CheckFailed, ctx.env.ifname + " lacks the address " + ip.address.str());
-    }
-    for (int family : { 4, 6 }) {
-        auto routes = TRY(netlink::list_routes(*inside, family));
-        for (auto& r : prev.routes) {
-            if (r.dst.addr.family != family)
-                continue;
-            bool found = std::any_of(routes.begin(), routes.end(), [&](const netlink::RouteSpec& k) {
-                return k.dst.network() == r.dst.network() && k.dst.prefix == r.dst.prefix && (!r.gw || k.gw == r.gw);
-            });
-            if (!found)
-                return make_error(Code::CheckFailed, ctx.env.ifname + " lacks the route to " + r.dst.str());
-        }
-    }
-    if (stored.record.driver_state.value("ipMasq", false))
+    if (checked.record.driver_state.value("ipMasq", false))
         for (auto& ip : prev.ips)
             if (!TRY(firewall::has_masquerade(ip.address)))
                 return make_error(Code::CheckFailed, "the masquerade rule for " + ip.address.addr.str() + " is missing");
-    if (c.macspoofchk && !TRY(firewall::has_mac_guard(veth, netlink::mac_str(link->mac))))
+    if (c.macspoofchk && !TRY(firewall::has_mac_guard(veth, netlink::mac_str(checked.link.mac))))
         return make_error(Code::CheckFailed, "the MAC spoof check on " + veth + " is missing");
     if (c.ipam.conf)
-        return ipam::check(registry, *c.ipam.conf, bridge_request(ctx, c), prev);
+        return ipam::check(*state.registry, *c.ipam.conf, bridge_request(ctx, c), prev);
     return delegate_ipam(ctx, c.ipam, cni::Command::Check);
 }
 
@@ -384,14 +347,7 @@ Result<void> cmd_status(const cni::Context& ctx)
     auto host = Socket::open();
     if (!host)
         return make_error(Code::NotAvailable, "netlink is unavailable", host.error().msg);
-    if (c.ipam.conf) {
-        auto state = FileStore::open(cni::state_dir(ctx.conf));
-        if (!state)
-            return make_error(Code::NotAvailable, "state directory unavailable: " + state.error().msg);
-        Registry registry(**state);
-        return ipam::status(registry, *c.ipam.conf);
-    }
-    return delegate_ipam(ctx, c.ipam, cni::Command::Status);
+    return ipam_status(ctx, c.ipam);
 }
 
 Result<void> cmd_gc(const cni::Context& ctx)

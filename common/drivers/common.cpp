@@ -3,6 +3,7 @@
 #include "cni/exec.hpp"
 #include "cnm/state.hpp"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <sys/random.h>
@@ -180,6 +181,55 @@ Result<netlink::Link> configure_container(Socket& inside, const ContainerSetup& 
             return done.release_error();
     }
     return *link;
+}
+
+Result<CheckedContainer> check_container(const cni::Context& ctx, Registry& registry, const std::string& kind)
+{
+    if (!ctx.conf.prev_result)
+        return invalid("CHECK needs \"prevResult\"");
+    const auto& prev = *ctx.conf.prev_result;
+    auto stored = TRY(registry.load_endpoint(ctx.conf.name, endpoint_key(ctx.env.container_id, ctx.env.ifname)));
+    if (!stored.ok() || stored.record.phase != EndpointRecord::Phase::Ready)
+        return make_error(Code::CheckFailed, ctx.env.container_id + "/" + ctx.env.ifname + " is not attached to network \"" + ctx.conf.name + "\"");
+    auto netns = Netns::open(ctx.env.netns);
+    if (!netns)
+        return make_error(Code::CheckFailed, "failed to open netns \"" + ctx.env.netns + "\"", netns.error().msg);
+    auto inside = TRY(socket_in(*netns));
+    auto link = TRY(netlink::get_link(*inside, ctx.env.ifname));
+    if (!link || link->kind != kind)
+        return make_error(Code::CheckFailed, "container interface " + ctx.env.ifname + " is missing or not a " + kind);
+    // Only the sandbox's interface is compared (a bridge's MAC changes whenever a port joins).
+    for (auto& i : prev.interfaces)
+        if (i.name == ctx.env.ifname && !i.sandbox.empty() && !i.mac.empty() && i.mac != netlink::mac_str(link->mac))
+            return make_error(Code::CheckFailed, ctx.env.ifname + " has MAC " + netlink::mac_str(link->mac) + ", prevResult says " + i.mac);
+    auto addrs = TRY(netlink::list_addresses(*inside, link->index));
+    for (auto& ip : prev.ips)
+        if (std::none_of(addrs.begin(), addrs.end(), [&](const netlink::Address& a) { return a.address == ip.address; }))
+            return make_error(Code::CheckFailed, ctx.env.ifname + " lacks the address " + ip.address.str());
+    for (int family : { 4, 6 }) {
+        auto routes = TRY(netlink::list_routes(*inside, family));
+        for (auto& r : prev.routes) {
+            if (r.dst.addr.family != family)
+                continue;
+            bool found = std::any_of(routes.begin(), routes.end(), [&](const netlink::RouteSpec& k) {
+                return k.dst.network() == r.dst.network() && k.dst.prefix == r.dst.prefix && (!r.gw || k.gw == r.gw);
+            });
+            if (!found)
+                return make_error(Code::CheckFailed, ctx.env.ifname + " lacks the route to " + r.dst.str());
+        }
+    }
+    return CheckedContainer { std::move(stored.record), *link };
+}
+
+Result<void> ipam_status(const cni::Context& ctx, const IpamPlan& plan)
+{
+    if (!plan.conf)
+        return delegate_ipam(ctx, plan, cni::Command::Status);
+    auto state = FileStore::open(cni::state_dir(ctx.conf));
+    if (!state)
+        return make_error(Code::NotAvailable, "state directory unavailable: " + state.error().msg);
+    Registry registry(**state);
+    return ipam::status(registry, *plan.conf);
 }
 
 } // namespace cnm::drivers

@@ -48,4 +48,15 @@ struct ContainerSetup {
 Result<netlink::Link> configure_container(netlink::Socket& inside, const ContainerSetup& setup, const std::string& temp_name,
     const std::string& ifname, cni::CniResult& result);
 
+/// The part of CHECK every driver shares: the attachment has a ready endpoint record, and the
+/// sandbox holds `ifname` as a link of `kind` with the MAC, addresses and routes prevResult lists.
+struct CheckedContainer {
+    EndpointRecord record;
+    netlink::Link link;
+};
+Result<CheckedContainer> check_container(const cni::Context& ctx, Registry& registry, const std::string& kind);
+
+/// STATUS: the in-process pool has a free address, or the delegated IPAM plugin says it is ready.
+Result<void> ipam_status(const cni::Context& ctx, const IpamPlan& plan);
+
 } // namespace cnm::drivers

@@ -198,44 +198,18 @@ Result<void> cmd_del(const cni::Context& ctx)
 Result<void> cmd_check(const cni::Context& ctx)
 {
     MacvlanConf c = TRY(parse_conf(ctx, true));
-    if (!ctx.conf.prev_result)
-        return invalid("CHECK needs \"prevResult\"");
-    const auto& prev = *ctx.conf.prev_result;
     auto state = TRY(State::open(ctx.conf));
-    std::string key = endpoint_key(ctx.env.container_id, ctx.env.ifname);
-    auto stored = TRY(state.registry->load_endpoint(ctx.conf.name, key));
-    std::string who = ctx.env.container_id + "/" + ctx.env.ifname;
-    if (!stored.ok() || stored.record.phase != EndpointRecord::Phase::Ready)
-        return make_error(Code::CheckFailed, who + " is not attached to network \"" + ctx.conf.name + "\"");
-    auto netns = Netns::open(ctx.env.netns);
-    if (!netns)
-        return make_error(Code::CheckFailed, "failed to open netns \"" + ctx.env.netns + "\"", netns.error().msg);
-    auto inside = TRY(socket_in(*netns));
-    auto link = TRY(netlink::get_link(*inside, ctx.env.ifname));
-    if (!link || link->kind != "macvlan")
-        return make_error(Code::CheckFailed, "container interface " + ctx.env.ifname + " is missing or not a macvlan");
-    for (auto& i : prev.interfaces)
-        if (i.name == ctx.env.ifname && !i.mac.empty() && i.mac != netlink::mac_str(link->mac))
-            return make_error(Code::CheckFailed, ctx.env.ifname + " has MAC " + netlink::mac_str(link->mac) + ", prevResult says " + i.mac);
-    auto addrs = TRY(netlink::list_addresses(*inside, link->index));
-    for (auto& ip : prev.ips)
-        if (std::none_of(addrs.begin(), addrs.end(), [&](const netlink::Address& a) { return a.address == ip.address; }))
-            return make_error(Code::CheckFailed, ctx.env.ifname + " lacks the address " + ip.address.str());
+    auto checked = TRY(check_container(ctx, *state.registry, "macvlan"));
     if (c.ipam.conf)
-        return ipam::check(*state.registry, *c.ipam.conf, macvlan_request(ctx, stored.record.driver_state.value("master", "")), prev);
+        return ipam::check(*state.registry, *c.ipam.conf, macvlan_request(ctx, checked.record.driver_state.value("master", "")),
+            *ctx.conf.prev_result);
     return delegate_ipam(ctx, c.ipam, cni::Command::Check);
 }
 
 Result<void> cmd_status(const cni::Context& ctx)
 {
     MacvlanConf c = TRY(parse_conf(ctx, true));
-    if (c.ipam.conf) {
-        auto state = State::open(ctx.conf);
-        if (!state)
-            return make_error(Code::NotAvailable, "state directory unavailable: " + state.error().msg);
-        return ipam::status(*state->registry, *c.ipam.conf);
-    }
-    return delegate_ipam(ctx, c.ipam, cni::Command::Status);
+    return ipam_status(ctx, c.ipam);
 }
 
 Result<void> cmd_gc(const cni::Context& ctx)

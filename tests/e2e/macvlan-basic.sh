@@ -39,6 +39,9 @@ for v in 0.2.0 0.4.0 1.0.0 1.1.0; do
     if [ "$v" != 0.2.0 ]; then
         hcni CHECK "a$n" "/run/netns/$A" "$(jq -c ". + {prevResult: $ra}" <<<"$conf")"
         expect_eq "$v CHECK" 0 "$RC"
+        ip -n "$A" addr flush dev eth0
+        hcni CHECK "a$n" "/run/netns/$A" "$(jq -c ". + {prevResult: $ra}" <<<"$conf")"
+        expect_eq "$v CHECK notices a removed address" 1 "$RC"
     fi
     hcni DEL "a$n" "/run/netns/$A" "$conf"
     expect_eq "$v DEL" 0 "$RC"
