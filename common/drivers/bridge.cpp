@@ -1,6 +1,7 @@
 #include "drivers/bridge.hpp"
 
 #include "drivers/common.hpp"
+#include "cnm/options.hpp"
 #include "cnm/state.hpp"
 #include "firewall/nft.hpp"
 #include "ipam/ipam.hpp"
@@ -23,20 +24,7 @@ namespace {
 using netlink::Mac;
 using netlink::Socket;
 
-struct BridgeConf {
-    std::string bridge = "cni0";
-    bool is_gateway = false;
-    bool is_default_gateway = false;
-    bool force_address = false;
-    bool hairpin = false;
-    bool promisc = false;
-    bool enabledad = false;
-    bool port_isolation = false;
-    bool disable_container_interface = false;
-    bool ip_masq = false;
-    bool macspoofchk = false;
-    std::optional<int> mtu;
-    std::optional<int> vlan;
+struct BridgeConf : BridgeKeys {
     std::optional<Mac> mac;
     IpamPlan ipam;
 };
@@ -46,10 +34,42 @@ ipam::Request bridge_request(const cni::Context& ctx, const BridgeConf& c)
     return request_of(ctx, "bridge", Json { { "bridge", c.bridge } });
 }
 
-Result<BridgeConf> parse_bridge_conf(const cni::Context& ctx, bool need_ipam)
+/// `raw` is the conf with the keys it omits taken from an existing network of the same name.
+Result<BridgeConf> parse_bridge_conf(const cni::Context& ctx, const Json& raw, bool need_ipam)
 {
-    const Json& raw = ctx.conf.raw;
     BridgeConf c;
+    static_cast<BridgeKeys&>(c) = TRY(parse_bridge_keys(raw));
+    c.mac = TRY(requested_mac(ctx));
+    c.ipam = TRY(plan_ipam(ctx, need_ipam));
+    if (c.disable_container_interface && !c.ipam.type.empty())
+        return invalid("\"disableContainerInterface\" cannot be used with IPAM");
+    return c;
+}
+
+/// The conf's keys merged with those of the network it names, when that exists (code 7 when
+/// they disagree).
+Result<Json> effective_conf(const cni::Context& ctx, Registry& registry)
+{
+    auto stored = TRY(registry.load_network(ctx.conf.name));
+    if (!stored.ok())
+        return ctx.conf.raw;
+    return adopt_network_options(ctx.conf.name, stored.record.options, ctx.conf.raw, bridge_network_defaults(), "this config");
+}
+
+} // namespace
+
+const Json& bridge_network_defaults()
+{
+    static const Json defaults = {
+        { "bridge", "cni0" }, { "mtu", 0 }, { "ipMasq", false }, { "isGateway", false }, { "isDefaultGateway", false },
+        { "hairpinMode", false }, { "promiscMode", false }, { "vlan", 0 }, { "portIsolation", false },
+    };
+    return defaults;
+}
+
+Result<BridgeKeys> parse_bridge_keys(const Json& raw)
+{
+    BridgeKeys c;
     if (auto name = TRY(json_string(raw, "bridge", "")); name && !name->empty())
         c.bridge = *name;
     if (auto bad = cni::validate_ifname(c.bridge); !bad)
@@ -76,15 +96,10 @@ Result<BridgeConf> parse_bridge_conf(const cni::Context& ctx, bool need_ipam)
         c.vlan = static_cast<int>(*vlan);
     if (c.hairpin && c.promisc)
         return invalid("\"hairpinMode\" and \"promiscMode\" cannot both be true");
-
-    c.mac = TRY(requested_mac(ctx));
-    c.ipam = TRY(plan_ipam(ctx, need_ipam));
-    if (c.disable_container_interface && !c.ipam.type.empty())
-        return invalid("\"disableContainerInterface\" cannot be used with IPAM");
     return c;
 }
 
-Result<netlink::Link> ensure_bridge(Socket& host, const BridgeConf& c)
+Result<netlink::Link> ensure_bridge(Socket& host, const BridgeKeys& c)
 {
     TRY(netlink::create_bridge(host, { c.bridge, c.mtu, c.vlan.has_value() }));
     auto link = TRY(netlink::get_link(host, c.bridge));
@@ -149,8 +164,17 @@ Result<void> remove_firewall(const EndpointRecord& record)
             TRY(firewall::del_masquerade(a.address));
     if (d.contains("macGuard") && d["macGuard"].is_string() && d.contains("hostVeth") && d["hostVeth"].is_string())
         TRY(firewall::del_mac_guard(d["hostVeth"].get<std::string>(), d["macGuard"].get<std::string>()));
+    if (d.contains("ports") && d["ports"].is_array()) {
+        std::vector<firewall::PortMap> ports;
+        for (auto& p : d["ports"])
+            if (auto m = firewall::port_map_from_json(p))
+                ports.push_back(*m);
+        TRY(firewall::del_port_maps(ports));
+    }
     return {};
 }
+
+namespace {
 
 /// Removes the endpoint's links: the host veth by its recorded name (its peer goes with it), and
 /// the container interface by name when the netns still exists.
@@ -174,9 +198,10 @@ Result<void> remove_links(Socket& host, const EndpointRecord* record, const std:
 
 Result<cni::CniResult> cmd_add(const cni::Context& ctx)
 {
-    BridgeConf c = TRY(parse_bridge_conf(ctx, true));
     auto state = TRY(State::open(ctx.conf));
     auto& registry = *state.registry;
+    Json raw = TRY(effective_conf(ctx, registry));
+    BridgeConf c = TRY(parse_bridge_conf(ctx, raw, true));
     auto host = TRY(Socket::open());
     auto netns = Netns::open(ctx.env.netns);
     if (!netns)
@@ -287,7 +312,7 @@ Result<cni::CniResult> cmd_add(const cni::Context& ctx)
 
 Result<void> cmd_del(const cni::Context& ctx)
 {
-    auto parsed = parse_bridge_conf(ctx, false);
+    auto parsed = parse_bridge_conf(ctx, ctx.conf.raw, false);
     BridgeConf c = parsed ? parsed.release_value() : BridgeConf {};
     if (!parsed)
         c.ipam = plan_ipam(ctx, false).release_value(); // never fails without parsing
@@ -318,8 +343,9 @@ Result<void> cmd_del(const cni::Context& ctx)
 
 Result<void> cmd_check(const cni::Context& ctx)
 {
-    BridgeConf c = TRY(parse_bridge_conf(ctx, true));
     auto state = TRY(State::open(ctx.conf));
+    Json raw = TRY(effective_conf(ctx, *state.registry));
+    BridgeConf c = TRY(parse_bridge_conf(ctx, raw, true));
     auto checked = TRY(check_container(ctx, *state.registry, "veth"));
     const auto& prev = *ctx.conf.prev_result;
     auto host = TRY(Socket::open());
@@ -343,7 +369,7 @@ Result<void> cmd_check(const cni::Context& ctx)
 
 Result<void> cmd_status(const cni::Context& ctx)
 {
-    BridgeConf c = TRY(parse_bridge_conf(ctx, true));
+    BridgeConf c = TRY(parse_bridge_conf(ctx, ctx.conf.raw, true));
     auto host = Socket::open();
     if (!host)
         return make_error(Code::NotAvailable, "netlink is unavailable", host.error().msg);
@@ -352,7 +378,7 @@ Result<void> cmd_status(const cni::Context& ctx)
 
 Result<void> cmd_gc(const cni::Context& ctx)
 {
-    auto parsed = parse_bridge_conf(ctx, true);
+    auto parsed = parse_bridge_conf(ctx, ctx.conf.raw, true);
     BridgeConf c = parsed ? parsed.release_value() : BridgeConf {};
     auto valid = TRY(cni::valid_attachments(ctx.conf)).value_or(std::vector<cni::Attachment> {});
     auto state = TRY(State::open(ctx.conf));

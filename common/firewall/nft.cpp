@@ -188,4 +188,137 @@ Result<bool> has_mac_guard(const std::string& host_ifname, const std::string& ma
     return o.ok;
 }
 
+std::optional<std::string> proto_name(int proto)
+{
+    switch (proto) {
+    case 6:
+        return "tcp";
+    case 17:
+        return "udp";
+    case 132:
+        return "sctp";
+    default:
+        return std::nullopt;
+    }
+}
+
+Json port_map_json(const PortMap& m)
+{
+    Json doc = { { "proto", m.proto }, { "hostPort", m.host_port }, { "container", m.container.str() }, { "port", m.port } };
+    if (m.host_ip)
+        doc["hostIP"] = m.host_ip->str();
+    return doc;
+}
+
+std::optional<PortMap> port_map_from_json(const Json& doc)
+{
+    try {
+        PortMap m;
+        m.proto = doc.at("proto").get<int>();
+        m.host_port = doc.at("hostPort").get<uint16_t>();
+        m.port = doc.at("port").get<uint16_t>();
+        auto container = IpAddr::parse(doc.at("container").get<std::string>());
+        if (!container)
+            return std::nullopt;
+        m.container = *container;
+        if (doc.contains("hostIP")) {
+            m.host_ip = IpAddr::parse(doc["hostIP"].get<std::string>());
+            if (!m.host_ip)
+                return std::nullopt;
+        }
+        return m;
+    } catch (const std::exception&) {
+        return std::nullopt;
+    }
+}
+
+std::string PortMap::str() const
+{
+    std::string host = host_ip ? (host_ip->family == 6 ? "[" + host_ip->str() + "]" : host_ip->str()) : "*";
+    std::string to = container.family == 6 ? "[" + container.str() + "]" : container.str();
+    return proto_name(proto).value_or("?") + " " + host + ":" + std::to_string(host_port) + " -> " + to + ":" + std::to_string(port);
+}
+
+namespace {
+
+const char* family(const IpAddr& a)
+{
+    return a.family == 4 ? "ip" : "ip6";
+}
+
+// The map and key of one element: "ports { 10.0.0.1 . tcp . 8080 }" or "anyports { tcp . 8080 }".
+std::string element_key(const PortMap& m)
+{
+    std::string key = *proto_name(m.proto) + " . " + std::to_string(m.host_port);
+    if (m.host_ip)
+        return "ports { " + m.host_ip->str() + " . " + key;
+    return "anyports { " + key;
+}
+
+std::string port_map_setup(const char* f)
+{
+    std::string addr = std::string(f) == "ip" ? "ipv4_addr" : "ipv6_addr";
+    std::string batch = "add table " + std::string(f) + " cnm\n"
+        "add map " + f + " cnm ports { type " + addr + " . inet_proto . inet_service : " + addr + " . inet_service ; }\n"
+        "add map " + f + " cnm anyports { type inet_proto . inet_service : " + addr + " . inet_service ; }\n";
+    for (auto [chain, hook] : { std::pair { "prerouting", "prerouting" }, { "output", "output" } }) {
+        batch += "add chain " + std::string(f) + " cnm " + chain + " { type nat hook " + hook + " priority -100 ; policy accept ; }\n"
+            "flush chain " + f + " cnm " + chain + "\n"
+            "add rule " + f + " cnm " + chain + " dnat " + f + " to " + f + " daddr . meta l4proto . th dport map @ports\n"
+            "add rule " + f + " cnm " + chain + " fib daddr type local dnat " + f + " to meta l4proto . th dport map @anyports\n";
+    }
+    return batch;
+}
+
+} // namespace
+
+Result<void> add_port_maps(const std::vector<PortMap>& maps)
+{
+    if (maps.empty())
+        return {};
+    std::string batch;
+    bool v4 = false, v6 = false;
+    for (auto& m : maps) {
+        if (!proto_name(m.proto))
+            return make_error(Code::InvalidConfig, "protocol " + std::to_string(m.proto) + " cannot be published (tcp, udp or sctp)");
+        if (m.host_ip && m.host_ip->family != m.container.family)
+            return make_error(Code::InvalidConfig, "cannot publish " + m.str() + ": the host and container addresses are of different families");
+        (m.container.family == 4 ? v4 : v6) = true;
+    }
+    if (v4)
+        batch += port_map_setup("ip");
+    if (v6)
+        batch += port_map_setup("ip6");
+    std::string what;
+    for (auto& m : maps) {
+        std::string to = m.container.str() + " . " + std::to_string(m.port);
+        batch += std::string("create element ") + family(m.container) + " cnm " + element_key(m) + " : " + to + " }\n";
+        what += (what.empty() ? "" : ", ") + m.str();
+    }
+    auto o = run(batch);
+    if (o.ok)
+        return {};
+    if (o.error.find("File exists") != std::string::npos)
+        return make_error(Code::InvalidConfig, "cannot publish " + what + ": a host port is already published", o.error);
+    return run_or_fail("publishing " + what, batch);
+}
+
+Result<void> del_port_maps(const std::vector<PortMap>& maps)
+{
+    for (auto& m : maps) {
+        if (!proto_name(m.proto) || !TRY(has_port_map(m)))
+            continue;
+        TRY(run_or_fail("unpublishing " + m.str(), std::string("delete element ") + family(m.container) + " cnm " + element_key(m) + " }\n"));
+    }
+    return {};
+}
+
+Result<bool> has_port_map(const PortMap& m)
+{
+    if (!proto_name(m.proto))
+        return false;
+    auto o = run(std::string("get element ") + family(m.container) + " cnm " + element_key(m) + " }\n");
+    return o.ok;
+}
+
 } // namespace cnm::firewall

@@ -60,8 +60,14 @@ Result<void> ensure_network(Registry& registry, const IpamConf* conf, const Requ
     record.options = request.options;
     record.created = now_rfc3339();
     Pools pools(registry.store());
-    for (auto& s : subnets)
-        TRY(pools.add_user(PoolId { space, *IpNet::parse(s) }, request.network));
+    for (auto& s : subnets) {
+        std::optional<IpAddr> gateway;
+        for (auto& set : conf->range_sets)
+            for (auto& r : set)
+                if (!gateway && r.subnet.str() == s)
+                    gateway = r.gateway;
+        TRY(pools.add_user(PoolId { space, *IpNet::parse(s) }, request.network, gateway));
+    }
     return registry.save_network(record);
 }
 

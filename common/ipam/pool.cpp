@@ -46,15 +46,37 @@ Result<Json> load_pool_doc(Store& store, const PoolId& pool)
     auto users = loaded.doc.find("users");
     if (users != loaded.doc.end() && (!users->is_array() || !std::all_of(users->begin(), users->end(), [](const Json& u) { return u.is_string(); })))
         return corrupt("users must be a list of names");
-    auto last = loaded.doc.find("last");
-    if (last != loaded.doc.end() && !last->is_string())
-        return corrupt("last must be an address");
+    for (const char* key : { "last", "gateway" }) {
+        auto field = loaded.doc.find(key);
+        if (field != loaded.doc.end() && (!field->is_string() || !IpAddr::parse(field->get<std::string>())))
+            return corrupt(std::string(key) + " must be an address");
+    }
+    auto refs = loaded.doc.find("dockerRefs");
+    if (refs != loaded.doc.end() && !refs->is_number_unsigned())
+        return corrupt("dockerRefs must be a count");
     return loaded.doc;
 }
 
 std::vector<std::string> users_of(const Json& doc)
 {
     return doc.contains("users") ? doc["users"].get<std::vector<std::string>>() : std::vector<std::string> {};
+}
+
+uint64_t docker_refs(const Json& doc)
+{
+    return doc.value("dockerRefs", uint64_t(0));
+}
+
+std::optional<IpAddr> gateway_of(const Json& doc)
+{
+    return doc.contains("gateway") ? IpAddr::parse(doc["gateway"].get<std::string>()) : std::nullopt;
+}
+
+/// The first address a host may have: network + 1 (the subnet itself for /31, /32, /127, /128).
+IpAddr first_host(const IpNet& subnet)
+{
+    IpAddr first = subnet.network();
+    return first < subnet.last() ? first.next() : first;
 }
 
 } // namespace
@@ -101,16 +123,95 @@ Key PoolId::lease(const IpAddr& a) const
     return k;
 }
 
-Result<void> Pools::add_user(const PoolId& pool, const std::string& network)
+Result<void> Pools::add_user(const PoolId& pool, const std::string& network, std::optional<IpAddr> gateway)
 {
     auto lock = TRY(m_store.lock(pool.dir()));
     Json doc = TRY(load_pool_doc(m_store, pool));
     auto users = users_of(doc);
-    if (std::find(users.begin(), users.end(), network) != users.end())
+    bool known = std::find(users.begin(), users.end(), network) != users.end();
+    if (known && (!gateway || doc.contains("gateway")))
         return {};
-    users.push_back(network);
+    if (!known)
+        users.push_back(network);
     doc["users"] = users;
+    if (gateway && !doc.contains("gateway"))
+        doc["gateway"] = gateway->str();
     return m_store.put(pool.doc(), doc);
+}
+
+Result<void> Pools::docker_retain(const PoolId& pool)
+{
+    auto lock = TRY(m_store.lock(pool.dir()));
+    Json doc = TRY(load_pool_doc(m_store, pool));
+    doc["dockerRefs"] = docker_refs(doc) + 1;
+    return m_store.put(pool.doc(), doc);
+}
+
+Result<void> Pools::docker_release(const PoolId& pool)
+{
+    if (!TRY(m_store.exists(pool.doc())))
+        return {}; // unknown: no lock file is created for it either
+    auto lock = TRY(m_store.lock(pool.dir()));
+    Loaded loaded = TRY(m_store.get(pool.doc()));
+    if (!loaded.ok())
+        return {};
+    Json doc = TRY(load_pool_doc(m_store, pool));
+    uint64_t refs = docker_refs(doc);
+    if (refs > 1)
+        doc["dockerRefs"] = refs - 1;
+    else
+        doc.erase("dockerRefs");
+    if (users_of(doc).empty() && !doc.contains("dockerRefs") && TRY(m_store.list(pool.leases_dir())).empty()) {
+        TRY(m_store.remove(pool.doc()));
+        TRY(m_store.remove_dir(pool.leases_dir()));
+        return m_store.remove_dir(pool.dir());
+    }
+    return m_store.put(pool.doc(), doc);
+}
+
+Result<bool> Pools::exists(const PoolId& pool)
+{
+    return m_store.exists(pool.doc());
+}
+
+Result<std::vector<PoolId>> Pools::list(const std::string& space)
+{
+    std::vector<PoolId> out;
+    if (!valid_segment(space))
+        return out;
+    for (auto& name : TRY(m_store.list({ "ipam", space }))) {
+        auto sep = name.rfind('_');
+        if (sep == std::string::npos)
+            continue;
+        if (auto net = IpNet::parse(name.substr(0, sep) + "/" + name.substr(sep + 1)))
+            out.push_back({ space, *net });
+    }
+    return out;
+}
+
+Result<IpAddr> Pools::ensure_gateway(const PoolId& pool, std::optional<IpAddr> wanted)
+{
+    auto lock = TRY(m_store.lock(pool.dir()));
+    Json doc = TRY(load_pool_doc(m_store, pool));
+    if (auto have = gateway_of(doc)) {
+        if (wanted && *wanted != *have)
+            return make_error(Code::InvalidConfig, "pool " + pool.str() + " has gateway " + have->str() + ", not " + wanted->str());
+        return *have;
+    }
+    IpAddr gw = wanted ? *wanted : first_host(pool.subnet);
+    if (!pool.subnet.contains(gw))
+        return make_error(Code::InvalidConfig, "gateway " + gw.str() + " is outside pool " + pool.str());
+    if (TRY(m_store.exists(pool.lease(gw))))
+        return make_error(Code::AddressUnavailable, "gateway " + gw.str() + " of pool " + pool.str() + " is already allocated");
+    doc["gateway"] = gw.str();
+    TRY(m_store.put(pool.doc(), doc));
+    return gw;
+}
+
+Result<std::optional<IpAddr>> Pools::gateway(const PoolId& pool)
+{
+    Json doc = TRY(load_pool_doc(m_store, pool));
+    return gateway_of(doc);
 }
 
 Result<size_t> Pools::remove_user(const PoolId& pool, const std::string& network)
@@ -120,7 +221,7 @@ Result<size_t> Pools::remove_user(const PoolId& pool, const std::string& network
     Json doc = loaded ? loaded.release_value() : Json { { "space", pool.space }, { "subnet", pool.subnet.str() } };
     std::vector<std::string> users = users_of(doc);
     users.erase(std::remove(users.begin(), users.end(), network), users.end());
-    if (users.empty() && TRY(m_store.list(pool.leases_dir())).empty()) {
+    if (users.empty() && docker_refs(doc) == 0 && TRY(m_store.list(pool.leases_dir())).empty()) {
         TRY(m_store.remove(pool.doc()));
         TRY(m_store.remove_dir(pool.leases_dir()));
         TRY(m_store.remove_dir(pool.dir()));
@@ -149,6 +250,8 @@ Result<EndpointAddress> Pools::allocate(const std::string& space, const RangeSet
                     + range->subnet.str());
         PoolId pool { space, range->subnet };
         auto lock = TRY(m_store.lock(pool.dir()));
+        if (gateway_of(TRY(load_pool_doc(m_store, pool))) == *requested)
+            return make_error(Code::AddressUnavailable, "requested IP " + requested->str() + " is the gateway of " + range->subnet.str());
         bool taken = false;
         auto address = TRY(take(pool, *range, *requested, owner, taken));
         if (taken)
@@ -164,9 +267,10 @@ Result<EndpointAddress> Pools::allocate(const std::string& space, const RangeSet
             cursor = *last;
         u128 span = range.end.value - range.start.value + 1;
         IpAddr candidate = cursor;
+        auto pool_gateway = gateway_of(doc);
         for (u128 probe = 0; probe < span && probe < max_probes; ++probe) {
             candidate = candidate >= range.end ? range.start : candidate.next();
-            if (!range.usable(candidate))
+            if (!range.usable(candidate) || candidate == pool_gateway)
                 continue;
             bool taken = false;
             auto address = TRY(take(pool, range, candidate, owner, taken));

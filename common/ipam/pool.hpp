@@ -2,7 +2,8 @@
 // Address pools in the store, keyed by (address space, subnet) so the CNI plugins and cnm-shim's
 // IpamDriver share one pool for one subnet.
 //
-//   ipam/<space>/<subnet>/pool.json        {"space","subnet","users":[network…],"last":"<ip>"}
+//   ipam/<space>/<subnet>/pool.json        {"space","subnet","users":[network…],"last":"<ip>",
+//                                           "gateway":"<ip>","dockerRefs":n}
 //   ipam/<space>/<subnet>/leases/<ip>      {"network","containerID","ifname","frontend"}
 //
 // A lease is one file named by its address, created with an atomic exclusive rename, so two
@@ -52,10 +53,26 @@ class Pools {
 public:
     explicit Pools(Store& store) : m_store(store) { }
 
-    /// Records `network` as a user of the pool (the refcount), creating the pool.
-    Result<void> add_user(const PoolId& pool, const std::string& network);
-    /// Drops a user; returns the number of users left. The pool goes with its last user and lease.
+    /// Records `network` as a user of the pool (the refcount), creating the pool; the first
+    /// gateway given becomes the pool's, which no allocation hands out.
+    Result<void> add_user(const PoolId& pool, const std::string& network, std::optional<IpAddr> gateway = std::nullopt);
+    /// Drops a user; returns the number of users left. The pool goes with its last user, its last
+    /// Docker reference and its last lease.
     Result<size_t> remove_user(const PoolId& pool, const std::string& network);
+
+    // Docker's IPAM driver holds pools by reference count (RequestPool/ReleasePool), apart from
+    // the networks that use them.
+    Result<void> docker_retain(const PoolId& pool);
+    /// Unknown pools and a zero count are success (Docker releases again after restarts).
+    Result<void> docker_release(const PoolId& pool);
+    /// True when the pool has a record (some user or Docker reference).
+    Result<bool> exists(const PoolId& pool);
+    /// Every pool of an address space.
+    Result<std::vector<PoolId>> list(const std::string& space);
+    /// The pool's gateway; when it has none yet, `wanted` (or the first host address) becomes it.
+    /// A `wanted` that differs from the recorded one is an error.
+    Result<IpAddr> ensure_gateway(const PoolId& pool, std::optional<IpAddr> wanted);
+    Result<std::optional<IpAddr>> gateway(const PoolId& pool);
 
     /// One address for `owner` from the range set: `requested` if given, else the next free one
     /// after the cursor.

@@ -1,0 +1,264 @@
+#include "admin.hpp"
+
+#include "cnm/registry.hpp"
+#include "dataplane.hpp"
+#include "driver.hpp"
+#include "ipam/ipam.hpp"
+
+#include <algorithm>
+#include <linux/magic.h>
+#include <set>
+#include <sstream>
+#include <sys/vfs.h>
+
+namespace cnm::shim {
+
+namespace {
+
+Json endpoint_json(const EndpointRecord& r, const std::string& key)
+{
+    Json doc = r.to_json();
+    doc["key"] = key;
+    return doc;
+}
+
+/// A sandbox exists while its path is a mounted network namespace (nsfs). Docker leaves the
+/// path unmounted or removes it when a sandbox dies; /proc/<pid>/ns/net vanishes with the pid.
+bool netns_alive(const std::string& path)
+{
+    struct statfs fs {};
+    if (path.empty() || ::statfs(path.c_str(), &fs) != 0)
+        return false;
+    return static_cast<unsigned long>(fs.f_type) == NSFS_MAGIC || static_cast<unsigned long>(fs.f_type) == PROC_SUPER_MAGIC;
+}
+
+std::string pad(const std::string& s, size_t width)
+{
+    return s.size() >= width ? s + " " : s + std::string(width - s.size(), ' ');
+}
+
+std::string table(const std::vector<std::vector<std::string>>& rows)
+{
+    std::vector<size_t> widths;
+    for (auto& row : rows)
+        for (size_t i = 0; i < row.size(); ++i) {
+            if (widths.size() <= i)
+                widths.push_back(0);
+            widths[i] = std::max(widths[i], row[i].size() + 2);
+        }
+    std::string out;
+    for (auto& row : rows) {
+        std::string line;
+        for (size_t i = 0; i < row.size(); ++i)
+            line += i + 1 == row.size() ? row[i] : pad(row[i], widths[i]);
+        out += line + "\n";
+    }
+    return out;
+}
+
+/// Appends `item` to a comma-separated list (append(), not operator+: GCC 12 warns falsely on the latter).
+void add_item(std::string& list, const std::string& item)
+{
+    if (!list.empty())
+        list.append(",");
+    list.append(item);
+}
+
+std::string short_id(const std::string& id)
+{
+    return id.size() > 12 ? id.substr(0, 12) : id;
+}
+
+std::string dot_quote(const std::string& s)
+{
+    std::string out = "\"";
+    for (char c : s) {
+        if (c == '"' || c == '\\')
+            out += '\\';
+        if (static_cast<unsigned char>(c) >= 0x20)
+            out += c;
+    }
+    return out + "\"";
+}
+
+} // namespace
+
+Result<Json> list_state(Store& store)
+{
+    Registry registry(store);
+    Json networks = Json::array();
+    auto names = TRY(registry.list_networks());
+    std::sort(names.begin(), names.end());
+    for (auto& name : names) {
+        auto stored = TRY(registry.load_network(name));
+        if (stored.absent())
+            continue;
+        Json net = stored.ok() ? stored.record.to_json() : Json { { "name", name }, { "corrupt", stored.reason } };
+        Json endpoints = Json::array();
+        auto keys = TRY(registry.list_endpoints(name));
+        std::sort(keys.begin(), keys.end());
+        for (auto& key : keys) {
+            auto ep = TRY(registry.load_endpoint(name, key));
+            if (ep.ok())
+                endpoints.push_back(endpoint_json(ep.record, key));
+            else if (ep.corrupt())
+                endpoints.push_back({ { "key", key }, { "corrupt", ep.reason } });
+        }
+        net["endpoints"] = endpoints;
+        networks.push_back(net);
+    }
+    return Json { { "networks", networks } };
+}
+
+std::string list_table(const Json& listing)
+{
+    std::vector<std::vector<std::string>> nets = { { "NETWORK", "DRIVER", "FROM", "SUBNETS", "BRIDGE", "DOCKER-IDS", "CNI", "DOCKER" } };
+    std::vector<std::vector<std::string>> eps = { { "NETWORK", "FROM", "ENDPOINT", "IFNAME", "ADDRESSES", "SANDBOX", "PHASE" } };
+    for (auto& n : listing["networks"]) {
+        std::string subnets, ids;
+        for (auto& s : n.value("subnets", Json::array()))
+            add_item(subnets, s.get<std::string>());
+        for (auto& d : n.value("dockerIDs", Json::array()))
+            add_item(ids, short_id(d.get<std::string>()));
+        int cni = 0, docker = 0;
+        for (auto& e : n["endpoints"]) {
+            std::string from = e.value("frontend", "?");
+            (from == "docker" ? docker : cni)++;
+            std::string addrs;
+            for (auto& a : e.value("addresses", Json::array()))
+                add_item(addrs, a.value("address", ""));
+            eps.push_back({ n.value("name", "?"), from, short_id(e.value("containerID", e.value("key", "?"))), e.value("ifname", ""),
+                addrs.empty() ? "-" : addrs, e.value("sandbox", "").empty() ? "-" : short_id(e.value("sandbox", "")), e.value("phase", "corrupt") });
+        }
+        std::string bridge = n.contains("options") && n["options"].is_object() ? n["options"].value("bridge", "-") : "-";
+        nets.push_back({ n.value("name", "?"), n.value("driver", "?"), n.value("frontend", "?"), subnets.empty() ? "-" : subnets, bridge,
+            ids.empty() ? "-" : ids, std::to_string(cni), std::to_string(docker) });
+    }
+    return table(nets) + "\n" + table(eps);
+}
+
+Result<Json> inspect(Store& store, const std::string& network, const std::string& endpoint)
+{
+    auto listing = TRY(list_state(store));
+    for (auto& n : listing["networks"]) {
+        if (n.value("name", "") != network)
+            continue;
+        if (endpoint.empty())
+            return n;
+        std::vector<Json> matches;
+        for (auto& e : n["endpoints"])
+            if (e.value("containerID", "").starts_with(endpoint) || e.value("key", "") == endpoint)
+                matches.push_back(e);
+        if (matches.size() == 1)
+            return matches.front();
+        if (matches.empty())
+            return make_error(Code::UnknownContainer, "network \"" + network + "\" has no endpoint " + endpoint);
+        return make_error(Code::InvalidConfig, "\"" + endpoint + "\" matches " + std::to_string(matches.size()) + " endpoints; give more of the id");
+    }
+    return make_error(Code::InvalidConfig, "no network \"" + network + "\" in the state directory");
+}
+
+Result<Json> gc(Store& store, Dataplane* dataplane, bool dry_run)
+{
+    Registry registry(store);
+    Json removed = Json::array();
+    std::vector<std::string> errors;
+    for (auto& name : TRY(registry.list_networks())) {
+        std::vector<EndpointRecord> dead;
+        for (auto& key : TRY(registry.list_endpoints(name))) {
+            auto ep = TRY(registry.load_endpoint(name, key));
+            if (!ep.ok())
+                continue; // a corrupt record is the plugins' GC's (it frees leases by owner)
+            auto& r = ep.record;
+            // Docker endpoints between CreateEndpoint and Join have no sandbox yet.
+            if (r.netns.empty() || netns_alive(r.netns))
+                continue;
+            dead.push_back(r);
+        }
+        for (auto& r : dead) {
+            removed.push_back({ { "network", name }, { "endpoint", r.container_id }, { "ifname", r.ifname },
+                { "frontend", frontend_name(r.frontend) }, { "netns", r.netns } });
+            if (dry_run)
+                continue;
+            auto step = [&](Result<void> done) {
+                if (!done)
+                    errors.push_back(r.container_id + ": " + done.error().msg);
+            };
+            if (dataplane) {
+                if (r.driver_state.value("ipMasq", false))
+                    for (auto& a : r.addresses)
+                        step(dataplane->del_masquerade(a.address));
+                if (r.driver_state.contains("ports")) {
+                    std::vector<firewall::PortMap> ports;
+                    for (auto& p : r.driver_state["ports"])
+                        if (auto m = firewall::port_map_from_json(p))
+                            ports.push_back(*m);
+                    step(dataplane->del_ports(ports));
+                }
+                for (const char* link : { "hostVeth", "containerVeth" })
+                    if (r.driver_state.contains(link) && r.driver_state[link].is_string())
+                        step(dataplane->delete_link(r.driver_state[link].get<std::string>()));
+            }
+            std::string key = endpoint_key(r.container_id, r.ifname);
+            if (r.frontend == Frontend::Cni) {
+                ipam::Request request;
+                request.network = name;
+                request.driver = r.driver_state.value("driver", "");
+                request.container_id = r.container_id;
+                request.ifname = r.ifname;
+                step(ipam::del(registry, nullptr, request));
+            } else {
+                auto lock = registry.lock_network(name);
+                if (!lock) {
+                    step(lock.release_error());
+                    continue;
+                }
+                if (!r.sandbox.empty())
+                    step(registry.sandbox_leave(r.sandbox, { name, key }));
+                step(registry.remove_endpoint(name, key));
+            }
+        }
+    }
+    TRY(store.sync());
+    if (!errors.empty()) {
+        std::string details;
+        for (auto& e : errors)
+            details += (details.empty() ? "" : "; ") + e;
+        return make_error(Code::Internal, "gc finished with " + std::to_string(errors.size()) + " error(s)", details);
+    }
+    return Json { { "removed", removed }, { "dryRun", dry_run } };
+}
+
+std::string dot(const Json& listing)
+{
+    std::ostringstream out;
+    out << "digraph cnm {\n  rankdir=LR;\n  node [fontname=\"monospace\"];\n";
+    std::set<std::string> sandboxes;
+    for (auto& n : listing["networks"]) {
+        std::string name = n.value("name", "?");
+        std::string subnets;
+        for (auto& s : n.value("subnets", Json::array()))
+            subnets += "\\n" + s.get<std::string>();
+        out << "  " << dot_quote("net:" + name) << " [shape=box, label=" << dot_quote(name + " (" + n.value("driver", "?") + ")" + subnets) << "];\n";
+        for (auto& e : n["endpoints"]) {
+            std::string id = "ep:" + name + "/" + e.value("key", "?");
+            bool docker = e.value("frontend", "") == "docker";
+            std::string addrs;
+            for (auto& a : e.value("addresses", Json::array()))
+                addrs += "\\n" + a.value("address", "");
+            out << "  " << dot_quote(id) << " [shape=ellipse, color=" << (docker ? "blue" : "darkgreen") << ", label="
+                << dot_quote(std::string(docker ? "docker " : "cni ") + short_id(e.value("containerID", "?")) + "/" + e.value("ifname", "") + addrs) << "];\n";
+            out << "  " << dot_quote("net:" + name) << " -> " << dot_quote(id) << ";\n";
+            std::string sandbox = e.value("sandbox", "");
+            if (!sandbox.empty()) {
+                if (sandboxes.insert(sandbox).second)
+                    out << "  " << dot_quote("sb:" + sandbox) << " [shape=hexagon, label=" << dot_quote("sandbox " + short_id(sandbox)) << "];\n";
+                out << "  " << dot_quote(id) << " -> " << dot_quote("sb:" + sandbox) << ";\n";
+            }
+        }
+    }
+    out << "}\n";
+    return out.str();
+}
+
+} // namespace cnm::shim

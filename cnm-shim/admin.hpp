@@ -1,0 +1,26 @@
+#pragma once
+// The admin commands of cnm-shim, over the same state directory: list, inspect, gc, dot.
+// Plain tables for people, JSON (--json) for scripts.
+
+#include "store/store.hpp"
+#include "util/json.hpp"
+
+#include <string>
+
+namespace cnm::shim {
+
+class Dataplane;
+
+/// {"networks":[{…record…, "endpoints":[…]}]}
+Result<Json> list_state(Store& store);
+std::string list_table(const Json& listing);
+/// One network (with its endpoints and Docker ids), or one of its endpoints (an id prefix).
+Result<Json> inspect(Store& store, const std::string& network, const std::string& endpoint);
+/// Removes endpoints whose sandbox (netns) no longer exists: their links, firewall state and
+/// sandbox membership; CNI endpoints also give back their leases (Docker releases its own
+/// addresses through ReleaseAddress). Returns what was (or, with dry_run, would be) removed.
+Result<Json> gc(Store& store, Dataplane* dataplane, bool dry_run);
+/// Graphviz DOT: networks → endpoints → sandboxes.
+std::string dot(const Json& listing);
+
+} // namespace cnm::shim

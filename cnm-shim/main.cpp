@@ -1,0 +1,115 @@
+// cnm-shim: Docker's remote network + IPAM driver over cnm's model, and the admin commands.
+//
+//   cnm-shim serve [--socket PATH] [--state-dir DIR]
+//   cnm-shim list [--json] | inspect NETWORK [ENDPOINT] | gc [--dry-run] [--json] | dot
+
+#include "admin.hpp"
+#include "dataplane.hpp"
+#include "server.hpp"
+#include "store/file_store.hpp"
+
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+
+namespace {
+
+std::string default_state()
+{
+    const char* env = std::getenv(cnm::state_dir_env);
+    return env && *env ? env : cnm::default_state_dir;
+}
+
+int fail(const cnm::Error& e)
+{
+    std::fprintf(stderr, "cnm-shim: %s%s%s\n", e.msg.c_str(), e.details.empty() ? "" : ": ", e.details.c_str());
+    return 1;
+}
+
+} // namespace
+
+int main(int argc, char** argv)
+{
+    CLI::App app { "cnm-shim: Docker's remote network and IPAM driver over cnm's networks, and admin commands on its state" };
+    app.require_subcommand(1);
+    std::string state_dir = default_state();
+    app.add_option("--state-dir", state_dir, "state directory shared with the CNI plugins ($CNM_STATE_DIR, else /var/lib/cni/cnm)");
+
+    cnm::shim::ServeOptions serve_options;
+    auto* serve = app.add_subcommand("serve", "serve Docker's NetworkDriver and IpamDriver API on a Unix socket");
+    serve->add_option("--socket", serve_options.socket, "socket path (Docker finds /run/docker/plugins/cnm.sock as driver \"cnm\")")
+        ->capture_default_str();
+    serve->add_option("--state-dir", state_dir, "state directory shared with the CNI plugins");
+    serve->add_option("--max-body", serve_options.max_body, "largest request body in bytes")->capture_default_str();
+
+    bool json = false;
+    auto* list = app.add_subcommand("list", "list networks and their endpoints (CNI and Docker)");
+    list->add_flag("--json", json, "print JSON");
+    list->add_option("--state-dir", state_dir, "state directory");
+
+    std::string network, endpoint;
+    auto* inspect = app.add_subcommand("inspect", "print one network, or one of its endpoints, as JSON");
+    inspect->add_option("network", network, "network name")->required();
+    inspect->add_option("endpoint", endpoint, "endpoint id (a prefix will do)");
+    inspect->add_option("--state-dir", state_dir, "state directory");
+
+    bool dry_run = false;
+    auto* gc = app.add_subcommand("gc", "remove endpoints whose sandbox no longer exists");
+    gc->add_flag("--dry-run", dry_run, "only say what would be removed");
+    gc->add_flag("--json", json, "print JSON");
+    gc->add_option("--state-dir", state_dir, "state directory");
+
+    auto* dot = app.add_subcommand("dot", "print the topology as Graphviz DOT (networks -> endpoints -> sandboxes)");
+    dot->add_option("--state-dir", state_dir, "state directory");
+
+    CLI11_PARSE(app, argc, argv);
+
+    if (serve->parsed()) {
+        serve_options.state_dir = state_dir;
+        return cnm::shim::serve(serve_options);
+    }
+    auto store = cnm::FileStore::open(state_dir);
+    if (!store)
+        return fail(store.error());
+    if (list->parsed() || dot->parsed()) {
+        auto listing = cnm::shim::list_state(**store);
+        if (!listing)
+            return fail(listing.error());
+        if (dot->parsed())
+            std::cout << cnm::shim::dot(*listing);
+        else if (json)
+            std::cout << listing->dump(2) << "\n";
+        else
+            std::cout << cnm::shim::list_table(*listing);
+        return 0;
+    }
+    if (inspect->parsed()) {
+        auto doc = cnm::shim::inspect(**store, network, endpoint);
+        if (!doc)
+            return fail(doc.error());
+        std::cout << doc->dump(2) << "\n";
+        return 0;
+    }
+    if (gc->parsed()) {
+        auto dataplane = cnm::shim::kernel_dataplane();
+        if (!dataplane)
+            return fail(dataplane.error());
+        auto done = cnm::shim::gc(**store, dataplane->get(), dry_run);
+        if (!done)
+            return fail(done.error());
+        if (json) {
+            std::cout << done->dump(2) << "\n";
+        } else {
+            for (auto& r : (*done)["removed"])
+                std::cout << (dry_run ? "would remove " : "removed ") << r["frontend"].get<std::string>() << " endpoint "
+                          << r["endpoint"].get<std::string>() << "/" << r["ifname"].get<std::string>() << " of network "
+                          << r["network"].get<std::string>() << " (sandbox " << r["netns"].get<std::string>() << " is gone)\n";
+            if ((*done)["removed"].empty())
+                std::cout << "nothing to remove\n";
+        }
+        return 0;
+    }
+    return 0;
+}

@@ -1,0 +1,24 @@
+#pragma once
+// The HTTP side of cnm-shim: cpp-httplib on a Unix socket, every request handed to Driver under
+// one lock (the store and netlink socket are per-process), replies in Docker's plugin MIME type.
+
+#include <chrono>
+#include <cstddef>
+#include <string>
+
+namespace cnm::shim {
+
+inline constexpr const char* default_socket = "/run/docker/plugins/cnm.sock";
+
+struct ServeOptions {
+    std::string socket = default_socket;
+    std::string state_dir;
+    size_t max_body = 1 << 20;                      // larger requests get 413
+    std::chrono::seconds io_timeout { 5 };          // a client that stalls mid-request is dropped
+    std::chrono::seconds busy_timeout { 10 };       // waiting for another call to finish → 503
+};
+
+/// Serves until SIGTERM or SIGINT; returns the exit status. The socket is removed on the way out.
+int serve(const ServeOptions& options);
+
+} // namespace cnm::shim

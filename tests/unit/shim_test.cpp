@@ -1,0 +1,444 @@
+// cnm-shim's handlers without a socket or a kernel: the requests are the ones Docker 20.10 sent in
+// the recorded trace (reference/cnm.md, appendix), the kernel is a fake that records what it was
+// asked to do, the state is a real FileStore in a temp dir.
+
+#include "driver.hpp"
+
+#include "cni/conf.hpp"
+#include "cnm/options.hpp"
+#include "cnm/state.hpp"
+#include "ipam/ipam.hpp"
+#include "store/file_store.hpp"
+#include "helpers.hpp"
+
+#include <doctest/doctest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+using namespace cnm;
+using namespace cnm::shim;
+
+namespace {
+
+const std::string nid = "da2dbabbc001fd752c86181098ea3dc70422a5011b62c10d17e1fb2c57492dbe";
+const std::string eid1 = "8884321cade15f0924ee4c083e31319122cba09f7aed9a41fc5dfc1b44e00fac";
+const std::string eid2 = "3c18b07afd0bfcffe1626a97a8593e54fe11cb3e65f09ee10a98d2f8b4e8fe7c";
+
+class FakeDataplane final : public Dataplane {
+public:
+    std::vector<std::string> calls;
+    std::map<std::string, VethPlan> veths;
+    std::vector<firewall::PortMap> ports;
+    bool fail_veth = false;
+
+    Result<void> ensure_bridge(const drivers::BridgeKeys& keys, const std::vector<IpNet>& gateways) override
+    {
+        std::string call = "bridge " + keys.bridge;
+        for (auto& g : gateways)
+            call.append(" ").append(g.str());
+        calls.push_back(call);
+        return {};
+    }
+    Result<void> delete_bridge(const std::string& name) override
+    {
+        calls.push_back("delbridge " + name);
+        return {};
+    }
+    Result<void> create_veth(const VethPlan& plan) override
+    {
+        if (fail_veth)
+            return make_error(Code::Kernel, "no veth today");
+        calls.push_back("veth " + plan.host + " " + plan.container + " " + plan.bridge + " " + plan.mac);
+        veths[plan.host] = plan;
+        return {};
+    }
+    Result<void> delete_link(const std::string& name) override
+    {
+        if (veths.erase(name))
+            calls.push_back("dellink " + name);
+        return {};
+    }
+    Result<void> add_masquerade(const std::string& network, const IpNet& address) override
+    {
+        calls.push_back("masq " + network + " " + address.str());
+        return {};
+    }
+    Result<void> del_masquerade(const IpNet& address) override
+    {
+        calls.push_back("unmasq " + address.str());
+        return {};
+    }
+    Result<void> add_ports(const std::vector<firewall::PortMap>& maps) override
+    {
+        for (auto& m : maps)
+            ports.push_back(m);
+        return {};
+    }
+    Result<void> del_ports(const std::vector<firewall::PortMap>& maps) override
+    {
+        for (auto& m : maps)
+            std::erase(ports, m);
+        return {};
+    }
+};
+
+/// Every document under the state dir, by path (lock files left out): "no state change" is
+/// this being equal before and after.
+std::map<std::string, std::string> snapshot(const std::string& root)
+{
+    std::map<std::string, std::string> out;
+    for (auto& entry : std::filesystem::recursive_directory_iterator(root)) {
+        if (!entry.is_regular_file() || entry.path().filename() == ".lock")
+            continue;
+        std::ifstream in(entry.path());
+        std::stringstream body;
+        body << in.rdbuf();
+        out[entry.path().string()] = body.str();
+    }
+    return out;
+}
+
+struct Fixture {
+    test::TempDir tmp;
+    std::unique_ptr<FileStore> store = FileStore::open(tmp.path()).release_value();
+    FakeDataplane kernel;
+    Driver driver { *store, kernel };
+
+    Reply call(const std::string& method, const std::string& body = "")
+    {
+        return driver.handle(method, body);
+    }
+    Json ok(const std::string& method, const std::string& body = "")
+    {
+        auto r = call(method, body);
+        INFO(method << " " << body << " -> " << r.body.dump());
+        CHECK(r.status == 200);
+        return r.body;
+    }
+    std::string err(const std::string& method, const std::string& body)
+    {
+        auto r = call(method, body);
+        INFO(method << " " << body << " -> " << r.body.dump());
+        CHECK(r.status == 500);
+        CHECK(r.body.contains("Err"));
+        CHECK(r.body.value("Err", "") == r.body.value("Error", "x"));
+        return r.body.value("Err", "");
+    }
+
+    // `docker network create -d cnm --ipam-driver cnm --subnet S [-o k=v…]`, as Docker sequences it.
+    void create_network(const std::string& id, const std::string& subnet, const Json& generic)
+    {
+        auto pool = ok("IpamDriver.RequestPool", Json { { "AddressSpace", "local" }, { "Pool", subnet }, { "SubPool", "" }, { "Options", Json::object() }, { "V6", false } }.dump());
+        auto gw = ok("IpamDriver.RequestAddress", Json { { "PoolID", pool["PoolID"] }, { "Address", "" }, { "Options", { { "RequestAddressType", "com.docker.network.gateway" } } } }.dump());
+        ok("NetworkDriver.CreateNetwork", Json { { "NetworkID", id },
+            { "Options", { { "com.docker.network.enable_ipv6", false }, { "com.docker.network.generic", generic } } },
+            { "IPv4Data", { { { "AddressSpace", "local" }, { "Gateway", gw["Address"] }, { "Pool", subnet } } } }, { "IPv6Data", Json::array() } }.dump());
+    }
+};
+
+std::string ep_body(const std::string& net, const std::string& ep, const std::string& addr, const std::string& mac = "", const Json& options = Json::object())
+{
+    return Json { { "NetworkID", net }, { "EndpointID", ep }, { "Interface", { { "Address", addr }, { "AddressIPv6", "" }, { "MacAddress", mac } } },
+        { "Options", options } }.dump();
+}
+
+std::string ids(const std::string& net, const std::string& ep)
+{
+    return Json { { "NetworkID", net }, { "EndpointID", ep } }.dump();
+}
+
+} // namespace
+
+TEST_CASE("shim: activation and capabilities take Docker's empty bodies")
+{
+    Fixture f;
+    CHECK(f.ok("Plugin.Activate") == Json::parse(R"({"Implements":["NetworkDriver","IpamDriver"]})"));
+    CHECK(f.ok("NetworkDriver.GetCapabilities") == Json::parse(R"({"Scope":"local","ConnectivityScope":"local"})"));
+    CHECK(f.ok("IpamDriver.GetCapabilities") == Json::parse(R"({"RequiresMACAddress":false,"RequiresRequestReplay":false})"));
+    CHECK(f.ok("IpamDriver.GetDefaultAddressSpaces", "{}\n")["LocalDefaultAddressSpace"] == "local");
+    CHECK(f.ok("NetworkDriver.DiscoverNew", R"({"DiscoveryType":1,"DiscoveryData":{"Address":"10.213.0.1","Self":true}})") == Json::object());
+    CHECK(f.ok("NetworkDriver.AllocateNetwork", R"({"NetworkID":"x","Options":{}})").contains("Options"));
+    auto r = f.call("NetworkDriver.NoSuchMethod", "{}");
+    CHECK(r.status == 404);
+    CHECK(r.body.value("Err", "").find("unknown method") != std::string::npos);
+}
+
+TEST_CASE("shim: the recorded Docker 20.10 trace, end to end")
+{
+    Fixture f;
+    // 5–7: network create with -o cnm.network=n2
+    auto pool = f.ok("IpamDriver.RequestPool", R"({"AddressSpace": "local", "Pool": "10.213.32.0/24", "SubPool": "", "Options": {}, "V6": false})");
+    CHECK(pool["PoolID"] == "local/10.213.32.0/24");
+    CHECK(pool["Pool"] == "10.213.32.0/24");
+    auto gw = f.ok("IpamDriver.RequestAddress", R"({"PoolID": "local/10.213.32.0/24", "Address": "", "Options": {"RequestAddressType": "com.docker.network.gateway"}})");
+    CHECK(gw["Address"] == "10.213.32.1/24");
+    f.ok("NetworkDriver.CreateNetwork", R"({"NetworkID": ")" + nid + R"(", "Options": {"com.docker.network.enable_ipv6": false, "com.docker.network.generic": {"cnm.network": "n2"}}, "IPv4Data": [{"AddressSpace": "local", "Gateway": "10.213.32.1/24", "Pool": "10.213.32.0/24"}], "IPv6Data": []})");
+    CHECK(f.kernel.calls.back() == "bridge br-da2dbabbc001 10.213.32.1/24");
+    auto bound = f.driver.bound_network(nid);
+    REQUIRE(bound.ok());
+    CHECK(bound.value() == std::optional<std::string>("n2"));
+
+    // 8–15: docker run --rm (no MAC given: we return one; the gateway is never handed out)
+    auto a1 = f.ok("IpamDriver.RequestAddress", R"({"PoolID": "local/10.213.32.0/24", "Address": "", "Options": null})");
+    CHECK(a1["Address"] == "10.213.32.2/24");
+    auto ce = f.ok("NetworkDriver.CreateEndpoint", ep_body(nid, eid1, "10.213.32.2/24", "", Json::parse(R"({"com.docker.network.endpoint.exposedports": [], "com.docker.network.portmap": []})")));
+    std::string mac = ce["Interface"].value("MacAddress", "");
+    CHECK(mac.size() == 17);
+    auto join = f.ok("NetworkDriver.Join", R"({"NetworkID": ")" + nid + R"(", "EndpointID": ")" + eid1 + R"(", "SandboxKey": "/tmp/rc/docker/exec/netns/5f0b87bfe0aa", "Options": {}})");
+    CHECK(join["InterfaceName"]["DstPrefix"] == "eth");
+    std::string src = join["InterfaceName"]["SrcName"];
+    CHECK(src.size() <= 15);
+    CHECK(join["Gateway"] == "10.213.32.1");
+    CHECK_FALSE(join.contains("DisableGatewayService"));
+    REQUIRE(f.kernel.veths.size() == 1);
+    CHECK(f.kernel.veths.begin()->second.container == src);
+    CHECK(f.kernel.veths.begin()->second.mac == mac);
+    CHECK(f.kernel.veths.begin()->second.bridge == "br-da2dbabbc001");
+    auto info = f.ok("NetworkDriver.EndpointOperInfo", ids(nid, eid1));
+    CHECK(info["Value"]["cnm.network"] == "n2");
+    f.ok("NetworkDriver.Leave", ids(nid, eid1));
+    f.ok("NetworkDriver.DeleteEndpoint", ids(nid, eid1));
+    CHECK(f.kernel.veths.empty());
+    f.ok("IpamDriver.ReleaseAddress", R"({"PoolID": "local/10.213.32.0/24", "Address": "10.213.32.2"})");
+
+    // 16–20: --ip 10.213.32.77 --mac-address …: the MAC Docker set is not echoed
+    auto a2 = f.ok("IpamDriver.RequestAddress", R"({"PoolID": "local/10.213.32.0/24", "Address": "10.213.32.77", "Options": null})");
+    CHECK(a2["Address"] == "10.213.32.77/24");
+    auto dup = f.err("IpamDriver.RequestAddress", R"({"PoolID": "local/10.213.32.0/24", "Address": "10.213.32.77", "Options": null})");
+    CHECK(dup.find("already allocated") != std::string::npos);
+    auto ce2 = f.ok("NetworkDriver.CreateEndpoint", ep_body(nid, eid2, "10.213.32.77/24", "02:42:0a:d5:20:4d"));
+    CHECK(ce2["Interface"] == Json::object());
+    f.ok("NetworkDriver.Join", R"({"NetworkID": ")" + nid + R"(", "EndpointID": ")" + eid2 + R"(", "SandboxKey": "/tmp/rc/docker/exec/netns/17e9eb4338d1", "Options": {}})");
+    CHECK(f.kernel.veths.begin()->second.mac == "02:42:0a:d5:20:4d");
+    // the gateway cannot be requested as an endpoint address
+    f.err("IpamDriver.RequestAddress", R"({"PoolID": "local/10.213.32.0/24", "Address": "10.213.32.1", "Options": null})");
+
+    // 29–34: rm -f, then network rm (gateway first, then pool, then network)
+    f.ok("NetworkDriver.Leave", ids(nid, eid2));
+    f.ok("NetworkDriver.DeleteEndpoint", ids(nid, eid2));
+    f.ok("IpamDriver.ReleaseAddress", R"({"PoolID": "local/10.213.32.0/24", "Address": "10.213.32.77"})");
+    f.ok("IpamDriver.ReleaseAddress", R"({"PoolID": "local/10.213.32.0/24", "Address": "10.213.32.1"})");
+    f.ok("IpamDriver.ReleasePool", R"({"PoolID": "local/10.213.32.0/24"})");
+    f.ok("NetworkDriver.DeleteNetwork", R"({"NetworkID": ")" + nid + R"("})");
+    CHECK(f.kernel.calls.back() == "delbridge br-da2dbabbc001");
+    CHECK(snapshot(f.tmp.path()).empty());
+}
+
+TEST_CASE("shim: calls for unknown ids after a restart succeed where Docker needs them to")
+{
+    Fixture f;
+    auto before = snapshot(f.tmp.path());
+    f.ok("NetworkDriver.Leave", ids("abc", "def"));
+    f.ok("NetworkDriver.DeleteEndpoint", ids("abc", "def"));
+    f.ok("NetworkDriver.RevokeExternalConnectivity", ids("abc", "def"));
+    f.ok("NetworkDriver.DeleteNetwork", R"({"NetworkID":"abc"})");
+    f.ok("IpamDriver.ReleaseAddress", R"({"PoolID":"local/10.213.9.0/24","Address":"10.213.9.9"})");
+    f.ok("IpamDriver.ReleasePool", R"({"PoolID":"local/10.213.9.0/24"})");
+    CHECK(f.ok("NetworkDriver.EndpointOperInfo", ids("abc", "def"))["Value"] == Json::object());
+    // …but creating on an unknown network is an error
+    CHECK(f.err("NetworkDriver.CreateEndpoint", ep_body("abc", "def", "10.213.9.2/24")).find("unknown id") != std::string::npos);
+    f.err("NetworkDriver.Join", R"({"NetworkID":"abc","EndpointID":"def","SandboxKey":"/x/y"})");
+    f.err("NetworkDriver.ProgramExternalConnectivity", R"({"NetworkID":"abc","EndpointID":"def","Options":{}})");
+    f.err("IpamDriver.RequestAddress", R"({"PoolID":"local/10.213.9.0/24","Address":"","Options":null})");
+    CHECK(snapshot(f.tmp.path()) == before);
+}
+
+TEST_CASE("shim: hostile requests are clear errors and change nothing")
+{
+    Fixture f;
+    f.create_network(nid, "10.213.33.0/24", { { "cnm.network", "h1" } });
+    auto before = snapshot(f.tmp.path());
+    auto calls = f.kernel.calls.size();
+    for (auto& [method, body] : std::vector<std::pair<std::string, std::string>> {
+             { "NetworkDriver.CreateNetwork", "{" },
+             { "NetworkDriver.CreateNetwork", "[1,2]" },
+             { "NetworkDriver.CreateNetwork", "\"x\"" },
+             { "NetworkDriver.CreateNetwork", R"({"NetworkID": 7})" },
+             { "NetworkDriver.CreateNetwork", R"({"NetworkID": "../../etc"})" },
+             { "NetworkDriver.CreateNetwork", R"({"NetworkID": "n9", "IPv4Data": "x"})" },
+             { "NetworkDriver.CreateNetwork", R"({"NetworkID": "n9", "IPv4Data": [{"AddressSpace":"LocalDefault","Pool":"10.213.34.0/24"}]})" },
+             { "NetworkDriver.CreateNetwork", R"({"NetworkID": "n9", "IPv4Data": [{"AddressSpace":"local","Pool":"10.213.34.1/24"}]})" },
+             { "NetworkDriver.CreateNetwork", R"({"NetworkID": "n9", "IPv4Data": []})" },
+             { "NetworkDriver.CreateNetwork", R"({"NetworkID": "n9", "Options": {"com.docker.network.generic": {"cnm.network": "bad/name"}}, "IPv4Data": [{"AddressSpace":"local","Pool":"10.213.34.0/24"}]})" },
+             { "NetworkDriver.CreateNetwork", R"({"NetworkID": "n9", "Options": {"com.docker.network.generic": {"mtu": "lots"}}, "IPv4Data": [{"AddressSpace":"local","Pool":"10.213.34.0/24"}]})" },
+             { "NetworkDriver.CreateNetwork", R"({"NetworkID": "n9", "Options": {"com.docker.network.generic": {"frobnicate": "1"}}, "IPv4Data": [{"AddressSpace":"local","Pool":"10.213.34.0/24"}]})" },
+             { "NetworkDriver.CreateNetwork", R"({"NetworkID": "n9", "Options": {"com.docker.network.generic": {"cnm.driver": "ipvlan"}}, "IPv4Data": [{"AddressSpace":"local","Pool":"10.213.34.0/24"}]})" },
+             { "NetworkDriver.CreateNetwork", R"({"NetworkID": "n9", "Options": {"com.docker.network.internal": true}, "IPv4Data": [{"AddressSpace":"local","Pool":"10.213.34.0/24"}]})" },
+             { "NetworkDriver.CreateEndpoint", ep_body(nid, "e1", "10.213.33.50/24") }, // never allocated by our IPAM
+             { "NetworkDriver.CreateEndpoint", ep_body(nid, "e1", "10.213.99.5/24") },  // outside the network
+             { "NetworkDriver.CreateEndpoint", ep_body(nid, "e1", "not-an-ip") },
+             { "NetworkDriver.CreateEndpoint", ep_body(nid, "e1", "", "zz:zz") },
+             { "NetworkDriver.CreateEndpoint", R"({"NetworkID":")" + nid + R"(","EndpointID":"e1","Interface":5})" },
+             { "NetworkDriver.Join", R"({"NetworkID":")" + nid + R"(","EndpointID":"e1","SandboxKey":"relative"})" },
+             { "NetworkDriver.Join", R"({"NetworkID":")" + nid + R"(","EndpointID":"nope","SandboxKey":"/x/y"})" },
+             { "IpamDriver.RequestPool", R"({"AddressSpace":"global","Pool":"10.213.35.0/24"})" },
+             { "IpamDriver.RequestPool", R"({"AddressSpace":"local","Pool":""})" },
+             { "IpamDriver.RequestPool", R"({"AddressSpace":"local","Pool":"10.213.33.128/25"})" }, // overlaps
+             { "IpamDriver.RequestPool", R"({"AddressSpace":"local","Pool":"10.213.35.0/24","V6":true})" },
+             { "IpamDriver.RequestPool", R"({"AddressSpace":"local","Pool":"10.213.35.0/24","SubPool":"10.213.35.0/25"})" },
+             { "IpamDriver.RequestPool", R"({"AddressSpace":"local","Pool":"10.213.35.0/24","Options":{"x":"y"}})" },
+             { "IpamDriver.RequestAddress", R"({"PoolID":"garbage","Address":""})" },
+             { "IpamDriver.RequestAddress", R"({"PoolID":"local/10.213.33.0/24","Address":"10.213.34.5"})" },
+             { "IpamDriver.RequestAddress", R"({"PoolID":"local/10.213.33.0/24","Address":5})" },
+             { "IpamDriver.ReleaseAddress", R"({"PoolID":"local/10.213.33.0/24","Address":"nonsense"})" },
+         }) {
+        f.err(method, body);
+    }
+    CHECK(snapshot(f.tmp.path()) == before);
+    CHECK(f.kernel.calls.size() == calls);
+    // a 200 000-deep document is refused before parsing
+    f.err("NetworkDriver.CreateNetwork", std::string(200000, '[') + std::string(200000, ']'));
+    CHECK(snapshot(f.tmp.path()) == before);
+}
+
+TEST_CASE("shim: a Docker network joins a CNI network: one pool, one gateway, checked keys")
+{
+    Fixture f;
+    // The CNI side first, as the bridge plugin's in-process IPAM records it.
+    auto conf = cni::parse_conf(R"({"cniVersion":"1.0.0","name":"shared","type":"bridge","bridge":"cnmsh0","isGateway":true,
+        "ipam":{"type":"ipam","subnet":"10.213.40.0/24","routes":[{"dst":"10.213.41.0/24"}]}})");
+    REQUIRE(conf.ok());
+    auto ipam_conf = ipam::parse_ipam_conf(*conf, cni::CniArgs {});
+    REQUIRE(ipam_conf.ok());
+    Registry registry(*f.store);
+    ipam::Request req { "shared", "bridge", Frontend::Cni, "pod1", "eth0", "/run/netns/pod1", network_options(*conf), Json { { "bridge", "cnmsh0" } } };
+    auto cni_addr = ipam::add(registry, *ipam_conf, req);
+    REQUIRE(cni_addr.ok());
+    CHECK(cni_addr->front().address.str() == "10.213.40.2/24");
+
+    // Docker asks for the same subnet: the same pool, the CNI network's gateway.
+    auto pool = f.ok("IpamDriver.RequestPool", R"({"AddressSpace":"local","Pool":"10.213.40.0/24","V6":false})");
+    auto gw = f.ok("IpamDriver.RequestAddress", R"({"PoolID":"local/10.213.40.0/24","Address":"","Options":{"RequestAddressType":"com.docker.network.gateway"}})");
+    CHECK(gw["Address"] == "10.213.40.1/24");
+    // A disagreeing key is refused, naming both values…
+    auto bad = f.err("NetworkDriver.CreateNetwork", Json { { "NetworkID", nid },
+        { "Options", { { "com.docker.network.generic", { { "cnm.network", "shared" }, { "com.docker.network.bridge.name", "other0" } } } } },
+        { "IPv4Data", { { { "AddressSpace", "local" }, { "Gateway", "10.213.40.1/24" }, { "Pool", "10.213.40.0/24" } } } } }.dump());
+    CHECK(bad.find("\"cnmsh0\"") != std::string::npos);
+    CHECK(bad.find("\"other0\"") != std::string::npos);
+    // …so is another subnet…
+    f.ok("IpamDriver.RequestPool", R"({"AddressSpace":"local","Pool":"10.213.42.0/24","V6":false})");
+    auto bad_subnet = f.err("NetworkDriver.CreateNetwork", Json { { "NetworkID", nid },
+        { "Options", { { "com.docker.network.generic", { { "cnm.network", "shared" } } } } },
+        { "IPv4Data", { { { "AddressSpace", "local" }, { "Pool", "10.213.42.0/24" } } } } }.dump());
+    CHECK(bad_subnet.find("10.213.40.0/24") != std::string::npos);
+    CHECK(bad_subnet.find("10.213.42.0/24") != std::string::npos);
+    // …an agreeing one, or none, is fine: the network keeps its bridge.
+    f.ok("NetworkDriver.CreateNetwork", Json { { "NetworkID", nid },
+        { "Options", { { "com.docker.network.generic", { { "cnm.network", "shared" }, { "bridge", "cnmsh0" } } } } },
+        { "IPv4Data", { { { "AddressSpace", "local" }, { "Gateway", "10.213.40.1/24" }, { "Pool", "10.213.40.0/24" } } } } }.dump());
+    CHECK(f.kernel.calls.back() == "bridge cnmsh0 10.213.40.1/24");
+
+    // Docker's addresses never collide with the CNI lease, nor with the gateway.
+    CHECK(f.err("IpamDriver.RequestAddress", R"({"PoolID":"local/10.213.40.0/24","Address":"10.213.40.2"})").find("already allocated") != std::string::npos);
+    auto a = f.ok("IpamDriver.RequestAddress", R"({"PoolID":"local/10.213.40.0/24","Address":""})");
+    CHECK(a["Address"] == "10.213.40.3/24");
+    // An endpoint may not claim the CNI attachment's address.
+    CHECK(f.err("NetworkDriver.CreateEndpoint", ep_body(nid, eid1, "10.213.40.2/24")).find("CNI attachment pod1/eth0") != std::string::npos);
+    f.ok("NetworkDriver.CreateEndpoint", ep_body(nid, eid1, "10.213.40.3/24"));
+    auto join = f.ok("NetworkDriver.Join", Json { { "NetworkID", nid }, { "EndpointID", eid1 }, { "SandboxKey", "/run/docker/netns/abc" } }.dump());
+    CHECK(join["Gateway"] == "10.213.40.1");
+    // the conf's route reaches Docker's container, via the gateway
+    REQUIRE(join.contains("StaticRoutes"));
+    CHECK(join["StaticRoutes"][0] == Json::parse(R"({"Destination":"10.213.41.0/24","RouteType":0,"NextHop":"10.213.40.1"})"));
+    // A Docker ReleaseAddress never frees the CNI lease.
+    f.ok("IpamDriver.ReleaseAddress", R"({"PoolID":"local/10.213.40.0/24","Address":"10.213.40.2"})");
+    auto holder = ipam::Pools(*f.store).owner_of(ipam::PoolId { "local", *IpNet::parse("10.213.40.0/24") }, *IpAddr::parse("10.213.40.2"));
+    REQUIRE(holder.ok());
+    REQUIRE(holder->has_value());
+    CHECK((*holder)->container_id == "pod1");
+
+    // Docker leaves; the CNI network and its lease stay, the bridge too.
+    f.ok("NetworkDriver.Leave", ids(nid, eid1));
+    f.ok("NetworkDriver.DeleteEndpoint", ids(nid, eid1));
+    f.ok("IpamDriver.ReleaseAddress", R"({"PoolID":"local/10.213.40.0/24","Address":"10.213.40.3"})");
+    f.ok("IpamDriver.ReleasePool", R"({"PoolID":"local/10.213.40.0/24"})");
+    f.ok("NetworkDriver.DeleteNetwork", Json { { "NetworkID", nid } }.dump());
+    CHECK(f.kernel.calls.back() != "delbridge cnmsh0");
+    auto net = registry.load_network("shared");
+    REQUIRE(net.ok());
+    CHECK(net->ok());
+    CHECK(net->record.docker_ids.empty());
+    CHECK(ipam::del(registry, &*ipam_conf, req).ok());
+}
+
+TEST_CASE("shim: a network Docker creates is joined by a later CNI conf with its keys")
+{
+    Fixture f;
+    f.create_network(nid, "10.213.44.0/24", { { "cnm.network", "fromdocker" }, { "com.docker.network.driver.mtu", "1400" }, { "ipMasq", "true" } });
+    Registry registry(*f.store);
+    auto net = registry.load_network("fromdocker");
+    REQUIRE(net.ok());
+    REQUIRE(net->ok());
+    CHECK(net->record.frontend == Frontend::Docker);
+    CHECK(net->record.options["mtu"] == 1400);
+    CHECK(net->record.options["ipMasq"] == true);
+    CHECK(net->record.options["bridge"] == "br-da2dbabbc001");
+    // What the bridge plugin does with a conf that omits the bridge and sets another MTU.
+    auto merged = adopt_network_options("fromdocker", net->record.options, Json { { "type", "bridge" } }, drivers::bridge_network_defaults(), "this config");
+    REQUIRE(merged.ok());
+    CHECK((*merged)["bridge"] == "br-da2dbabbc001");
+    CHECK((*merged)["mtu"] == 1400);
+    auto clash = adopt_network_options("fromdocker", net->record.options, Json { { "mtu", 9000 } }, drivers::bridge_network_defaults(), "this config");
+    REQUIRE_FALSE(clash.ok());
+    CHECK(clash.error().code == Code::InvalidConfig);
+    CHECK(clash.error().msg.find("1400") != std::string::npos);
+    CHECK(clash.error().msg.find("9000") != std::string::npos);
+}
+
+TEST_CASE("shim: published ports are programmed, replaced, revoked — never silently dropped")
+{
+    Fixture f;
+    f.create_network(nid, "10.213.45.0/24", { { "cnm.network", "ports" } });
+    auto a = f.ok("IpamDriver.RequestAddress", R"({"PoolID":"local/10.213.45.0/24","Address":""})");
+    f.ok("NetworkDriver.CreateEndpoint", ep_body(nid, eid1, a["Address"]));
+    f.ok("NetworkDriver.Join", Json { { "NetworkID", nid }, { "EndpointID", eid1 }, { "SandboxKey", "/run/docker/netns/abc" } }.dump());
+    auto program = [&](const std::string& portmap) {
+        return Json { { "NetworkID", nid }, { "EndpointID", eid1 },
+            { "Options", { { "com.docker.network.portmap", Json::parse(portmap) }, { "com.docker.network.endpoint.exposedports", Json::array() } } } }.dump();
+    };
+    auto before = snapshot(f.tmp.path());
+    CHECK(f.err("NetworkDriver.ProgramExternalConnectivity", program(R"([{"Proto":6,"IP":"","Port":80,"HostIP":"","HostPort":0,"HostPortEnd":0}])")).find("explicit host port") != std::string::npos);
+    CHECK(f.err("NetworkDriver.ProgramExternalConnectivity", program(R"([{"Proto":6,"IP":"","Port":80,"HostIP":"127.0.0.1","HostPort":18080,"HostPortEnd":18080}])")).find("loopback") != std::string::npos);
+    f.err("NetworkDriver.ProgramExternalConnectivity", program(R"([{"Proto":1,"IP":"","Port":80,"HostIP":"","HostPort":18080}])"));
+    f.err("NetworkDriver.ProgramExternalConnectivity", program(R"([{"Proto":6,"IP":"","Port":80,"HostIP":"fd00:213::1","HostPort":18080}])"));
+    CHECK(snapshot(f.tmp.path()) == before);
+    CHECK(f.kernel.ports.empty());
+
+    f.ok("NetworkDriver.ProgramExternalConnectivity", program(R"([{"Proto":6,"IP":"","Port":80,"HostIP":"","HostPort":18080,"HostPortEnd":18080},
+        {"Proto":17,"IP":"","Port":53,"HostIP":"10.213.45.250","HostPort":5353,"HostPortEnd":5353}])"));
+    REQUIRE(f.kernel.ports.size() == 2);
+    CHECK(f.kernel.ports[0].str() == "tcp *:18080 -> 10.213.45.2:80");
+    CHECK(f.kernel.ports[1].str() == "udp 10.213.45.250:5353 -> 10.213.45.2:53");
+    // again, with one port: replaces
+    f.ok("NetworkDriver.ProgramExternalConnectivity", program(R"([{"Proto":6,"IP":"","Port":8080,"HostIP":"","HostPort":18081}])"));
+    REQUIRE(f.kernel.ports.size() == 1);
+    CHECK(f.kernel.ports[0].str() == "tcp *:18081 -> 10.213.45.2:8080");
+    f.ok("NetworkDriver.RevokeExternalConnectivity", ids(nid, eid1));
+    CHECK(f.kernel.ports.empty());
+    // DeleteEndpoint removes ports a missing Revoke left
+    f.ok("NetworkDriver.ProgramExternalConnectivity", program(R"([{"Proto":6,"IP":"","Port":80,"HostIP":"","HostPort":18080}])"));
+    CHECK(f.kernel.ports.size() == 1);
+    f.ok("NetworkDriver.DeleteEndpoint", ids(nid, eid1));
+    CHECK(f.kernel.ports.empty());
+}
+
+TEST_CASE("shim: a failed Join leaves no link and no sandbox; a retry works")
+{
+    Fixture f;
+    f.create_network(nid, "10.213.46.0/24", { { "cnm.network", "retry" } });
+    auto a = f.ok("IpamDriver.RequestAddress", R"({"PoolID":"local/10.213.46.0/24","Address":""})");
+    f.ok("NetworkDriver.CreateEndpoint", ep_body(nid, eid1, a["Address"]));
+    f.kernel.fail_veth = true;
+    std::string join = Json { { "NetworkID", nid }, { "EndpointID", eid1 }, { "SandboxKey", "/run/docker/netns/abc" } }.dump();
+    CHECK(f.err("NetworkDriver.Join", join).find("no veth today") != std::string::npos);
+    CHECK(f.kernel.veths.empty());
+    CHECK_FALSE(std::filesystem::exists(f.tmp.path() + "/sandboxes/abc.json"));
+    f.kernel.fail_veth = false;
+    f.ok("NetworkDriver.Join", join);
+    CHECK(f.kernel.veths.size() == 1);
+    CHECK(std::filesystem::exists(f.tmp.path() + "/sandboxes/abc.json"));
+}
