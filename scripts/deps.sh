@@ -5,10 +5,14 @@ set -euo pipefail
 packages=(
     # build
     meson ninja-build g++ pkg-config nlohmann-json3-dev libmnl-dev libnftables-dev libnftables1 libcli11-dev doctest-dev
+    # cnm-shim's HTTP server on a Unix socket
+    libcpp-httplib-dev
     # tests and demo: the reference plugins for interop, netns tooling, JSON assertions
     containernetworking-plugins iproute2 iputils-ping iptables nftables jq util-linux procps coreutils findutils
     # a real CNI client (libcni): podman with runc, and a busybox for its offline image
     podman runc busybox-static
+    # a real CNM client for cnm-shim: Docker 20.10 (dockerd is started by the tests themselves)
+    docker.io curl
     # fuzzing: libFuzzer with ASan/UBSan
     clang libclang-rt-14-dev
 )

@@ -27,8 +27,8 @@
 #   DOCKER_LOG_LEVEL=info          dockerd --log-level
 #   docker_start [extra dockerd args…]      the extra args are kept for docker_restart
 # Other helpers: `dk …` runs /usr/bin/docker (the 20.10 CLI, not the 28.x one in /usr/local/bin);
-# `docker_nsexec cmd…` runs a command in dockerd's netns — e.g. a remote network plugin, which must
-# create its links there (see below).
+# `docker_nsexec cmd…` runs a command in dockerd's netns; `docker_nsspawn log cmd…` starts one in
+# the background there — e.g. a remote network plugin, which must create its links there (below).
 #
 # Why `nsenter --net` and not `ip netns exec`: `ip netns exec` also unshares the mount namespace
 # and mounts a fresh sysfs on /sys, which hides /sys/fs/cgroup/*; dockerd then dies with
@@ -74,7 +74,19 @@ DOCKER_STORAGE_DRIVER=""
 : "${DOCKER_LOG_LEVEL:=info}"
 
 dk() { "$DOCKER_BIN" "$@"; }
+# docker_nsexec cmd…: run a command in dockerd's netns, in the foreground.
 docker_nsexec() { nsenter --net="/run/netns/$DOCKER_NETNS" "$@"; }
+# docker_nsspawn <logfile> cmd…: start a long-running command (e.g. a network plugin) in dockerd's
+# netns in the background. Its pid is DOCKER_SPAWNED_PID and is added to lib.sh's PIDS, so the
+# EXIT trap kills it. Call it in the test's own shell, not in $(…). (Not `docker_nsexec … &`: that
+# backgrounds a subshell, and killing $! would leave the command itself running.)
+docker_nsspawn() {
+    local log=$1
+    shift
+    nsenter --net="/run/netns/$DOCKER_NETNS" "$@" >"$log" 2>&1 </dev/null &
+    DOCKER_SPAWNED_PID=$!
+    PIDS+=("$DOCKER_SPAWNED_PID")
+}
 
 # True while <pid> exists and is not a zombie (dockerd is our child: after exit it stays a zombie
 # until reaped, and `kill -0` would still succeed).
