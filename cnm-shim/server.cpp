@@ -86,6 +86,7 @@ int serve(const ServeOptions& options)
         log_line("netlink is unavailable: " + dataplane.error().msg);
         return 1;
     }
+    (*store)->set_lock_timeout(options.lock_timeout);
     Driver driver(**store, **dataplane);
     std::timed_mutex busy;
 

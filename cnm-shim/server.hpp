@@ -16,6 +16,7 @@ struct ServeOptions {
     size_t max_body = 1 << 20;                      // larger requests get 413
     std::chrono::seconds io_timeout { 5 };          // a client that stalls mid-request is dropped
     std::chrono::seconds busy_timeout { 10 };       // waiting for another call to finish → 503
+    std::chrono::milliseconds lock_timeout { 5000 }; // waiting for a plugin's lock on the state → 500
 };
 
 /// Serves until SIGTERM or SIGINT; returns the exit status. The socket is removed on the way out.

@@ -1,5 +1,8 @@
 #include "store/file_store.hpp"
 
+#include <chrono>
+#include <thread>
+
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
@@ -391,12 +394,32 @@ Result<std::unique_ptr<Lock>> FileStore::lock(const Key& dir)
     int fd = ::openat(dfd, ".lock", O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, file_mode);
     if (fd < 0)
         return io_error("cannot open lock in", dir, errno);
-    while (::flock(fd, LOCK_EX) < 0) {
-        if (errno == EINTR)
-            continue;
-        int err = errno;
-        ::close(fd);
-        return io_error("cannot lock", dir, err);
+    if (m_lock_timeout.count() <= 0) {
+        while (::flock(fd, LOCK_EX) < 0) {
+            if (errno == EINTR)
+                continue;
+            int err = errno;
+            ::close(fd);
+            return io_error("cannot lock", dir, err);
+        }
+    } else {
+        // Bounded wait (a long-lived server must answer): poll, backing off from 1 to 20 ms.
+        auto deadline = std::chrono::steady_clock::now() + m_lock_timeout;
+        auto pause = std::chrono::milliseconds(1);
+        while (::flock(fd, LOCK_EX | LOCK_NB) < 0) {
+            int err = errno;
+            if (err == EINTR)
+                continue;
+            if (err != EWOULDBLOCK || std::chrono::steady_clock::now() >= deadline) {
+                ::close(fd);
+                if (err == EWOULDBLOCK)
+                    return make_error(Code::TryAgainLater, "state " + key_str(dir) + " is locked by another process for more than "
+                            + std::to_string(m_lock_timeout.count()) + " ms", "try again");
+                return io_error("cannot lock", dir, err);
+            }
+            std::this_thread::sleep_for(pause);
+            pause = std::min(pause * 2, std::chrono::milliseconds(20));
+        }
     }
     locks[id] = { fd, 1 };
     return std::unique_ptr<Lock>(new FileLock(id));

@@ -5,6 +5,7 @@
 
 #include "store/store.hpp"
 
+#include <chrono>
 #include <map>
 #include <vector>
 #include <string>
@@ -32,6 +33,9 @@ public:
     Result<void> sync() override;
 
     const std::string& root() const { return m_root; }
+    /// Zero (the default, for the plugins): lock() waits as long as it takes. Otherwise lock()
+    /// gives up with TryAgainLater after this long — cnm-shim's bound on a handler's time.
+    void set_lock_timeout(std::chrono::milliseconds timeout) { m_lock_timeout = timeout; }
 
 private:
     FileStore(std::string root, int fd) : m_root(std::move(root)), m_root_fd(fd) { }
@@ -50,6 +54,7 @@ private:
     std::vector<int> m_unsynced_files;
     std::map<std::string, int> m_unsynced_paths; // key → fd in m_unsynced_files
     std::vector<int> m_unsynced_dirs;
+    std::chrono::milliseconds m_lock_timeout { 0 };
 };
 
 } // namespace cnm

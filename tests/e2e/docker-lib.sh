@@ -12,7 +12,8 @@
 # Nothing else is needed for cleanup: sourcing this file wraps lib.sh's `cleanup` so that every EXIT
 # trap that calls `cleanup` (lib.sh's own, or a test's `trap 'x; cleanup' EXIT`) first runs
 # `docker_cleanup`. A failing test therefore still stops dockerd and unmounts its overlays before
-# lib.sh removes $WORK and the netns.
+# lib.sh removes $WORK and the netns. Caveat: the EXIT trap runs under `set -e`, so anything a test
+# runs in its trap before `cleanup` must not fail (`|| true`), or `cleanup` never runs.
 #
 # Variables set by docker_start (call it in the test's own shell, not in $(…)):
 #   DOCKER_NETNS   name of the netns dockerd runs in (/run/netns/$DOCKER_NETNS)
@@ -36,7 +37,7 @@
 # would also hide from the test the overlay mounts and the SandboxKey netns bind mounts
 # (<exec-root>/netns/<id>) dockerd makes, so they could neither be inspected nor cleaned up when
 # dockerd dies. `nsenter --net=/run/netns/<ns>` changes only the network namespace: every bridge,
-# veth or route dockerd (or a plugin started with docker_nsexec) creates lives in that netns,
+# veth or route dockerd (or a plugin started with docker_nsspawn) creates lives in that netns,
 # while mounts and cgroups are the machine's — which is why docker_stop unmounts what is left.
 #
 # Facts this relies on (docker.io 20.10.24, containerd 1.6.20, runc 1.1.5, measured on this VM):

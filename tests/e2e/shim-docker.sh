@@ -41,7 +41,7 @@ shim_cleanup() {
     if [ "$FAILS" -gt 0 ] && [ -f "$WORK/shim.log" ]; then echo "--- shim log (tail)" >&2; tail -n 40 "$WORK/shim.log" >&2; fi
     # dockerd first (it may still call the shim while stopping containers), then the shim.
     docker_cleanup
-    [ -n "$SHIM_PID" ] && { kill -TERM "$SHIM_PID" 2>/dev/null; wait "$SHIM_PID" 2>/dev/null || true; }
+    if [ -n "$SHIM_PID" ]; then kill -TERM "$SHIM_PID" 2>/dev/null || true; wait "$SHIM_PID" 2>/dev/null || true; fi
     rm -f "$SOCK"
     if [ "$created_plugin_dir" -eq 1 ]; then rmdir /run/docker/plugins /run/docker 2>/dev/null || true; fi
 }
@@ -127,6 +127,10 @@ CHECKS=$((CHECKS + 1))
 shim_stop
 expect_eq "SIGTERM removes the socket" "gone" "$([ -e "$SOCK" ] && echo left || echo gone)"
 shim_start
+kill -KILL "$SHIM_PID"; wait "$SHIM_PID" 2>/dev/null || true; SHIM_PID=""
+expect_eq "SIGKILL leaves the socket behind" "left" "$([ -S "$SOCK" ] && echo left || echo gone)"
+shim_start
+expect_eq "a new shim replaces the stale socket and serves" '{"Implements":["NetworkDriver","IpamDriver"]} 200' "$(call Plugin.Activate)"
 out=$(timeout 60 "$DOCKER_BIN" run --rm --network flagnet cnm-bb:1 ip -4 -o addr show eth0 2>&1) || fail "run after shim restart: $out"
 expect_eq "a container starts after a shim restart" "1" "$(grep -c '10.213.70.3/24' <<<"$out")"
 

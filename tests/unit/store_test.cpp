@@ -170,3 +170,24 @@ TEST_CASE("a lock this process already holds is granted again (no self-deadlock)
     CHECK(::flock(fd, LOCK_EX | LOCK_NB) == 0);
     ::close(fd);
 }
+
+TEST_CASE("store: a lock timeout bounds the wait (cnm-shim's handlers)")
+{
+    test::TempDir tmp;
+    auto a = FileStore::open(tmp.path());
+    auto b = FileStore::open(tmp.path());
+    REQUIRE(a.ok());
+    REQUIRE(b.ok());
+    (*b)->set_lock_timeout(std::chrono::milliseconds(60));
+    auto held = (*a)->lock({ "networks", "n1" });
+    REQUIRE(held.ok());
+    auto start = std::chrono::steady_clock::now();
+    auto blocked = (*b)->lock({ "networks", "n1" });
+    auto waited = std::chrono::steady_clock::now() - start;
+    REQUIRE_FALSE(blocked.ok());
+    CHECK(blocked.error().code == Code::TryAgainLater);
+    CHECK(waited >= std::chrono::milliseconds(60));
+    CHECK(waited < std::chrono::seconds(2));
+    held.value().reset();
+    CHECK((*b)->lock({ "networks", "n1" }).ok());
+}
