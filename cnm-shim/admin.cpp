@@ -6,6 +6,7 @@
 #include "ipam/ipam.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <linux/magic.h>
 #include <set>
 #include <sstream>
@@ -64,21 +65,28 @@ void add_item(std::string& list, const std::string& item)
     list.append(item);
 }
 
+/// Docker's 64-hex ids as Docker shows them (12); other ids (CNI container ids) up to 32.
 std::string short_id(const std::string& id)
 {
-    return id.size() > 12 ? id.substr(0, 12) : id;
+    bool hex = !id.empty() && std::all_of(id.begin(), id.end(), [](char c) { return std::isxdigit(static_cast<unsigned char>(c)); });
+    size_t keep = hex ? 12 : 32;
+    return id.size() > keep ? id.substr(0, keep) : id;
+}
+
+/// Text from the state for a DOT string: quotes, backslashes and control bytes dropped, so the
+/// only escapes in a label are the "\n" line breaks we put there.
+std::string dot_text(const std::string& s)
+{
+    std::string out;
+    for (char c : s)
+        if (c != '"' && c != '\\' && static_cast<unsigned char>(c) >= 0x20)
+            out += c;
+    return out;
 }
 
 std::string dot_quote(const std::string& s)
 {
-    std::string out = "\"";
-    for (char c : s) {
-        if (c == '"' || c == '\\')
-            out += '\\';
-        if (static_cast<unsigned char>(c) >= 0x20)
-            out += c;
-    }
-    return out + "\"";
+    return "\"" + s + "\"";
 }
 
 } // namespace
@@ -235,21 +243,21 @@ std::string dot(const Json& listing)
     out << "digraph cnm {\n  rankdir=LR;\n  node [fontname=\"monospace\"];\n";
     std::set<std::string> sandboxes;
     for (auto& n : listing["networks"]) {
-        std::string name = n.value("name", "?");
+        std::string name = dot_text(n.value("name", "?"));
         std::string subnets;
         for (auto& s : n.value("subnets", Json::array()))
-            subnets += "\\n" + s.get<std::string>();
-        out << "  " << dot_quote("net:" + name) << " [shape=box, label=" << dot_quote(name + " (" + n.value("driver", "?") + ")" + subnets) << "];\n";
+            subnets.append("\\n").append(dot_text(s.get<std::string>()));
+        out << "  " << dot_quote("net:" + name) << " [shape=box, label=" << dot_quote(name + " (" + dot_text(n.value("driver", "?")) + ")" + subnets) << "];\n";
         for (auto& e : n["endpoints"]) {
-            std::string id = "ep:" + name + "/" + e.value("key", "?");
+            std::string id = "ep:" + name + "/" + dot_text(e.value("key", "?"));
             bool docker = e.value("frontend", "") == "docker";
             std::string addrs;
             for (auto& a : e.value("addresses", Json::array()))
-                addrs += "\\n" + a.value("address", "");
+                addrs.append("\\n").append(dot_text(a.value("address", "")));
             out << "  " << dot_quote(id) << " [shape=ellipse, color=" << (docker ? "blue" : "darkgreen") << ", label="
-                << dot_quote(std::string(docker ? "docker " : "cni ") + short_id(e.value("containerID", "?")) + "/" + e.value("ifname", "") + addrs) << "];\n";
+                << dot_quote(std::string(docker ? "docker " : "cni ") + dot_text(short_id(e.value("containerID", "?"))) + "/" + dot_text(e.value("ifname", "")) + addrs) << "];\n";
             out << "  " << dot_quote("net:" + name) << " -> " << dot_quote(id) << ";\n";
-            std::string sandbox = e.value("sandbox", "");
+            std::string sandbox = dot_text(e.value("sandbox", ""));
             if (!sandbox.empty()) {
                 if (sandboxes.insert(sandbox).second)
                     out << "  " << dot_quote("sb:" + sandbox) << " [shape=hexagon, label=" << dot_quote("sandbox " + short_id(sandbox)) << "];\n";

@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
 scripts/build.sh >/dev/null
-echo "== built: $(find build/plugins -maxdepth 1 -type f -executable -printf '%f ')"
+echo "== built: $(find build/plugins -maxdepth 1 -type f -executable -printf '%f ') cnm-shim"
 
 CONF=conf/manual/cnm-bridge.conf
 export CNM_STATE_DIR=$(mktemp -d /tmp/cnm-demo-state-XXXXXX)
@@ -51,6 +51,9 @@ echo "== the state, as files a person can read ($CNM_STATE_DIR)"
 echo "-- network";  jq -c . "$CNM_STATE_DIR/networks/cnm-manual/network.json"
 echo "-- endpoint"; jq -c . "$CNM_STATE_DIR/networks/cnm-manual/endpoints/$web@eth0.json"
 echo "-- sandbox";  jq -c . "$CNM_STATE_DIR/sandboxes/$web.json"
+echo "== the same state through cnm-shim's admin commands (Docker endpoints would be listed here too)"
+build/cnm-shim/cnm-shim list --state-dir "$CNM_STATE_DIR" | sed 's/^/   /'
+build/cnm-shim/cnm-shim dot --state-dir "$CNM_STATE_DIR" | sed 's/^/   /'
 echo "== STATUS"; cni STATUS "" <"$CONF" && echo "   ready"
 echo "== DEL $web; then delete $db's netns first and DEL it anyway (the runtime's crash case)"
 cni DEL "$web" <"$CONF"
