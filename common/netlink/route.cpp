@@ -231,8 +231,11 @@ Result<void> create_veth(Socket& socket, const VethSpec& spec)
     return done;
 }
 
-Result<void> create_macvlan(Socket& socket, const MacvlanSpec& spec)
+namespace {
+
+Result<void> create_child(Socket& socket, const MacvlanSpec& spec, const char* kind)
 {
+    bool ipvlan = std::string_view(kind) == "ipvlan";
     Request r(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, sizeof(ifinfomsg));
     r.put_str(IFLA_IFNAME, spec.name);
     r.put_u32(IFLA_LINK, static_cast<uint32_t>(spec.master));
@@ -244,14 +247,30 @@ Result<void> create_macvlan(Socket& socket, const MacvlanSpec& spec)
         r.put_bytes(IFLA_ADDRESS, spec.mac->data(), 6);
     {
         auto info = r.nest(IFLA_LINKINFO);
-        r.put_str(IFLA_INFO_KIND, "macvlan");
+        r.put_str(IFLA_INFO_KIND, kind);
         auto data = r.nest(IFLA_INFO_DATA);
-        r.put_u32(IFLA_MACVLAN_MODE, spec.mode);
+        if (ipvlan)
+            r.put_u16(IFLA_IPVLAN_MODE, static_cast<uint16_t>(spec.mode));
+        else
+            r.put_u32(IFLA_MACVLAN_MODE, spec.mode);
     }
-    auto done = socket.transact(r, "creating macvlan " + spec.name);
+    auto done = socket.transact(r, std::string("creating ") + kind + " " + spec.name);
     if (!done && socket.last_errno() == EOPNOTSUPP)
-        return make_error(Code::Kernel, "macvlan is not supported by this kernel (CONFIG_MACVLAN)", done.error().details);
+        return make_error(Code::Kernel, std::string(kind) + " is not supported by this kernel (CONFIG_" + (ipvlan ? "IPVLAN" : "MACVLAN") + ")",
+            done.error().details);
     return done;
+}
+
+} // namespace
+
+Result<void> create_macvlan(Socket& socket, const MacvlanSpec& spec)
+{
+    return create_child(socket, spec, "macvlan");
+}
+
+Result<void> create_ipvlan(Socket& socket, const MacvlanSpec& spec)
+{
+    return create_child(socket, spec, "ipvlan");
 }
 
 Result<void> delete_link(Socket& socket, int index)

@@ -63,6 +63,8 @@ struct MacvlanSpec {
     std::optional<Mac> mac;
 };
 Result<void> create_macvlan(Socket& socket, const MacvlanSpec& spec);
+/// The same for ipvlan (`mode` is IPVLAN_MODE_*, `mac` must be unset: children share the master's).
+Result<void> create_ipvlan(Socket& socket, const MacvlanSpec& spec);
 
 /// Deletes a link; an absent one (ENODEV) is success.
 Result<void> delete_link(Socket& socket, int index);
