@@ -203,7 +203,7 @@ Result<Json> gc(Store& store, Dataplane* dataplane, bool dry_run)
                             ports.push_back(*m);
                     step(dataplane->del_ports(ports));
                 }
-                for (const char* link : { "hostVeth", "containerVeth" })
+                for (const char* link : { "hostVeth", "containerVeth", "childLink" })
                     if (r.driver_state.contains(link) && r.driver_state[link].is_string())
                         step(dataplane->delete_link(r.driver_state[link].get<std::string>()));
             }

@@ -1,7 +1,12 @@
 #include "dataplane.hpp"
 
+#include "drivers/common.hpp"
 #include "netlink/route.hpp"
 #include "netlink/socket.hpp"
+
+#include <algorithm>
+#include <linux/if_link.h>
+#include <map>
 
 namespace cnm::shim {
 
@@ -50,6 +55,55 @@ public:
         if (plan.hairpin)
             TRY(netlink::set_bridge_port(*m_socket, host->index, { true, std::nullopt }));
         return {};
+    }
+
+    Result<void> create_child(const ChildPlan& plan) override
+    {
+        static const std::map<std::string, uint32_t> modes = {
+            { "bridge", MACVLAN_MODE_BRIDGE }, { "private", MACVLAN_MODE_PRIVATE }, { "vepa", MACVLAN_MODE_VEPA },
+            { "passthru", MACVLAN_MODE_PASSTHRU }, { "l2", IPVLAN_MODE_L2 }, { "l3", IPVLAN_MODE_L3 }, { "l3s", IPVLAN_MODE_L3S },
+        };
+        auto master = TRY(netlink::get_link(*m_socket, plan.master));
+        if (!master)
+            return make_error(Code::InvalidConfig, "parent interface " + plan.master + " is missing");
+        auto mode = modes.find(plan.mode);
+        if (mode == modes.end())
+            return make_error(Code::InvalidConfig, "unknown " + plan.kind + " mode \"" + plan.mode + "\"");
+        netlink::MacvlanSpec spec { plan.name, master->index, -1, mode->second, plan.mtu, std::nullopt, 0 };
+        if (plan.kind == "ipvlan") {
+            spec.ipvlan_flags = plan.flag == "private" ? IPVLAN_F_PRIVATE : plan.flag == "vepa" ? IPVLAN_F_VEPA : 0;
+            return netlink::create_ipvlan(*m_socket, spec);
+        }
+        if (!plan.mac.empty())
+            spec.mac = netlink::parse_mac(plan.mac);
+        return netlink::create_macvlan(*m_socket, spec);
+    }
+
+    Result<void> probe_child(const std::string& kind, const std::string& master) override
+    {
+        std::string name = "cnp" + drivers::random_hex(4);
+        TRY(create_child({ kind, name, master, kind == "ipvlan" ? "l2" : "bridge", "bridge", std::nullopt, "" }));
+        return delete_link(name);
+    }
+
+    Result<bool> ensure_parent(const std::string& name) override
+    {
+        if (TRY(netlink::get_link(*m_socket, name)))
+            return false;
+        auto dot = name.rfind('.');
+        std::string base = dot == std::string::npos ? "" : name.substr(0, dot);
+        std::string vid = dot == std::string::npos ? "" : name.substr(dot + 1);
+        bool numeric = !vid.empty() && vid.size() <= 4 && std::all_of(vid.begin(), vid.end(), [](char c) { return c >= '0' && c <= '9'; });
+        if (base.empty() || !numeric)
+            return make_error(Code::InvalidConfig, "parent interface " + name + " does not exist");
+        int id = std::stoi(vid);
+        if (id < 1 || id > 4094)
+            return make_error(Code::InvalidConfig, "VLAN id " + vid + " of parent " + name + " is outside 1-4094");
+        auto link = TRY(netlink::get_link(*m_socket, base));
+        if (!link)
+            return make_error(Code::InvalidConfig, "interface " + base + " (the parent of " + name + ") does not exist");
+        TRY(netlink::create_vlan(*m_socket, name, link->index, static_cast<uint16_t>(id)));
+        return true;
     }
 
     Result<void> delete_link(const std::string& name) override

@@ -23,6 +23,17 @@ struct VethPlan {
     bool hairpin = false;
 };
 
+/// A macvlan or ipvlan child of `master`, created in the shim's netns for Docker to move.
+struct ChildPlan {
+    std::string kind;   // "macvlan" or "ipvlan"
+    std::string name;
+    std::string master;
+    std::string mode;   // bridge/private/vepa/passthru, or l2/l3/l3s
+    std::string flag;   // ipvlan: bridge/private/vepa
+    std::optional<int> mtu;
+    std::string mac;    // macvlan only
+};
+
 class Dataplane {
 public:
     virtual ~Dataplane() = default;
@@ -30,6 +41,13 @@ public:
     virtual Result<void> ensure_bridge(const drivers::BridgeKeys& keys, const std::vector<IpNet>& gateways) = 0;
     virtual Result<void> delete_bridge(const std::string& name) = 0;
     virtual Result<void> create_veth(const VethPlan& plan) = 0;
+    virtual Result<void> create_child(const ChildPlan& plan) = 0;
+    /// The parent exists afterwards: an absent "<if>.<vid>" is created as an 802.1Q sub-interface
+    /// of <if> (returns true then); any other absent name is an error.
+    virtual Result<bool> ensure_parent(const std::string& name) = 0;
+    /// Creates and deletes a throwaway child of `kind` on `master`: "this kernel cannot" is then
+    /// said at network create, not at the first container.
+    virtual Result<void> probe_child(const std::string& kind, const std::string& master) = 0;
     /// Absent is fine.
     virtual Result<void> delete_link(const std::string& name) = 0;
     virtual Result<void> add_masquerade(const std::string& network, const IpNet& address) = 0;

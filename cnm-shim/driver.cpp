@@ -2,6 +2,8 @@
 
 #include "cni/env.hpp"
 #include "cnm/options.hpp"
+#include "drivers/ipvlan.hpp"
+#include "drivers/macvlan.hpp"
 #include "ipam/pool.hpp"
 #include "util/guard.hpp"
 
@@ -49,6 +51,12 @@ Key binding_key(const std::string& docker_id)
     return { "docker", "networks", docker_id + ".json" };
 }
 
+/// Parents (VLAN sub-interfaces) the shim created, so the last network on one removes it.
+Key parent_key(const std::string& parent)
+{
+    return { "docker", "parents", id_key(parent) + ".json" };
+}
+
 std::string endpoint_key_of(const std::string& endpoint_id)
 {
     return endpoint_key(endpoint_id, docker_ifname);
@@ -61,14 +69,33 @@ struct NetworkOptions {
     Json keys = Json::object();
 };
 
-const std::map<std::string, std::string>& docker_spellings()
+/// What `-o` takes for each driver: the CNI conf's network-level keys (with their defaults, which
+/// also give each value's JSON type) and Docker's own spellings of some of them.
+struct DriverOptions {
+    const Json& defaults;
+    std::map<std::string, std::string> spellings;
+    std::map<std::string, std::vector<std::string>> choices;
+};
+
+Result<const DriverOptions*> driver_options(const std::string& driver)
 {
-    static const std::map<std::string, std::string> map = {
-        { "com.docker.network.bridge.name", "bridge" },
-        { "com.docker.network.driver.mtu", "mtu" },
-        { "com.docker.network.bridge.enable_ip_masquerade", "ipMasq" },
-    };
-    return map;
+    static const DriverOptions bridge { drivers::bridge_network_defaults(),
+        { { "com.docker.network.bridge.name", "bridge" }, { "com.docker.network.driver.mtu", "mtu" },
+            { "com.docker.network.bridge.enable_ip_masquerade", "ipMasq" } },
+        {} };
+    static const DriverOptions macvlan { drivers::macvlan_network_defaults(),
+        { { "parent", "master" }, { "macvlan_mode", "mode" }, { "com.docker.network.driver.mtu", "mtu" } },
+        { { "mode", { "bridge", "private", "vepa", "passthru" } } } };
+    static const DriverOptions ipvlan { drivers::ipvlan_network_defaults(),
+        { { "parent", "master" }, { "ipvlan_mode", "mode" }, { "ipvlan_flag", "flag" }, { "com.docker.network.driver.mtu", "mtu" } },
+        { { "mode", { "l2", "l3", "l3s" } }, { "flag", { "bridge", "private", "vepa" } } } };
+    if (driver == "bridge")
+        return &bridge;
+    if (driver == "macvlan")
+        return &macvlan;
+    if (driver == "ipvlan")
+        return &ipvlan;
+    return make_error(Code::InvalidConfig, "cnm.driver = \"" + driver + "\" is not supported through Docker (bridge, macvlan or ipvlan)");
 }
 
 Result<Json> typed_option(const std::string& key, const Json& value, const Json& like)
@@ -101,11 +128,17 @@ Result<NetworkOptions> parse_network_options(const Json& generic)
         return out;
     if (!generic.is_object())
         return make_error(Code::InvalidConfig, "com.docker.network.generic must be an object of options");
-    const Json& defaults = drivers::bridge_network_defaults();
-    for (auto& [key, value] : generic.items()) {
+    for (auto& [key, value] : generic.items())
         if (!value.is_string() && !value.is_boolean() && !value.is_number())
             return make_error(Code::InvalidConfig, "option \"" + key + "\" must be a string");
-        std::string text = value.is_string() ? value.get<std::string>() : value.dump();
+    auto text_of = [](const Json& v) { return v.is_string() ? v.get<std::string>() : v.dump(); };
+    if (generic.contains("cnm.driver"))
+        out.driver = text_of(generic["cnm.driver"]);
+    const DriverOptions& table = *TRY(driver_options(out.driver));
+    for (auto& [key, value] : generic.items()) {
+        std::string text = text_of(value);
+        if (key == "cnm.driver")
+            continue;
         if (key == "cnm.network") {
             if (!cni::valid_network_name(text) || text.size() > 200)
                 return make_error(Code::InvalidConfig, "cnm.network = \"" + text + "\" is not a valid network name",
@@ -113,26 +146,30 @@ Result<NetworkOptions> parse_network_options(const Json& generic)
             out.name = text;
             continue;
         }
-        if (key == "cnm.driver") {
-            if (text != "bridge")
-                return make_error(Code::InvalidConfig, "cnm.driver = \"" + text + "\" is not supported through Docker (only \"bridge\")");
-            out.driver = text;
-            continue;
-        }
         std::string cni_key = key;
-        if (auto it = docker_spellings().find(key); it != docker_spellings().end())
+        if (auto it = table.spellings.find(key); it != table.spellings.end())
             cni_key = it->second;
-        if (!defaults.contains(cni_key)) {
+        if (!table.defaults.contains(cni_key)) {
             std::string known = "cnm.network, cnm.driver";
-            for (auto& [k, v] : defaults.items())
+            for (auto& [k, v] : table.defaults.items())
                 known += ", " + k;
-            for (auto& [k, v] : docker_spellings())
+            for (auto& [k, v] : table.spellings)
                 known += ", " + k;
-            return make_error(Code::InvalidConfig, "unknown network option \"" + key + "\"", "known options: " + known);
+            return make_error(Code::InvalidConfig, "unknown " + out.driver + " network option \"" + key + "\"", "known options: " + known);
         }
         if (out.keys.contains(cni_key))
             return make_error(Code::InvalidConfig, "option \"" + cni_key + "\" is given twice (under two spellings)");
-        out.keys[cni_key] = TRY(typed_option(key, value, defaults[cni_key]));
+        Json typed = TRY(typed_option(key, value, table.defaults[cni_key]));
+        if (auto choices = table.choices.find(cni_key); choices != table.choices.end()
+            && std::find(choices->second.begin(), choices->second.end(), text) == choices->second.end()) {
+            std::string known;
+            for (auto& c : choices->second)
+                known += (known.empty() ? "" : ", ") + c;
+            return make_error(Code::InvalidConfig, "option \"" + key + "\" = \"" + text + "\" is not one of " + known);
+        }
+        if (cni_key == "master" && !cni::validate_ifname(text))
+            return make_error(Code::InvalidConfig, "parent \"" + text + "\" is not a usable interface name");
+        out.keys[cni_key] = typed;
     }
     return out;
 }
@@ -212,6 +249,16 @@ std::string host_veth_of(const std::string& endpoint_id)
 std::string container_veth_of(const std::string& endpoint_id)
 {
     return "cnc" + endpoint_id.substr(0, 11);
+}
+
+std::string string_of(const Json& o, const char* key, const std::string& fallback = "")
+{
+    return o.is_object() && o.contains(key) && o[key].is_string() ? o[key].get<std::string>() : fallback;
+}
+
+bool flag_of(const Json& o, const char* key)
+{
+    return o.is_object() && o.contains(key) && o[key].is_boolean() && o[key].get<bool>();
 }
 
 std::vector<firewall::PortMap> recorded_ports(const EndpointRecord& record)
@@ -463,6 +510,7 @@ Result<Json> Driver::create_network(const Json& req)
     if (options.contains("com.docker.network.internal") && options["com.docker.network.internal"] == true)
         return make_error(Code::InvalidConfig, "--internal networks are not supported by cnm");
     NetworkOptions opts = TRY(parse_network_options(options.contains("com.docker.network.generic") ? options["com.docker.network.generic"] : Json()));
+    const DriverOptions& table = *TRY(driver_options(opts.driver));
     auto pools_data = TRY(parse_ipam_data(req));
 
     if (auto bound = TRY(bound_network(id)))
@@ -490,7 +538,7 @@ Result<Json> Driver::create_network(const Json& req)
                 return make_error(Code::InvalidConfig, "network \"" + name + "\" has subnets " + join_list(record.subnets)
                         + ", but docker network create asks for " + join_list(subnets));
         // Checks the -o keys against the network's; the network keeps its own.
-        (void)TRY(adopt_network_options(name, record.options, opts.keys, drivers::bridge_network_defaults(), "docker network create -o"));
+        (void)TRY(adopt_network_options(name, record.options, opts.keys, table.defaults, "docker network create -o"));
     } else {
         created = true;
         record.name = name;
@@ -501,24 +549,43 @@ Result<Json> Driver::create_network(const Json& req)
         record.created = now_rfc3339();
         record.options = opts.keys;
         record.options["type"] = opts.driver;
-        if (!record.options.contains("bridge"))
-            record.options["bridge"] = "br-" + id.substr(0, 12);
-        if (!record.options.contains("isGateway"))
-            record.options["isGateway"] = true; // Docker's bridge networks route through the bridge
+        if (opts.driver == "bridge") {
+            if (!record.options.contains("bridge"))
+                record.options["bridge"] = "br-" + id.substr(0, 12);
+            if (!record.options.contains("isGateway"))
+                record.options["isGateway"] = true; // Docker's bridge networks route through the bridge
+        }
     }
-    auto keys = TRY(drivers::parse_bridge_keys(record.options));
 
-    // Gateways on the bridge, from the pools (Docker's IPAMData carries the same).
     Pools pools(m_store);
-    std::vector<IpNet> gateways;
-    for (auto& p : pools_data) {
-        auto gw = TRY(pools.gateway(p.pool));
-        if (!gw && p.gateway)
-            gw = p.gateway->addr;
-        if (gw)
-            gateways.push_back({ *gw, p.pool.subnet.prefix });
+    if (opts.driver == "bridge") {
+        auto keys = TRY(drivers::parse_bridge_keys(record.options));
+        // Gateways on the bridge, from the pools (Docker's IPAMData carries the same).
+        std::vector<IpNet> gateways;
+        for (auto& p : pools_data) {
+            auto gw = TRY(pools.gateway(p.pool));
+            if (!gw && p.gateway)
+                gw = p.gateway->addr;
+            if (gw)
+                gateways.push_back({ *gw, p.pool.subnet.prefix });
+        }
+        TRY(m_dataplane.ensure_bridge(keys, keys.is_gateway ? gateways : std::vector<IpNet> {}));
+    } else {
+        std::string parent = string_of(record.options, "master");
+        if (parent.empty())
+            return make_error(Code::InvalidConfig, opts.driver + " networks need a parent interface: -o parent=<interface>[.<vlan-id>]");
+        // A "<if>.<vid>" parent that does not exist yet is made here, and goes with the last
+        // network that uses it (as Docker's own macvlan and ipvlan drivers do).
+        bool made = TRY(m_dataplane.ensure_parent(parent));
+        auto probed = m_dataplane.probe_child(opts.driver, parent);
+        if (!probed) {
+            if (made)
+                (void)m_dataplane.delete_link(parent);
+            return probed.release_error();
+        }
+        if (made)
+            TRY(m_store.put(parent_key(parent), Json { { "parent", parent }, { "createdFor", name } }));
     }
-    TRY(m_dataplane.ensure_bridge(keys, keys.is_gateway ? gateways : std::vector<IpNet> {}));
     if (created)
         for (auto& p : pools_data)
             TRY(pools.add_user(p.pool, name, p.gateway ? std::optional(p.gateway->addr) : std::nullopt));
@@ -545,9 +612,6 @@ Result<Json> Driver::delete_network(const Json& req)
         bool last = record.frontend == Frontend::Docker && record.docker_ids.empty()
             && TRY(m_registry.list_endpoints(*name)).empty();
         if (last) {
-            auto keys = drivers::parse_bridge_keys(record.options);
-            if (keys)
-                TRY(m_dataplane.delete_bridge(keys->bridge));
             Pools pools(m_store);
             for (auto& s : record.subnets)
                 if (auto net = IpNet::parse(s))
@@ -555,6 +619,21 @@ Result<Json> Driver::delete_network(const Json& req)
             TRY(m_store.remove(Registry::network_key(*name)));
             TRY(m_store.remove_dir(Registry::endpoints_dir(*name)));
             TRY(m_store.remove_dir(Registry::network_dir(*name)));
+            if (record.driver == "bridge") {
+                if (auto keys = drivers::parse_bridge_keys(record.options))
+                    TRY(m_dataplane.delete_bridge(keys->bridge));
+            } else if (std::string parent = string_of(record.options, "master"); !parent.empty() && TRY(m_store.exists(parent_key(parent)))) {
+                // A VLAN parent the shim made goes with the last network on it.
+                bool used = false;
+                for (auto& other : TRY(m_registry.list_networks())) {
+                    auto o = TRY(m_registry.load_network(other));
+                    used |= o.ok() && o.record.name != *name && string_of(o.record.options, "master") == parent;
+                }
+                if (!used) {
+                    TRY(m_dataplane.delete_link(parent));
+                    TRY(m_store.remove(parent_key(parent)));
+                }
+            }
         } else {
             TRY(m_registry.save_network(record));
         }
@@ -586,8 +665,11 @@ Result<Json> Driver::create_endpoint(const Json& req)
         return make_error(Code::StateCorrupt, "network \"" + *name + "\" has no usable record", network.reason);
     std::string key = endpoint_key_of(eid);
     auto existing = TRY(m_registry.load_endpoint(*name, key));
+    bool own_mac = network.record.driver != "ipvlan";
+    if (!own_mac && !mac.empty())
+        return make_error(Code::InvalidConfig, "ipvlan interfaces share their parent's MAC address: --mac-address cannot be used");
     if (existing.ok()) // a retry
-        return Json { { "Interface", mac.empty() ? Json { { "MacAddress", existing.record.mac } } : Json::object() } };
+        return Json { { "Interface", mac.empty() && own_mac ? Json { { "MacAddress", existing.record.mac } } : Json::object() } };
 
     EndpointRecord record;
     record.network = *name;
@@ -596,7 +678,8 @@ Result<Json> Driver::create_endpoint(const Json& req)
     record.frontend = Frontend::Docker;
     record.phase = EndpointRecord::Phase::Ready;
     record.created = now_rfc3339();
-    record.mac = mac.empty() ? random_mac() : mac;
+    if (own_mac)
+        record.mac = mac.empty() ? random_mac() : mac;
     Pools pools(m_store);
     for (auto& text : { addr4, addr6 }) {
         if (text.empty())
@@ -620,11 +703,16 @@ Result<Json> Driver::create_endpoint(const Json& req)
         auto gateway = TRY(pools.gateway(pool));
         record.addresses.push_back({ *address, gateway, pool.str() });
     }
-    auto keys = TRY(drivers::parse_bridge_keys(network.record.options));
-    record.driver_state = { { "bridge", keys.bridge }, { "hostVeth", host_veth_of(eid) }, { "containerVeth", container_veth_of(eid) } };
+    if (network.record.driver == "bridge") {
+        auto keys = TRY(drivers::parse_bridge_keys(network.record.options));
+        record.driver_state = { { "bridge", keys.bridge }, { "hostVeth", host_veth_of(eid) }, { "containerVeth", container_veth_of(eid) } };
+    } else {
+        record.driver_state = { { "kind", network.record.driver }, { "master", string_of(network.record.options, "master") },
+            { "childLink", container_veth_of(eid) } };
+    }
     TRY(m_registry.save_endpoint(record));
     // Docker refuses a reply that sets a field it had set.
-    return Json { { "Interface", mac.empty() ? Json { { "MacAddress", record.mac } } : Json::object() } };
+    return Json { { "Interface", mac.empty() && own_mac ? Json { { "MacAddress", record.mac } } : Json::object() } };
 }
 
 Result<Json> Driver::join(const Json& req)
@@ -646,6 +734,8 @@ Result<Json> Driver::join(const Json& req)
     if (!stored.ok())
         return make_error(Code::InvalidConfig, "endpoint " + eid + " is not known (no CreateEndpoint for it)");
     EndpointRecord record = stored.record;
+    if (network.record.driver != "bridge")
+        return join_child(network.record, record, sandbox_key);
     auto keys = TRY(drivers::parse_bridge_keys(network.record.options));
 
     std::vector<IpNet> gateways;
@@ -656,8 +746,8 @@ Result<Json> Driver::join(const Json& req)
             (a.gateway->family == 4 ? gw4 : gw6) = *a.gateway;
         }
     TRY(m_dataplane.ensure_bridge(keys, keys.is_gateway ? gateways : std::vector<IpNet> {}));
-    std::string host = record.driver_state.value("hostVeth", host_veth_of(eid));
-    std::string container = record.driver_state.value("containerVeth", container_veth_of(eid));
+    std::string host = string_of(record.driver_state, "hostVeth", host_veth_of(eid));
+    std::string container = string_of(record.driver_state, "containerVeth", container_veth_of(eid));
     // A Join that follows a failed one finds its links: start over.
     TRY(m_dataplane.delete_link(host));
     TRY(m_dataplane.delete_link(container));
@@ -728,10 +818,50 @@ Result<Json> Driver::join(const Json& req)
 
 Result<void> Driver::remove_firewall(const EndpointRecord& record)
 {
-    if (record.driver_state.value("ipMasq", false))
+    if (flag_of(record.driver_state, "ipMasq"))
         for (auto& a : record.addresses)
             TRY(m_dataplane.del_masquerade(a.address));
     return m_dataplane.del_ports(recorded_ports(record));
+}
+
+Result<Json> Driver::join_child(const NetworkRecord& network, EndpointRecord& record, const std::string& sandbox_key)
+{
+    const Json& o = network.options;
+    std::string link = string_of(record.driver_state, "childLink", container_veth_of(record.container_id));
+    std::string mode = string_of(o, "mode", network.driver == "ipvlan" ? "l2" : "bridge");
+    std::optional<int> mtu;
+    if (o.contains("mtu") && o["mtu"].is_number_integer() && o["mtu"].get<int>() > 0)
+        mtu = o["mtu"].get<int>();
+    TRY(m_dataplane.delete_link(link)); // left by a failed Join
+    TRY(m_dataplane.create_child({ network.driver, link, string_of(o, "master"), mode, string_of(o, "flag", "bridge"), mtu, record.mac }));
+    ArmedGuard undo([&] { (void)m_dataplane.delete_link(link); });
+    std::string key = endpoint_key_of(record.container_id);
+    std::string sandbox = sandbox_key.substr(sandbox_key.rfind('/') + 1);
+    if (sandbox.empty())
+        return bad_request("Join", "\"SandboxKey\" names no sandbox");
+    TRY(m_registry.sandbox_join(sandbox, sandbox_key, Frontend::Docker, { network.name, key }));
+    record.sandbox = sandbox;
+    record.netns = sandbox_key;
+    auto saved = m_registry.save_endpoint(record);
+    if (!saved) {
+        (void)m_registry.sandbox_leave(sandbox, { network.name, key });
+        return saved.release_error();
+    }
+    undo.disarm();
+    // As Docker's own drivers: no docker_gwbridge; the subnet's gateway is the router outside,
+    // except in ipvlan l3/l3s, where the parent routes and the default route is "connected".
+    Json reply = { { "InterfaceName", { { "SrcName", link }, { "DstPrefix", "eth" } } }, { "DisableGatewayService", true } };
+    if (network.driver == "ipvlan" && mode != "l2") {
+        Json routes = Json::array();
+        for (auto& a : record.addresses)
+            routes.push_back({ { "Destination", a.address.addr.family == 4 ? "0.0.0.0/0" : "::/0" }, { "RouteType", 1 } });
+        reply["StaticRoutes"] = routes;
+        return reply;
+    }
+    for (auto& a : record.addresses)
+        if (a.gateway)
+            reply[a.gateway->family == 4 ? "Gateway" : "GatewayIPv6"] = a.gateway->str();
+    return reply;
 }
 
 Result<Json> Driver::leave(const Json& req)
@@ -775,8 +905,9 @@ Result<Json> Driver::delete_endpoint(const Json& req)
         TRY(remove_firewall(record));
         // Docker has moved the container end back to the host by now (or the sandbox died and
         // took the pair with it).
-        TRY(m_dataplane.delete_link(record.driver_state.value("hostVeth", host_veth_of(eid))));
-        TRY(m_dataplane.delete_link(record.driver_state.value("containerVeth", container_veth_of(eid))));
+        for (const char* link : { "hostVeth", "containerVeth", "childLink" })
+            if (auto name = string_of(record.driver_state, link); !name.empty())
+                TRY(m_dataplane.delete_link(name));
         if (!record.sandbox.empty())
             TRY(m_registry.sandbox_leave(record.sandbox, { *name, key }));
     }
@@ -817,6 +948,9 @@ Result<Json> Driver::program_external(const Json& req)
         return make_error(Code::InvalidConfig, "endpoint " + eid + " is not known (no CreateEndpoint for it)");
     EndpointRecord record = stored.record;
     auto ports = TRY(parse_port_maps(options, record));
+    if (!ports.empty() && record.driver_state.contains("kind"))
+        return make_error(Code::InvalidConfig, "published ports (-p) are not supported on " + string_of(record.driver_state, "kind")
+                + " networks: the container is reachable on its own address");
     // Programming again replaces what an earlier call published.
     TRY(m_dataplane.del_ports(recorded_ports(record)));
     record.driver_state.erase("ports");

@@ -57,6 +57,7 @@ private:
     Result<Json> delete_endpoint(const Json& req);
     Result<Json> endpoint_info(const Json& req);
     Result<Json> join(const Json& req);
+    Result<Json> join_child(const NetworkRecord& network, EndpointRecord& record, const std::string& sandbox_key);
     Result<Json> leave(const Json& req);
     Result<Json> program_external(const Json& req);
     Result<Json> revoke_external(const Json& req);

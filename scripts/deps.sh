@@ -15,6 +15,8 @@ packages=(
     docker.io curl
     # fuzzing: libFuzzer with ASan/UBSan
     clang libclang-rt-14-dev
+    # the VM tier (tests/vm): qemu, and xz/cpio to unpack the kernel and pack the initramfs
+    qemu-system-x86 xz-utils cpio
 )
 missing=()
 for p in "${packages[@]}"; do

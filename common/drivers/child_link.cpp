@@ -6,6 +6,7 @@
 #include "drivers/ipvlan.hpp"
 #include "drivers/macvlan.hpp"
 
+#include "cnm/options.hpp"
 #include "cnm/state.hpp"
 #include "drivers/common.hpp"
 #include "util/fault.hpp"
@@ -25,16 +26,17 @@ using netlink::Socket;
 
 struct Kind {
     std::string_view name;
+    const Json& (*defaults)();
     std::vector<std::pair<std::string_view, uint32_t>> modes; // the first is the default
     bool custom_mac;  // macvlan: yes; ipvlan children share the master's MAC
     bool notify;      // arp_notify/ndisc_notify on the new interface (macvlan, as the reference)
     bool chained;     // ipvlan: master and addresses may come from prevResult
 };
 
-const Kind macvlan_kind { "macvlan",
+const Kind macvlan_kind { "macvlan", macvlan_network_defaults,
     { { "bridge", MACVLAN_MODE_BRIDGE }, { "private", MACVLAN_MODE_PRIVATE }, { "vepa", MACVLAN_MODE_VEPA }, { "passthru", MACVLAN_MODE_PASSTHRU } },
     true, true, false };
-const Kind ipvlan_kind { "ipvlan", { { "l2", IPVLAN_MODE_L2 }, { "l3", IPVLAN_MODE_L3 }, { "l3s", IPVLAN_MODE_L3S } }, false, false, true };
+const Kind ipvlan_kind { "ipvlan", ipvlan_network_defaults, { { "l2", IPVLAN_MODE_L2 }, { "l3", IPVLAN_MODE_L3 }, { "l3s", IPVLAN_MODE_L3S } }, false, false, true };
 
 struct ChildConf {
     std::string master; // empty: the interface of the default route, found at ADD
@@ -44,11 +46,20 @@ struct ChildConf {
     std::optional<Mac> mac;
     IpamPlan ipam;
     bool addresses_from_prev = false; // chained ipvlan without IPAM: prevResult's addresses
+    uint16_t ipvlan_flags = 0;
 };
 
-Result<ChildConf> parse_conf(const Kind& kind, const cni::Context& ctx, bool need_ipam)
+Result<Json> effective_conf(const Kind& kind, const cni::Context& ctx, Registry& registry)
 {
-    const Json& raw = ctx.conf.raw;
+    auto stored = TRY(registry.load_network(ctx.conf.name));
+    if (!stored.ok())
+        return ctx.conf.raw;
+    return adopt_network_options(ctx.conf.name, stored.record.options, ctx.conf.raw, kind.defaults(), "this config");
+}
+
+/// `raw` is the conf with the keys it omits taken from an existing network of the same name.
+Result<ChildConf> parse_conf(const Kind& kind, const cni::Context& ctx, const Json& raw, bool need_ipam)
+{
     ChildConf c;
     c.mode = std::string(kind.modes.front().first);
     c.mode_value = kind.modes.front().second;
@@ -75,6 +86,14 @@ Result<ChildConf> parse_conf(const Kind& kind, const cni::Context& ctx, bool nee
     }
     if (auto asked = TRY(requested_mac(ctx)))
         c.mac = asked;
+    if (kind.name == "ipvlan") {
+        // Docker's ipvlan_flag (the reference CNI ipvlan has no such key; ours takes "flag").
+        if (auto flag = TRY(json_string(raw, "flag", "")); flag && *flag != "bridge") {
+            if (*flag != "private" && *flag != "vepa")
+                return invalid("\"flag\" = \"" + *flag + "\" is not an ipvlan flag (bridge, private or vepa)");
+            c.ipvlan_flags = *flag == "private" ? IPVLAN_F_PRIVATE : IPVLAN_F_VEPA;
+        }
+    }
     if (c.mac && !kind.custom_mac)
         return invalid(std::string(kind.name) + " interfaces share their master's MAC address: a custom MAC (" + netlink::mac_str(*c.mac)
             + ") cannot be set");
@@ -155,9 +174,10 @@ void drop_network_if_unused(Registry& registry, const std::string& network)
 
 Result<cni::CniResult> cmd_add(const Kind& kind, const cni::Context& ctx)
 {
-    ChildConf c = TRY(parse_conf(kind, ctx, true));
     auto state = TRY(State::open(ctx.conf));
     auto& registry = *state.registry;
+    Json raw = TRY(effective_conf(kind, ctx, registry));
+    ChildConf c = TRY(parse_conf(kind, ctx, raw, true));
     auto host = TRY(Socket::open());
     auto netns = Netns::open(ctx.env.netns);
     if (!netns)
@@ -203,7 +223,7 @@ Result<cni::CniResult> cmd_add(const Kind& kind, const cni::Context& ctx)
     }
     fault_point((point + "-after-ipam").c_str());
     if (kind.name == "ipvlan")
-        TRY(netlink::create_ipvlan(*host, { temp_name, master.index, netns->fd(), c.mode_value, c.mtu, std::nullopt }));
+        TRY(netlink::create_ipvlan(*host, { temp_name, master.index, netns->fd(), c.mode_value, c.mtu, std::nullopt, c.ipvlan_flags }));
     else
         TRY(netlink::create_macvlan(*host, { temp_name, master.index, netns->fd(), c.mode_value, c.mtu, c.mac }));
     have_link = true;
@@ -236,7 +256,7 @@ Result<cni::CniResult> cmd_add(const Kind& kind, const cni::Context& ctx)
 
 Result<void> cmd_del(const Kind& kind, const cni::Context& ctx)
 {
-    auto parsed = parse_conf(kind, ctx, false);
+    auto parsed = parse_conf(kind, ctx, ctx.conf.raw, false);
     ChildConf c = parsed ? parsed.release_value() : ChildConf {};
     if (!parsed)
         c.ipam = plan_ipam(ctx, false).release_value();
@@ -267,8 +287,9 @@ Result<void> cmd_del(const Kind& kind, const cni::Context& ctx)
 
 Result<void> cmd_check(const Kind& kind, const cni::Context& ctx)
 {
-    ChildConf c = TRY(parse_conf(kind, ctx, true));
     auto state = TRY(State::open(ctx.conf));
+    Json raw = TRY(effective_conf(kind, ctx, *state.registry));
+    ChildConf c = TRY(parse_conf(kind, ctx, raw, true));
     auto checked = TRY(check_container(ctx, *state.registry, std::string(kind.name)));
     if (c.ipam.conf)
         return ipam::check(*state.registry, *c.ipam.conf, child_request(kind, ctx, checked.record.driver_state.value("master", "")),
@@ -278,7 +299,7 @@ Result<void> cmd_check(const Kind& kind, const cni::Context& ctx)
 
 Result<void> cmd_status(const Kind& kind, const cni::Context& ctx)
 {
-    ChildConf c = TRY(parse_conf(kind, ctx, true));
+    ChildConf c = TRY(parse_conf(kind, ctx, ctx.conf.raw, true));
     return ipam_status(ctx, c.ipam);
 }
 
@@ -286,7 +307,7 @@ Result<void> cmd_gc(const Kind& kind, const cni::Context& ctx)
 {
     // The links of stale attachments died with their netns (GC may assume it is gone); what is
     // left is leases and records — the IPAM GC's job.
-    auto parsed = parse_conf(kind, ctx, true);
+    auto parsed = parse_conf(kind, ctx, ctx.conf.raw, true);
     IpamPlan plan = parsed ? parsed->ipam : plan_ipam(ctx, false).release_value();
     auto valid = TRY(cni::valid_attachments(ctx.conf)).value_or(std::vector<cni::Attachment> {});
     auto state = TRY(State::open(ctx.conf));
@@ -298,6 +319,18 @@ Result<void> cmd_gc(const Kind& kind, const cni::Context& ctx)
 }
 
 } // namespace
+
+const Json& macvlan_network_defaults()
+{
+    static const Json defaults = { { "master", "" }, { "mode", "bridge" }, { "mtu", 0 } };
+    return defaults;
+}
+
+const Json& ipvlan_network_defaults()
+{
+    static const Json defaults = { { "master", "" }, { "mode", "l2" }, { "mtu", 0 }, { "flag", "bridge" } };
+    return defaults;
+}
 
 namespace {
 

@@ -15,5 +15,7 @@
 namespace cnm::drivers {
 
 cni::Plugin ipvlan_plugin();
+/// Network-level keys (shared with cnm-shim's -o options): master, mode, mtu, flag.
+const Json& ipvlan_network_defaults();
 
 } // namespace cnm::drivers

@@ -15,5 +15,7 @@
 namespace cnm::drivers {
 
 cni::Plugin macvlan_plugin();
+/// Network-level keys (shared with cnm-shim's -o options): master, mode, mtu.
+const Json& macvlan_network_defaults();
 
 } // namespace cnm::drivers

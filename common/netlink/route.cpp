@@ -249,8 +249,11 @@ Result<void> create_child(Socket& socket, const MacvlanSpec& spec, const char* k
         auto info = r.nest(IFLA_LINKINFO);
         r.put_str(IFLA_INFO_KIND, kind);
         auto data = r.nest(IFLA_INFO_DATA);
-        if (ipvlan)
+        if (ipvlan) {
             r.put_u16(IFLA_IPVLAN_MODE, static_cast<uint16_t>(spec.mode));
+            if (spec.ipvlan_flags)
+                r.put_u16(IFLA_IPVLAN_FLAGS, spec.ipvlan_flags);
+        }
         else
             r.put_u32(IFLA_MACVLAN_MODE, spec.mode);
     }
@@ -271,6 +274,25 @@ Result<void> create_macvlan(Socket& socket, const MacvlanSpec& spec)
 Result<void> create_ipvlan(Socket& socket, const MacvlanSpec& spec)
 {
     return create_child(socket, spec, "ipvlan");
+}
+
+Result<void> create_vlan(Socket& socket, const std::string& name, int parent, uint16_t vid)
+{
+    Request r(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, sizeof(ifinfomsg));
+    r.family<ifinfomsg>()->ifi_flags = IFF_UP;
+    r.family<ifinfomsg>()->ifi_change = IFF_UP;
+    r.put_str(IFLA_IFNAME, name);
+    r.put_u32(IFLA_LINK, static_cast<uint32_t>(parent));
+    {
+        auto info = r.nest(IFLA_LINKINFO);
+        r.put_str(IFLA_INFO_KIND, "vlan");
+        auto data = r.nest(IFLA_INFO_DATA);
+        r.put_u16(IFLA_VLAN_ID, vid);
+    }
+    auto done = socket.transact(r, "creating VLAN " + name);
+    if (!done && socket.last_errno() == EOPNOTSUPP)
+        return make_error(Code::Kernel, "802.1Q VLAN sub-interfaces are not supported by this kernel (CONFIG_VLAN_8021Q)", done.error().details);
+    return done;
 }
 
 Result<void> delete_link(Socket& socket, int index)

@@ -61,10 +61,13 @@ struct MacvlanSpec {
     uint32_t mode = 0;     // MACVLAN_MODE_*
     std::optional<int> mtu;
     std::optional<Mac> mac;
+    uint16_t ipvlan_flags = 0; // IPVLAN_F_PRIVATE / IPVLAN_F_VEPA (ipvlan only)
 };
 Result<void> create_macvlan(Socket& socket, const MacvlanSpec& spec);
 /// The same for ipvlan (`mode` is IPVLAN_MODE_*, `mac` must be unset: children share the master's).
 Result<void> create_ipvlan(Socket& socket, const MacvlanSpec& spec);
+/// An 802.1Q sub-interface `name` of `parent` with `vid`, in the socket's namespace, set up.
+Result<void> create_vlan(Socket& socket, const std::string& name, int parent, uint16_t vid);
 
 /// Deletes a link; an absent one (ENODEV) is success.
 Result<void> delete_link(Socket& socket, int index);

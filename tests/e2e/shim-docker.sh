@@ -11,55 +11,12 @@
 # own network namespace.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/docker-lib.sh"
-
-SHIM=$BUILD/cnm-shim/cnm-shim
-P="cnmt$$"                                   # the driver name Docker sees
-SOCK=/run/docker/plugins/$P.sock
-SHIM_PID=""
+source "$(dirname "$0")/shim-lib.sh"
 # The CNI side is the example in conf/docker (its name and subnet are the Network's).
 EXAMPLE=$(dirname "$0")/../../conf/docker/shared.conflist
 CONF=$(jq -c '.plugins[0] + {cniVersion, name}' "$EXAMPLE")
 NET=$(jq -r .name "$EXAMPLE")
 SUBNET=$(jq -r '.plugins[0].ipam.subnet' "$EXAMPLE")
-
-created_plugin_dir=0
-[ -d /run/docker/plugins ] || created_plugin_dir=1
-
-shim_start() {
-    nsenter --net="/run/netns/$DOCKER_NETNS" "$SHIM" serve --socket "$SOCK" --state-dir "$CNM_STATE_DIR" >>"$WORK/shim.log" 2>&1 &
-    SHIM_PID=$!
-    PIDS+=("$SHIM_PID")
-    for _ in $(seq 100); do [ -S "$SOCK" ] && return 0; sleep 0.05; done
-    echo "shim did not start:" >&2; tail "$WORK/shim.log" >&2; return 1
-}
-shim_stop() {
-    kill -TERM "$SHIM_PID"
-    wait "$SHIM_PID" || true
-    SHIM_PID=""
-}
-shim_cleanup() {
-    if [ "$FAILS" -gt 0 ] && [ -f "$WORK/shim.log" ]; then echo "--- shim log (tail)" >&2; tail -n 40 "$WORK/shim.log" >&2; fi
-    # dockerd first (it may still call the shim while stopping containers), then the shim.
-    docker_cleanup
-    if [ -n "$SHIM_PID" ]; then kill -TERM "$SHIM_PID" 2>/dev/null || true; wait "$SHIM_PID" 2>/dev/null || true; fi
-    rm -f "$SOCK"
-    if [ "$created_plugin_dir" -eq 1 ]; then rmdir /run/docker/plugins /run/docker 2>/dev/null || true; fi
-}
-eval "_shim_lib_cleanup() $(declare -f cleanup | tail -n +2)"
-cleanup() { shim_cleanup; _shim_lib_cleanup; }
-
-call() { # call <Method> [json]: POST to the shim, prints "<status> <body>"
-    local body=${2:-}
-    { curl -s --max-time 10 --unix-socket "$SOCK" -XPOST "http://plugin/$1" -H "Content-Length: ${#body}" ${body:+--data-binary "$body"} -w ' %{http_code}' || echo " curl-failed"; } | tr -d '\n'
-
-}
-ip_of() { dk inspect -f "{{(index .NetworkSettings.Networks \"$2\").IPAddress}}" "$1"; }
-leases_of() { find "$CNM_STATE_DIR/ipam" -path '*/leases/*' -type f -exec grep -l "\"frontend\": *\"$1\"" {} + 2>/dev/null | wc -l; }
-docker_leases() { leases_of docker; }
-cni_leases() { leases_of cni; }
-web_get() { ip netns exec "$CL" curl -s --max-time 3 "$1" 2>&1 || true; }
-listing() { nsenter --net="/run/netns/$DOCKER_NETNS" "$SHIM" list --json --state-dir "$CNM_STATE_DIR"; }
-h() { ip netns exec "$DOCKER_NETNS" "$@"; }
 
 docker_start
 docker_image
@@ -148,11 +105,11 @@ dk exec c2 ping -c1 -W2 "${PODIP%/*}" >/dev/null && pass "Docker's c2 pings the 
 CHECKS=$((CHECKS + 2))
 L=$(listing)
 expect_eq "list shows the network with 1 CNI and 2 Docker endpoints" "1 2" "$(jq -r --arg n "$NET" '.networks[] | select(.name==$n) | [(.endpoints | map(select(.frontend=="cni")) | length), (.endpoints | map(select(.frontend=="docker")) | length)] | join(" ")' <<<"$L")"
-table=$(nsenter --net="/run/netns/$H" "$SHIM" list --state-dir "$CNM_STATE_DIR")
+table=$(shim list)
 expect_eq "the table lists the pod as cni" "1" "$(grep -c "^$NET  *cni  *pod1" <<<"$table")"
-dot=$(nsenter --net="/run/netns/$H" "$SHIM" dot --state-dir "$CNM_STATE_DIR")
+dot=$(shim dot)
 expect_eq "dot has network -> endpoint -> sandbox edges" "1" "$(grep -c "\"ep:$NET/pod1@eth0\" -> \"sb:pod1\"" <<<"$dot")"
-expect_eq "inspect finds c1's endpoint by id prefix" "10.213.70.2/24" "$(nsenter --net="/run/netns/$H" "$SHIM" inspect "$NET" "$(dk inspect -f "{{(index .NetworkSettings.Networks \"flagnet\").EndpointID}}" c1 | cut -c1-12)" --state-dir "$CNM_STATE_DIR" | jq -r '.addresses[0].address')"
+expect_eq "inspect finds c1's endpoint by id prefix" "10.213.70.2/24" "$(shim inspect "$NET" "$(dk inspect -f "{{(index .NetworkSettings.Networks \"flagnet\").EndpointID}}" c1 | cut -c1-12)" | jq -r '.addresses[0].address')"
 
 # ---- published ports, reached from a client netns wired to H ----
 CL=$(new_netns client)
@@ -196,7 +153,7 @@ POD2=$(new_netns pod2)
 cni "$PLUGINS/bridge" ADD pod2 "/run/netns/$POD2" eth0 "$CONF" nsenter --net="/run/netns/$H"
 expect_eq "second pod ADD" "0" "$RC"
 ip netns del "$POD2"
-out=$(nsenter --net="/run/netns/$H" "$SHIM" gc --json --state-dir "$CNM_STATE_DIR")
+out=$(shim gc --json)
 expect_eq "gc removes exactly the orphaned pod" "pod2" "$(jq -r '[.removed[].endpoint] | join(",")' <<<"$out")"
 expect_eq "…and frees its lease (1 CNI lease left)" "1" "$(cni_leases)"
 

@@ -55,8 +55,36 @@ public:
         veths[plan.host] = plan;
         return {};
     }
+    std::vector<std::string> parents { "eth9" };
+    Result<void> create_child(const ChildPlan& plan) override
+    {
+        if (fail_veth)
+            return make_error(Code::Kernel, "no veth today");
+        calls.push_back(plan.kind + " " + plan.name + " " + plan.master + " " + plan.mode + " " + plan.mac);
+        veths[plan.name] = { plan.name, plan.name, plan.master, plan.mtu, plan.mac, false };
+        return {};
+    }
+    Result<void> probe_child(const std::string& kind, const std::string& master) override
+    {
+        calls.push_back("probe " + kind + " " + master);
+        return {};
+    }
+    Result<bool> ensure_parent(const std::string& name) override
+    {
+        if (std::find(parents.begin(), parents.end(), name) != parents.end())
+            return false;
+        if (name.find('.') == std::string::npos)
+            return make_error(Code::InvalidConfig, "parent interface " + name + " does not exist");
+        parents.push_back(name);
+        calls.push_back("vlan " + name);
+        return true;
+    }
     Result<void> delete_link(const std::string& name) override
     {
+        if (auto it = std::find(parents.begin(), parents.end(), name); it != parents.end()) {
+            parents.erase(it);
+            calls.push_back("dellink " + name);
+        }
         if (veths.erase(name))
             calls.push_back("dellink " + name);
         return {};
@@ -441,4 +469,72 @@ TEST_CASE("shim: a failed Join leaves no link and no sandbox; a retry works")
     f.ok("NetworkDriver.Join", join);
     CHECK(f.kernel.veths.size() == 1);
     CHECK(std::filesystem::exists(f.tmp.path() + "/sandboxes/abc.json"));
+}
+
+TEST_CASE("shim: macvlan and ipvlan networks, VLAN parents made on first use and removed with the last network")
+{
+    Fixture f;
+    f.create_network(nid, "10.213.47.0/24", { { "cnm.driver", "macvlan" }, { "parent", "eth9.10" }, { "macvlan_mode", "private" }, { "cnm.network", "mv" } });
+    CHECK(std::find(f.kernel.calls.begin(), f.kernel.calls.end(), "vlan eth9.10") != f.kernel.calls.end());
+    Registry registry(*f.store);
+    auto net = registry.load_network("mv");
+    REQUIRE(net.ok());
+    REQUIRE(net->ok());
+    CHECK(net->record.driver == "macvlan");
+    CHECK(net->record.options["master"] == "eth9.10");
+    CHECK(net->record.options["mode"] == "private");
+    CHECK(std::filesystem::exists(f.tmp.path() + "/docker/parents/eth9.10.json"));
+    // a second network on the same VLAN parent
+    const std::string nid2 = "b0b0b0b0b0b0" + nid.substr(12);
+    f.create_network(nid2, "10.213.48.0/24", { { "cnm.driver", "macvlan" }, { "parent", "eth9.10" } });
+
+    auto a = f.ok("IpamDriver.RequestAddress", R"({"PoolID":"local/10.213.47.0/24","Address":""})");
+    auto ce = f.ok("NetworkDriver.CreateEndpoint", ep_body(nid, eid1, a["Address"]));
+    std::string mac = ce["Interface"].value("MacAddress", "");
+    CHECK(mac.size() == 17);
+    auto join = f.ok("NetworkDriver.Join", Json { { "NetworkID", nid }, { "EndpointID", eid1 }, { "SandboxKey", "/run/docker/netns/mv1" } }.dump());
+    CHECK(join["InterfaceName"]["DstPrefix"] == "eth");
+    CHECK(join["Gateway"] == "10.213.47.1");
+    CHECK(join["DisableGatewayService"] == true);
+    CHECK(f.kernel.calls.back() == "macvlan " + join["InterfaceName"]["SrcName"].get<std::string>() + " eth9.10 private " + mac);
+    auto ports = Json { { "NetworkID", nid }, { "EndpointID", eid1 },
+        { "Options", { { "com.docker.network.portmap", Json::parse(R"([{"Proto":6,"Port":80,"HostPort":8080}])") } } } }.dump();
+    CHECK(f.err("NetworkDriver.ProgramExternalConnectivity", ports).find("not supported on macvlan") != std::string::npos);
+    f.ok("NetworkDriver.Leave", ids(nid, eid1));
+    f.ok("NetworkDriver.DeleteEndpoint", ids(nid, eid1));
+    CHECK(f.kernel.veths.empty());
+    f.ok("IpamDriver.ReleaseAddress", R"({"PoolID":"local/10.213.47.0/24","Address":")" + IpNet::parse(a["Address"].get<std::string>())->addr.str() + R"("})");
+
+    // the parent stays while another network uses it, and goes with the last one
+    f.ok("NetworkDriver.DeleteNetwork", Json { { "NetworkID", nid } }.dump());
+    CHECK(std::find(f.kernel.parents.begin(), f.kernel.parents.end(), "eth9.10") != f.kernel.parents.end());
+    f.ok("NetworkDriver.DeleteNetwork", Json { { "NetworkID", nid2 } }.dump());
+    CHECK(std::find(f.kernel.parents.begin(), f.kernel.parents.end(), "eth9.10") == f.kernel.parents.end());
+    // a parent that existed before is never removed
+    CHECK(std::find(f.kernel.parents.begin(), f.kernel.parents.end(), "eth9") != f.kernel.parents.end());
+
+    // ipvlan l3: no MAC of its own, a connected default route instead of a gateway
+    const std::string nid3 = "c0c0c0c0c0c0" + nid.substr(12);
+    f.create_network(nid3, "10.213.49.0/24", { { "cnm.driver", "ipvlan" }, { "parent", "eth9" }, { "ipvlan_mode", "l3" } });
+    auto b = f.ok("IpamDriver.RequestAddress", R"({"PoolID":"local/10.213.49.0/24","Address":""})");
+    CHECK(f.err("NetworkDriver.CreateEndpoint", ep_body(nid3, eid2, b["Address"], "02:42:0a:d5:20:4d")).find("MAC") != std::string::npos);
+    auto ce3 = f.ok("NetworkDriver.CreateEndpoint", ep_body(nid3, eid2, b["Address"]));
+    CHECK(ce3["Interface"] == Json::object());
+    auto join3 = f.ok("NetworkDriver.Join", Json { { "NetworkID", nid3 }, { "EndpointID", eid2 }, { "SandboxKey", "/run/docker/netns/iv1" } }.dump());
+    CHECK_FALSE(join3.contains("Gateway"));
+    CHECK(join3["StaticRoutes"] == Json::parse(R"([{"Destination":"0.0.0.0/0","RouteType":1}])"));
+    CHECK(f.kernel.calls.back().starts_with("ipvlan "));
+
+    // refused, naming why: no parent, an unknown mode, a missing non-VLAN parent, an unknown driver
+    auto before = snapshot(f.tmp.path());
+    auto create = [&](const Json& generic) {
+        return Json { { "NetworkID", "d0d0" }, { "Options", { { "com.docker.network.generic", generic } } },
+            { "IPv4Data", { { { "AddressSpace", "local" }, { "Pool", "10.213.49.0/24" } } } } }.dump();
+    };
+    CHECK(f.err("NetworkDriver.CreateNetwork", create({ { "cnm.driver", "macvlan" } })).find("-o parent=") != std::string::npos);
+    CHECK(f.err("NetworkDriver.CreateNetwork", create({ { "cnm.driver", "ipvlan" }, { "parent", "eth9" }, { "ipvlan_mode", "l4" } })).find("l2, l3, l3s") != std::string::npos);
+    CHECK(f.err("NetworkDriver.CreateNetwork", create({ { "cnm.driver", "macvlan" }, { "parent", "nosuch0" } })).find("does not exist") != std::string::npos);
+    CHECK(f.err("NetworkDriver.CreateNetwork", create({ { "cnm.driver", "vxlan" } })).find("not supported") != std::string::npos);
+    CHECK(f.err("NetworkDriver.CreateNetwork", create({ { "cnm.driver", "macvlan" }, { "parent", "eth9" }, { "bridge", "x" } })).find("unknown macvlan network option") != std::string::npos);
+    CHECK(snapshot(f.tmp.path()) == before);
 }

@@ -8,6 +8,8 @@
 # Env: BUILD        meson build dir (default /work/main/build); plugins from $BUILD/plugins
 #      CNM_VM_CACHE kernel .deb, PVH vmlinux and module closure (default /var/cache/cnm-vm)
 #      CNM_VM_TIMEOUT  qemu wall-clock limit in seconds (default 300)
+#      CNM_VM_IPVLAN   the ipvlan binary to test as ours (default $BUILD/plugins/ipvlan if built;
+#                      `reference` runs the ipvlan tests against the reference plugin)
 #      CNM_VM_KEEP=1   keep the work dir (initramfs, console log) for debugging
 # The recipe and its measurements: ../shared/reference/kernel-vm.md.
 set -euo pipefail
@@ -20,7 +22,7 @@ REF=/usr/lib/cni
 MODULES=(ipvlan macvlan 8021q dummy veth bridge vxlan)
 T0=$(date +%s.%N)
 
-log() { echo "vm: $*" >&2; }
+log() { echo "vm: [$(elapsed)s] $*" >&2; }
 die() { echo "vm: error: $*" >&2; exit 1; }
 elapsed() { awk -v a="$T0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
 
@@ -56,6 +58,8 @@ fi
 
 # --- kernel: resolve, download once ----------------------------------------------------------
 mkdir -p "$CACHE/debs"
+exec 9>"$CACHE/.lock"   # one run at a time fills the cache
+flock 9
 kpkg_of() { apt-cache depends linux-image-amd64 2>/dev/null | awk '$1 == "Depends:" && $2 ~ /^linux-image-.*-amd64$/ { print $2; exit }'; }
 KPKG=$(kpkg_of || true)
 if [ -z "$KPKG" ]; then apt_update; KPKG=$(kpkg_of || true); fi
@@ -69,10 +73,12 @@ KVER=${KPKG#linux-image-}
 DEB=$(ls -1 "$CACHE/debs/${KPKG}"_*.deb 2>/dev/null | sort -V | tail -n 1 || true)
 if [ -z "$DEB" ]; then
     log "downloading $KPKG"
-    if ! (cd "$CACHE/debs" && apt-get download -qq "$KPKG" 2>"$WORK/apt.err"); then
+    mkdir -p "$WORK/dl"   # downloaded aside, moved into the cache only when complete
+    if ! (cd "$WORK/dl" && apt-get download -qq "$KPKG" 2>"$WORK/apt.err"); then
         APT_UPDATED=0; apt_update   # stale lists: the archive moved on
-        (cd "$CACHE/debs" && apt-get download -qq "$KPKG") || { cat "$WORK/apt.err" >&2; die "apt-get download $KPKG failed"; }
+        (cd "$WORK/dl" && apt-get download -qq "$KPKG") || { cat "$WORK/apt.err" >&2; die "apt-get download $KPKG failed"; }
     fi
+    mv "$WORK/dl/${KPKG}"_*.deb "$CACHE/debs/"
     DEB=$(ls -1 "$CACHE/debs/${KPKG}"_*.deb | sort -V | tail -n 1)
     # Only the current kernel is kept.
     find "$CACHE/debs" -name 'linux-image-*.deb' ! -name "$(basename "$DEB")" -delete
@@ -109,9 +115,9 @@ if [ ! -s "$VMLINUX" ] || [ ! -f "$KC/modules.want" ] || [ "$(cat "$KC/modules.w
     busybox depmod -b "$KROOT" "$KVER"
     declare -A DEPS=() PATHOF=() SEEN=()
     while IFS=: read -r m deps; do
-        n=$(basename "$m"); n=${n%%.ko*}
+        n=${m##*/}; n=${n%%.ko*}
         PATHOF[$n]=$m
-        d=""; for x in $deps; do x=$(basename "$x"); d+=" ${x%%.ko*}"; done
+        d=""; for x in $deps; do x=${x##*/}; d+=" ${x%%.ko*}"; done
         DEPS[$n]=$d
     done <"$KROOT/lib/modules/$KVER/modules.dep"
     queue=("${MODULES[@]}")
@@ -140,6 +146,8 @@ if [ ! -s "$VMLINUX" ] || [ ! -f "$KC/modules.want" ] || [ "$(cat "$KC/modules.w
     log "cached vmlinux and ${#SEEN[@]} modules ($(echo "${!SEEN[@]}" | tr ' ' '\n' | sort | tr '\n' ' '))"
 fi
 
+exec 9>&-
+
 # --- initramfs -------------------------------------------------------------------------------
 R="$WORK/root"
 mkdir -p "$R"/{bin,sbin,usr/bin,usr/sbin,proc,sys,dev,run,tmp,etc,var,opt/cnm/bin,opt/ref/bin,lib}
@@ -159,9 +167,14 @@ add_bin() { # <src> <dest-in-root>: the binary and every shared library ldd name
 add_bin /sbin/ip /sbin/ip
 add_bin /sbin/bridge /sbin/bridge
 add_bin "$(command -v jq)" /usr/bin/jq
-for p in bridge macvlan ipam ipvlan; do
-    [ -x "$BUILD/plugins/$p" ] && add_bin "$BUILD/plugins/$p" "/opt/cnm/bin/$p"
+for p in bridge macvlan ipam; do
+    [ -x "$BUILD/plugins/$p" ] || die "$BUILD/plugins/$p missing: build first"
+    add_bin "$BUILD/plugins/$p" "/opt/cnm/bin/$p"
 done
+# ipvlan: ours once it is built (or CNM_VM_IPVLAN=<binary>), else the guest tests run the
+# reference ipvlan with host-local, which keeps the tests themselves checked.
+# CNM_VM_IPVLAN=reference forces the reference.
+IPVLAN_BIN=${CNM_VM_IPVLAN:-$BUILD/plugins/ipvlan}
 for p in ipvlan macvlan host-local bridge; do
     [ -x "$REF/$p" ] || die "reference plugin $REF/$p missing (containernetworking-plugins)"
     add_bin "$REF/$p" "/opt/ref/bin/$p"
@@ -169,10 +182,12 @@ done
 BB=/bin/busybox
 ldd "$BB" >/dev/null 2>&1 && die "$BB is dynamically linked: busybox-static is needed"
 cp "$BB" "$R/bin/busybox"
-for a in $("$BB" --list-full); do
-    [ -e "$R/$a" ] || [ -L "$R/$a" ] || ln -s /bin/busybox "$R/$a"
-done
-if [ -x "$BUILD/plugins/ipvlan" ]; then IPVLAN_IMPL=ours; else IPVLAN_IMPL=reference; fi
+if [ "$IPVLAN_BIN" != reference ] && [ -x "$IPVLAN_BIN" ]; then
+    IPVLAN_IMPL=ours
+    add_bin "$IPVLAN_BIN" /opt/cnm/bin/ipvlan
+else
+    IPVLAN_IMPL=reference
+fi
 cat >"$R/etc/cnm-vm.conf" <<EOF
 IPVLAN_IMPL=$IPVLAN_IMPL
 KVER=$KVER
@@ -180,7 +195,10 @@ EOF
 cp "$HERE/guest.sh" "$R/guest.sh"
 cat >"$R/init" <<EOF
 #!/bin/busybox sh
-/bin/busybox mount -t proc proc /proc
+# Applet links (existing files, /sbin/ip and /sbin/bridge, are kept): one static exec in the
+# guest instead of ~400 on the host.
+/bin/busybox --install -s
+mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 mount -t tmpfs tmpfs /run
@@ -188,7 +206,8 @@ mount -t tmpfs tmpfs /tmp
 echo 1 >/proc/sys/kernel/printk
 read up _ </proc/uptime
 echo "GUEST: kernel \$(uname -r), /init at \${up}s"
-for m in ${MODULES[*]}; do modprobe \$m || echo "GUEST: modprobe \$m failed"; done
+# numdummies=0: the tests create dummy0 themselves.
+for m in ${MODULES[*]}; do modprobe \$m \$([ \$m = dummy ] && echo numdummies=0) || echo "GUEST: modprobe \$m failed"; done
 sh /guest.sh
 rc=\$?
 read up _ </proc/uptime
@@ -197,7 +216,7 @@ poweroff -f
 EOF
 chmod +x "$R/init" "$R/guest.sh"
 (cd "$R" && find . | cpio -o -H newc --quiet) >"$WORK/initramfs.cpio"
-log "initramfs $(du -m "$WORK/initramfs.cpio" | cut -f1) MB; ipvlan plugin under test: $IPVLAN_IMPL; prepared in $(elapsed) s"
+log "initramfs $(du -m "$WORK/initramfs.cpio" | cut -f1) MB ready; ipvlan plugin under test: $IPVLAN_IMPL"
 
 # --- boot ------------------------------------------------------------------------------------
 LOG="$WORK/console.log"
@@ -216,7 +235,7 @@ QSECS=$(awk -v a="$T1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
 tr -d '\r' <"$LOG" >"$LOG.txt"
 
 # --- results ---------------------------------------------------------------------------------
-grep -E '^(GUEST|TEST|HARNESS)' "$LOG.txt" || true
+grep -E '^(GUEST|TEST|HARNESS)|^  \[[^]]*\] note:' "$LOG.txt" || true
 n_ok=$(grep -c '^TEST [^:]*: ok' "$LOG.txt" || true)
 n_fail=$(grep -c '^TEST [^:]*: FAIL' "$LOG.txt" || true)
 harness=$(grep -m1 '^HARNESS: ' "$LOG.txt" | awk '{ print $2 }' || true)
@@ -231,5 +250,6 @@ if [ "$status" = FAIL ]; then
     tail -n 80 "$LOG.txt"
     echo "----"
 fi
-echo "vm: $status — $n_ok ok, $n_fail failed; ipvlan: $IPVLAN_IMPL; kernel $KVER; qemu ${QSECS} s, total $(elapsed) s${why:+; ${why[*]}}"
+why_s=$(printf '; %s' "${why[@]}")
+echo "vm: $status — $n_ok ok, $n_fail failed; ipvlan: $IPVLAN_IMPL; kernel $KVER; qemu ${QSECS} s, total $(elapsed) s${why:+$why_s}"
 [ "$status" = PASS ]
