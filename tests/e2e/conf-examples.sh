@@ -5,6 +5,10 @@
 source "$(dirname "$0")/lib.sh"
 CONF_DIR="$(cd "$(dirname "$0")/../.." && pwd)/conf"
 HOST=$(new_netns host)
+# The macvlan example's master (a veth end: this kernel has no dummy).
+ip -n "$HOST" link add cnm-mv0 type veth peer name cnm-mv0p
+ip -n "$HOST" link set cnm-mv0 up
+ip -n "$HOST" link set cnm-mv0p up
 n=0
 for list in "$CONF_DIR"/kubelet/*.conflist "$CONF_DIR"/podman/*.conflist; do
     n=$((n + 1)); what=${list#"$CONF_DIR"/}

@@ -35,7 +35,13 @@ CONF
 export CONTAINERS_CONF="$P/containers.conf" CONTAINERS_STORAGE_CONF="$P/storage.conf"
 # The example conflist, with the state dir pointed at this test's (podman's cleanup process may
 # not inherit our environment).
-jq --arg d "$CNM_STATE_DIR" '.plugins[0].dataDir = $d' "$(dirname "$0")/../../conf/podman/cnm-podman.conflist" >"$P/net.d/cnm-podman.conflist"
+for c in cnm-podman cnm-macvlan; do
+    jq --arg d "$CNM_STATE_DIR" '.plugins[0].dataDir = $d' "$(dirname "$0")/../../conf/podman/$c.conflist" >"$P/net.d/$c.conflist"
+done
+# The macvlan example's master (a veth end in podman's netns: this kernel has no dummy).
+ip -n "$HOST" link add cnm-mv0 type veth peer name cnm-mv0p
+ip -n "$HOST" link set cnm-mv0 up
+ip -n "$HOST" link set cnm-mv0p up
 # nsenter, not ip netns exec: the latter remounts /sys, hiding the cgroup mounts runc needs.
 had_cache=$([ -e /var/lib/containers ] && echo yes || echo no)
 had_results=$([ -e /var/lib/cni/results ] && echo yes || echo no)
@@ -69,5 +75,19 @@ expect_eq "after podman rm: no lease" 0 "$(lease_count)"
 expect_eq "…no endpoint" 0 "$(ls "$CNM_STATE_DIR/networks/cnm-podman/endpoints" | wc -l)"
 expect_eq "…no sandbox" 0 "$(ls "$CNM_STATE_DIR/sandboxes" | wc -l)"
 expect_eq "…no port on the bridge" 0 "$(ip -n "$HOST" -o link show master cnm-podman0 | wc -l)"
+
+# The macvlan example: two containers, children of one master, ping each other.
+pm run -d --name mv1 --network cnm-macvlan localhost/cnm-busybox sleep 120 >/dev/null
+ip_mv1=$(pm inspect mv1 --format '{{(index .NetworkSettings.Networks "cnm-macvlan").IPAddress}}')
+expect_eq "mv1 got an address from the macvlan pool" 10.213.32 "$(cut -d. -f1-3 <<<"$ip_mv1")"
+expect_eq "…on a macvlan child of cnm-mv0" "macvlan bridge" "$(nsenter --net="$(pm inspect mv1 --format '{{.NetworkSettings.SandboxKey}}')" ip -j -d link show eth0 | jq -r '.[0].linkinfo | "\(.info_kind) \(.info_data.mode)"')"
+set +e
+out=$(pm run --rm --network cnm-macvlan localhost/cnm-busybox ping -c 2 -W 2 "$ip_mv1" 2>&1)
+rc=$?
+set -e
+expect_eq "a second macvlan container pings mv1 [$(tail -2 <<<"$out" | head -1)]" 0 "$rc"
+pm rm -f -t 0 mv1 >/dev/null
+expect_eq "after podman rm: no macvlan lease" 0 "$(lease_count)"
+expect_eq "…no macvlan endpoint" 0 "$(ls "$CNM_STATE_DIR/networks/cnm-macvlan/endpoints" | wc -l)"
 expect_eq "…no masquerade element" 0 "$(ip netns exec "$HOST" nft -j list map ip cnm masq | jq '[.nftables[] | select(.map) | .map.elem // [] | .[]] | length')"
 finish
