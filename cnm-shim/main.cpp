@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <iterator>
 
 namespace {
 
@@ -61,6 +62,12 @@ int main(int argc, char** argv)
     gc->add_flag("--json", json, "print JSON");
     gc->add_option("--state-dir", state_dir, "state directory");
 
+    std::string call_socket = cnm::shim::default_socket, call_method, call_body;
+    auto* call = app.add_subcommand("call", "send one plugin API call to a running shim, as Docker would, and print the reply");
+    call->add_option("--socket", call_socket, "the shim's socket")->capture_default_str();
+    call->add_option("method", call_method, "e.g. NetworkDriver.GetCapabilities")->required();
+    call->add_option("body", call_body, "JSON request body (\"-\": read stdin; none: empty, as Docker sends)");
+
     auto* dot = app.add_subcommand("dot", "print the topology as Graphviz DOT (networks -> endpoints -> sandboxes)");
     dot->add_option("--state-dir", state_dir, "state directory");
 
@@ -69,6 +76,15 @@ int main(int argc, char** argv)
     if (serve->parsed()) {
         serve_options.state_dir = state_dir;
         return cnm::shim::serve(serve_options);
+    }
+    if (call->parsed()) {
+        if (call_body == "-")
+            call_body.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
+        auto reply = cnm::shim::call(call_socket, call_method, call_body);
+        if (!reply)
+            return fail(reply.error());
+        std::cout << reply->body.dump() << "\n";
+        return reply->status == 200 ? 0 : 1;
     }
     auto store = cnm::FileStore::open(state_dir);
     if (!store)

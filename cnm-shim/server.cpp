@@ -169,4 +169,21 @@ int serve(const ServeOptions& options)
     return 0;
 }
 
+Result<CallReply> call(const std::string& socket, const std::string& method, const std::string& body)
+{
+    httplib::Client client(socket);
+    client.set_address_family(AF_UNIX);
+    client.set_connection_timeout(5, 0);
+    client.set_read_timeout(30, 0);
+    httplib::Headers headers = { { "Accept", "application/vnd.docker.plugins.v1.2+json" } };
+    auto res = client.Post("/" + method, headers, body, "application/json");
+    if (!res)
+        return make_error(Code::Io, "cannot reach the shim on " + socket, httplib::to_string(res.error()));
+    CallReply reply;
+    reply.status = res->status;
+    auto parsed = parse_json(res->body, Code::Decode, "the shim's reply");
+    reply.body = parsed ? parsed.release_value() : Json(res->body);
+    return reply;
+}
+
 } // namespace cnm::shim

@@ -6,6 +6,9 @@
 #include <cstddef>
 #include <string>
 
+#include "util/json.hpp"
+#include "util/result.hpp"
+
 namespace cnm::shim {
 
 inline constexpr const char* default_socket = "/run/docker/plugins/cnm.sock";
@@ -21,5 +24,12 @@ struct ServeOptions {
 
 /// Serves until SIGTERM or SIGINT; returns the exit status. The socket is removed on the way out.
 int serve(const ServeOptions& options);
+
+struct CallReply {
+    int status = 0;
+    Json body;
+};
+/// One POST /<method> to a shim's socket, the way Docker makes it (for tests and people).
+Result<CallReply> call(const std::string& socket, const std::string& method, const std::string& body);
 
 } // namespace cnm::shim

@@ -46,6 +46,19 @@ expect_eq "refused confs left no state" "$before" "$(state_snapshot)"
 
 hcni DEL c1 "$(conf '')"
 expect_eq "DEL of an attachment that never was succeeds" "0" "$RC"
+
+# Crash points before the kernel work (the rest need a kernel with ipvlan: tests/vm): a SIGKILL
+# leaves an intent record (and a lease); DEL, or the next ADD, resolves it.
+for point in ipvlan-after-intent ipvlan-after-ipam; do
+    hcni ADD c2 "$(conf '')" CNM_FAULT="$point"
+    expect_eq "$point: killed" "137" "$RC"
+    CHECKS=$((CHECKS + 1))
+    if [ -n "$(state_snapshot)" ]; then pass "$point: the intent is on disk"; else fail "$point: nothing recorded"; fi
+    hcni DEL c2 "$(conf '')"
+    expect_eq "$point: DEL after the crash" "0" "$RC"
+    expect_eq "$point: …frees the lease" "0" "$(lease_count)"
+    expect_eq "$point: …and the endpoint" "0" "$(ls "$CNM_STATE_DIR/networks/iv/endpoints" 2>/dev/null | wc -l)"
+done
 hcni STATUS c1 "$(conf '')"
 expect_eq "STATUS (the pool has room)" "0" "$RC"
 hcni GC c1 "$(jq -c '. + {"cni.dev/valid-attachments": []}' <<<"$(conf '')")"
