@@ -4,14 +4,17 @@
 # parent and Network (the conf names no master: it inherits the network's), published ports are
 # refused rather than ignored, and what this kernel lacks (802.1Q parents, ipvlan) is a clear error
 # at `docker network create` that leaves nothing behind. Those paths run for real in tests/vm.
+# Docker finds this shim through a .spec file (conf/docker/cnm.spec), not the default socket dir.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/docker-lib.sh"
+SHIM_SPEC=1 # this test finds the shim through a .spec file; shim-docker.sh through /run/docker/plugins
 source "$(dirname "$0")/shim-lib.sh"
 
 docker_start
 docker_image
 shim_start
 H=$DOCKER_NETNS
+expect_eq "the socket is 0600" "600" "$(stat -c %a "$SOCK")"
 # The parent: one end of a veth pair in dockerd's netns (this kernel has no dummy).
 h ip link add cnmpar0 type veth peer name cnmpar0p
 h ip link set cnmpar0 up

@@ -22,6 +22,7 @@ docker_start
 docker_image
 shim_start
 H=$DOCKER_NETNS
+expect_eq "the socket is 0600" "600" "$(stat -c %a "$SOCK")"
 
 # ---- hostile input against the live daemon: clear errors, no state change, still serving ----
 before=$(state_snapshot)

@@ -6,10 +6,20 @@
 # this test created it.
 SHIM=$BUILD/cnm-shim/cnm-shim
 P="cnmt$$"                                   # the driver name Docker sees
-SOCK=/run/docker/plugins/$P.sock
 SHIM_PID=""
 created_plugin_dir=0
 [ -d /run/docker/plugins ] || created_plugin_dir=1
+created_spec_dirs=()
+if [ "${SHIM_SPEC:-0}" -eq 1 ]; then
+    # Found through /etc/docker/plugins/$P.spec instead (conf/docker/cnm.spec's way).
+    SOCK=$WORK/$P.sock
+    SPEC=/etc/docker/plugins/$P.spec
+    for d in /etc/docker /etc/docker/plugins; do [ -d "$d" ] || created_spec_dirs=("$d" "${created_spec_dirs[@]}"); done
+    mkdir -p /etc/docker/plugins
+    echo "unix://$SOCK" >"$SPEC"
+else
+    SOCK=/run/docker/plugins/$P.sock
+fi
 
 shim_start() {
     nsenter --net="/run/netns/$DOCKER_NETNS" "$SHIM" serve --socket "$SOCK" --state-dir "$CNM_STATE_DIR" >>"$WORK/shim.log" 2>&1 &
@@ -30,6 +40,8 @@ shim_cleanup() {
     if [ -n "$SHIM_PID" ]; then kill -TERM "$SHIM_PID" 2>/dev/null || true; wait "$SHIM_PID" 2>/dev/null || true; fi
     rm -f "$SOCK"
     if [ "$created_plugin_dir" -eq 1 ]; then rmdir /run/docker/plugins /run/docker 2>/dev/null || true; fi
+    if [ -n "${SPEC:-}" ]; then rm -f "$SPEC"; fi
+    for d in "${created_spec_dirs[@]}"; do rmdir "$d" 2>/dev/null || true; done
 }
 eval "_shim_lib_cleanup() $(declare -f cleanup | tail -n +2)"
 cleanup() { shim_cleanup; _shim_lib_cleanup; }
