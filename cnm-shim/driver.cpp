@@ -715,25 +715,38 @@ Result<Json> Driver::create_endpoint(const Json& req)
     return Json { { "Interface", mac.empty() && own_mac ? Json { { "MacAddress", record.mac } } : Json::object() } };
 }
 
+Result<std::optional<Driver::EndpointCall>> Driver::open_endpoint(const Json& req, const std::string& method)
+{
+    std::string nid = TRY(id_field(req, "NetworkID", method));
+    EndpointCall call;
+    call.endpoint_id = TRY(id_field(req, "EndpointID", method));
+    auto name = TRY(bound_network(nid));
+    if (!name)
+        return std::optional<EndpointCall> {};
+    call.network = *name;
+    call.lock = TRY(m_registry.lock_network(call.network));
+    call.key = endpoint_key_of(call.endpoint_id);
+    call.stored = TRY(m_registry.load_endpoint(call.network, call.key));
+    return std::optional<EndpointCall>(std::move(call));
+}
+
 Result<Json> Driver::join(const Json& req)
 {
-    std::string nid = TRY(id_field(req, "NetworkID", "Join"));
-    std::string eid = TRY(id_field(req, "EndpointID", "Join"));
     std::string sandbox_key = TRY(json_string(req, "SandboxKey", "Join")).value_or("");
     if (sandbox_key.empty() || sandbox_key[0] != '/')
         return bad_request("Join", "\"SandboxKey\" must be an absolute path");
-    auto name = TRY(bound_network(nid));
-    if (!name)
-        return make_error(Code::InvalidConfig, "network " + nid + " is not a cnm network (unknown id)");
-    auto lock = TRY(m_registry.lock_network(*name));
+    auto call = TRY(open_endpoint(req, "Join"));
+    if (!call)
+        return make_error(Code::InvalidConfig, "network " + req.value("NetworkID", "") + " is not a cnm network (unknown id)");
+    if (!call->stored.ok())
+        return make_error(Code::InvalidConfig, "endpoint " + call->endpoint_id + " is not known (no CreateEndpoint for it)");
+    const std::string* name = &call->network;
+    const std::string& key = call->key;
+    const std::string& eid = call->endpoint_id;
     auto network = TRY(m_registry.load_network(*name));
     if (!network.ok())
         return make_error(Code::StateCorrupt, "network \"" + *name + "\" has no usable record", network.reason);
-    std::string key = endpoint_key_of(eid);
-    auto stored = TRY(m_registry.load_endpoint(*name, key));
-    if (!stored.ok())
-        return make_error(Code::InvalidConfig, "endpoint " + eid + " is not known (no CreateEndpoint for it)");
-    EndpointRecord record = stored.record;
+    EndpointRecord record = call->stored.record;
     if (network.record.driver != "bridge")
         return join_child(network.record, record, sandbox_key);
     auto keys = TRY(drivers::parse_bridge_keys(network.record.options));
@@ -866,17 +879,12 @@ Result<Json> Driver::join_child(const NetworkRecord& network, EndpointRecord& re
 
 Result<Json> Driver::leave(const Json& req)
 {
-    std::string nid = TRY(id_field(req, "NetworkID", "Leave"));
-    std::string eid = TRY(id_field(req, "EndpointID", "Leave"));
-    auto name = TRY(bound_network(nid));
-    if (!name)
+    auto call = TRY(open_endpoint(req, "Leave"));
+    if (!call || !call->stored.ok())
         return Json::object();
-    auto lock = TRY(m_registry.lock_network(*name));
-    std::string key = endpoint_key_of(eid);
-    auto stored = TRY(m_registry.load_endpoint(*name, key));
-    if (!stored.ok())
-        return Json::object();
-    EndpointRecord record = stored.record;
+    EndpointRecord record = call->stored.record;
+    const std::string* name = &call->network;
+    const std::string& key = call->key;
     TRY(remove_firewall(record));
     record.driver_state.erase("ipMasq");
     record.driver_state.erase("ports");
@@ -890,44 +898,32 @@ Result<Json> Driver::leave(const Json& req)
 
 Result<Json> Driver::delete_endpoint(const Json& req)
 {
-    std::string nid = TRY(id_field(req, "NetworkID", "DeleteEndpoint"));
-    std::string eid = TRY(id_field(req, "EndpointID", "DeleteEndpoint"));
-    auto name = TRY(bound_network(nid));
-    if (!name)
+    auto call = TRY(open_endpoint(req, "DeleteEndpoint"));
+    if (!call || call->stored.absent())
         return Json::object();
-    auto lock = TRY(m_registry.lock_network(*name));
-    std::string key = endpoint_key_of(eid);
-    auto stored = TRY(m_registry.load_endpoint(*name, key));
-    if (stored.absent())
-        return Json::object();
-    if (stored.ok()) {
-        auto& record = stored.record;
+    if (call->stored.ok()) {
+        auto& record = call->stored.record;
         TRY(remove_firewall(record));
         // Docker has moved the container end back to the host by now (or the sandbox died and
         // took the pair with it).
         for (const char* link : { "hostVeth", "containerVeth", "childLink" })
-            if (auto name = string_of(record.driver_state, link); !name.empty())
-                TRY(m_dataplane.delete_link(name));
+            if (auto link_name = string_of(record.driver_state, link); !link_name.empty())
+                TRY(m_dataplane.delete_link(link_name));
         if (!record.sandbox.empty())
-            TRY(m_registry.sandbox_leave(record.sandbox, { *name, key }));
+            TRY(m_registry.sandbox_leave(record.sandbox, { call->network, call->key }));
     }
     // The addresses stay leased until Docker's ReleaseAddress, which always follows.
-    TRY(m_registry.remove_endpoint(*name, key));
+    TRY(m_registry.remove_endpoint(call->network, call->key));
     return Json::object();
 }
 
 Result<Json> Driver::endpoint_info(const Json& req)
 {
-    std::string nid = TRY(id_field(req, "NetworkID", "EndpointOperInfo"));
-    std::string eid = TRY(id_field(req, "EndpointID", "EndpointOperInfo"));
-    auto name = TRY(bound_network(nid));
-    if (!name)
+    auto call = TRY(open_endpoint(req, "EndpointOperInfo"));
+    if (!call || !call->stored.ok())
         return Json { { "Value", Json::object() } };
-    auto stored = TRY(m_registry.load_endpoint(*name, endpoint_key_of(eid)));
-    if (!stored.ok())
-        return Json { { "Value", Json::object() } };
-    auto& r = stored.record;
-    Json value = { { "cnm.network", *name }, { "cnm.mac", r.mac } };
+    auto& r = call->stored.record;
+    Json value = { { "cnm.network", call->network }, { "cnm.mac", r.mac } };
     for (auto& [k, v] : r.driver_state.items())
         value["cnm." + k] = v;
     return Json { { "Value", value } };
@@ -935,18 +931,13 @@ Result<Json> Driver::endpoint_info(const Json& req)
 
 Result<Json> Driver::program_external(const Json& req)
 {
-    std::string nid = TRY(id_field(req, "NetworkID", "ProgramExternalConnectivity"));
-    std::string eid = TRY(id_field(req, "EndpointID", "ProgramExternalConnectivity"));
     Json options = TRY(json_object(req, "Options", "ProgramExternalConnectivity"));
-    auto name = TRY(bound_network(nid));
-    if (!name)
-        return make_error(Code::InvalidConfig, "network " + nid + " is not a cnm network (unknown id)");
-    auto lock = TRY(m_registry.lock_network(*name));
-    std::string key = endpoint_key_of(eid);
-    auto stored = TRY(m_registry.load_endpoint(*name, key));
-    if (!stored.ok())
-        return make_error(Code::InvalidConfig, "endpoint " + eid + " is not known (no CreateEndpoint for it)");
-    EndpointRecord record = stored.record;
+    auto call = TRY(open_endpoint(req, "ProgramExternalConnectivity"));
+    if (!call)
+        return make_error(Code::InvalidConfig, "network " + req.value("NetworkID", "") + " is not a cnm network (unknown id)");
+    if (!call->stored.ok())
+        return make_error(Code::InvalidConfig, "endpoint " + call->endpoint_id + " is not known (no CreateEndpoint for it)");
+    EndpointRecord record = call->stored.record;
     auto ports = TRY(parse_port_maps(options, record));
     if (!ports.empty() && record.driver_state.contains("kind"))
         return make_error(Code::InvalidConfig, "published ports (-p) are not supported on " + string_of(record.driver_state, "kind")
@@ -972,17 +963,10 @@ Result<Json> Driver::program_external(const Json& req)
 
 Result<Json> Driver::revoke_external(const Json& req)
 {
-    std::string nid = TRY(id_field(req, "NetworkID", "RevokeExternalConnectivity"));
-    std::string eid = TRY(id_field(req, "EndpointID", "RevokeExternalConnectivity"));
-    auto name = TRY(bound_network(nid));
-    if (!name)
+    auto call = TRY(open_endpoint(req, "RevokeExternalConnectivity"));
+    if (!call || !call->stored.ok())
         return Json::object();
-    auto lock = TRY(m_registry.lock_network(*name));
-    std::string key = endpoint_key_of(eid);
-    auto stored = TRY(m_registry.load_endpoint(*name, key));
-    if (!stored.ok())
-        return Json::object();
-    EndpointRecord record = stored.record;
+    EndpointRecord record = call->stored.record;
     TRY(m_dataplane.del_ports(recorded_ports(record)));
     record.driver_state.erase("ports");
     TRY(m_registry.save_endpoint(record));

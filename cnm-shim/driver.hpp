@@ -24,6 +24,8 @@
 #include "store/store.hpp"
 #include "util/json.hpp"
 
+#include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -68,6 +70,17 @@ private:
     Result<Json> release_address(const Json& req);
 
     Result<void> remove_firewall(const EndpointRecord& record);
+
+    /// The common start of the endpoint calls: the ids, the Network the Docker network is bound to
+    /// (locked) and the endpoint's record. Empty when the network id is unknown.
+    struct EndpointCall {
+        std::string network;
+        std::string endpoint_id;
+        std::string key;
+        std::unique_ptr<Lock> lock;
+        Stored<EndpointRecord> stored;
+    };
+    Result<std::optional<EndpointCall>> open_endpoint(const Json& req, const std::string& method);
 
     Store& m_store;
     Registry m_registry;
