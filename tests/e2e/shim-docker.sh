@@ -100,6 +100,8 @@ PODIP=$(jq -r '.ips[0].address' <<<"$OUT")
 expect_eq "the pod is on the network's bridge (inherited, the conf names none)" "cnmflag0" "$(jq -r '.interfaces[0].name' <<<"$OUT")"
 CHECKS=$((CHECKS + 1))
 case "$PODIP" in 10.213.70.2/24 | 10.213.70.77/24 | 10.213.70.1/24) fail "pod got a Docker address or the gateway: $PODIP" ;; 10.213.70.*) pass "pod got a distinct address $PODIP" ;; *) fail "pod address $PODIP" ;; esac
+cni "$PLUGINS/bridge" ADD podx "/run/netns/$POD" eth1 "$(jq -c '. + {bridge: "other0", mtu: 9000}' <<<"$CONF")" nsenter --net="/run/netns/$H"
+expect_eq "a conf that disagrees with the network's keys is refused (code 7), naming both values" "7 1" "$(jq -r .code <<<"$OUT") $(jq -r .msg <<<"$OUT" | grep -c 'cnmflag0.*other0')"
 expect_eq "the pod's MTU is the network's (inherited)" "1400" "$(ip netns exec "$POD" cat /sys/class/net/eth0/mtu)"
 ip netns exec "$POD" ping -c1 -W2 "$C1" >/dev/null && pass "pod pings Docker's c1" || fail "pod cannot ping c1"
 dk exec c2 ping -c1 -W2 "${PODIP%/*}" >/dev/null && pass "Docker's c2 pings the pod" || fail "c2 cannot ping the pod"

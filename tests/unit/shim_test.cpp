@@ -2,6 +2,7 @@
 // the recorded trace (reference/cnm.md, appendix), the kernel is a fake that records what it was
 // asked to do, the state is a real FileStore in a temp dir.
 
+#include "admin.hpp"
 #include "driver.hpp"
 
 #include "cni/conf.hpp"
@@ -16,6 +17,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <set>
 #include <sstream>
 
 using namespace cnm;
@@ -537,4 +539,60 @@ TEST_CASE("shim: macvlan and ipvlan networks, VLAN parents made on first use and
     CHECK(f.err("NetworkDriver.CreateNetwork", create({ { "cnm.driver", "vxlan" } })).find("not supported") != std::string::npos);
     CHECK(f.err("NetworkDriver.CreateNetwork", create({ { "cnm.driver", "macvlan" }, { "parent", "eth9" }, { "bridge", "x" } })).find("unknown macvlan network option") != std::string::npos);
     CHECK(snapshot(f.tmp.path()) == before);
+}
+
+TEST_CASE("shim admin: list shows both front-ends, gc removes endpoints whose sandbox is gone, dot draws the graph")
+{
+    Fixture f;
+    f.create_network(nid, "10.213.50.0/24", { { "cnm.network", "adm" } });
+    // a Docker endpoint whose sandbox path does not exist (the container died with dockerd)
+    auto a = f.ok("IpamDriver.RequestAddress", R"({"PoolID":"local/10.213.50.0/24","Address":""})");
+    f.ok("NetworkDriver.CreateEndpoint", ep_body(nid, eid1, a["Address"]));
+    f.ok("NetworkDriver.Join", Json { { "NetworkID", nid }, { "EndpointID", eid1 }, { "SandboxKey", f.tmp.path() + "/no-such-netns" } }.dump());
+    // a CNI endpoint in a live sandbox (this process's own netns)
+    Registry registry(*f.store);
+    auto conf = cni::parse_conf(R"({"cniVersion":"1.0.0","name":"adm","type":"bridge","ipam":{"type":"ipam","subnet":"10.213.50.0/24"}})");
+    REQUIRE(conf.ok());
+    auto ipam_conf = ipam::parse_ipam_conf(*conf, cni::CniArgs {});
+    REQUIRE(ipam_conf.ok());
+    ipam::Request req { "adm", "bridge", Frontend::Cni, "pod1", "eth0", "/proc/self/ns/net", network_options(*conf), Json::object() };
+    REQUIRE(ipam::add(registry, *ipam_conf, req).ok());
+    // and a CNI endpoint whose netns is gone
+    ipam::Request gone = req;
+    gone.container_id = "pod2";
+    gone.netns = f.tmp.path() + "/gone-netns";
+    REQUIRE(ipam::add(registry, *ipam_conf, gone).ok());
+
+    auto listing = list_state(*f.store);
+    REQUIRE(listing.ok());
+    auto table = list_table(*listing);
+    CHECK(table.find("adm") != std::string::npos);
+    CHECK(table.find("docker  8884321cade1") != std::string::npos);
+    CHECK(table.find("cni     pod1") != std::string::npos);
+    auto graph = dot(*listing);
+    CHECK(graph.find("\"net:adm\" -> \"ep:adm/pod1@eth0\"") != std::string::npos);
+    CHECK(graph.find("-> \"sb:no-such-netns\"") != std::string::npos);
+
+    auto dry = gc(*f.store, &f.kernel, true);
+    REQUIRE(dry.ok());
+    CHECK((*dry)["removed"].size() == 2);
+    CHECK(list_state(*f.store).value()["networks"][0]["endpoints"].size() == 3); // dry run: nothing gone
+    auto done = gc(*f.store, &f.kernel, false);
+    REQUIRE(done.ok());
+    std::set<std::string> removed;
+    for (auto& r : (*done)["removed"])
+        removed.insert(r["endpoint"].get<std::string>());
+    CHECK(removed == std::set<std::string> { eid1, "pod2" });
+    auto after = list_state(*f.store).value()["networks"][0]["endpoints"];
+    REQUIRE(after.size() == 1);
+    CHECK(after[0]["containerID"] == "pod1");
+    CHECK(f.kernel.veths.empty()); // the Docker endpoint's links went
+    // pod2's lease went with it; Docker's stays for Docker's ReleaseAddress
+    ipam::Pools pools(*f.store);
+    auto leases = pools.leases(ipam::PoolId { "local", *IpNet::parse("10.213.50.0/24") });
+    REQUIRE(leases.ok());
+    std::set<std::string> holders;
+    for (auto& l : *leases)
+        holders.insert(l.owner.container_id);
+    CHECK(holders == std::set<std::string> { "docker", "pod1" });
 }
