@@ -152,8 +152,9 @@ Result<netlink::Link> configure_container(Socket& inside, const ContainerSetup& 
     bool v4_default = false, v6_default = false;
     for (auto& r : result.routes) {
         netlink::RouteSpec spec { r.dst, r.gw, link->index, r.mtu, r.priority, r.table, std::nullopt };
-        if (!spec.gw && r.dst.prefix == 0) {
-            // A default route without "gw" goes through the gateway of that family's address.
+        if (!spec.gw) {
+            // A route without "gw" goes through the gateway of that family's address, as the
+            // reference's ipam.ConfigureIface does (on-link only when there is no gateway).
             for (auto& ip : result.ips)
                 if (ip.gateway && ip.gateway->family == r.dst.addr.family)
                     spec.gw = ip.gateway;

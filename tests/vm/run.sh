@@ -143,7 +143,7 @@ if [ ! -s "$VMLINUX" ] || [ ! -f "$KC/modules.want" ] || [ "$(cat "$KC/modules.w
     busybox depmod -b "$MODROOT" "$KVER"
     echo "$want" >"$KC/modules.want"
     rm -rf "$KROOT"
-    log "cached vmlinux and ${#SEEN[@]} modules ($(echo "${!SEEN[@]}" | tr ' ' '\n' | sort | tr '\n' ' '))"
+    log "cached vmlinux and ${#SEEN[@]} modules ($(printf '%s\n' "${!SEEN[@]}" | sort | xargs))"
 fi
 
 exec 9>&-
