@@ -384,6 +384,65 @@ t_ipvlan_vs_reference() {
     end
 }
 
+# cnm-shim as Docker drives it (Docker itself does not run in the VM): macvlan and ipvlan
+# networks whose "<if>.<vid>" parent the shim creates on first use and removes with the last
+# network on it, Join's links in the kernel, ipvlan l3's connected default route.
+shim_call() { # <Method> [json]: sets OUT (the reply) and RC
+    OUT=$($OURS/cnm-shim call --socket /run/cnm-shim.sock "$@" 2>&1)
+    RC=$?
+}
+shim_network() { # <network id> <subnet> <generic options json>: Docker's sequence for network create
+    shim_call IpamDriver.RequestPool "{\"AddressSpace\":\"local\",\"Pool\":\"$2\",\"V6\":false}"; expect_rc "RequestPool $2" 0
+    shim_call IpamDriver.RequestAddress "{\"PoolID\":\"local/$2\",\"Address\":\"\",\"Options\":{\"RequestAddressType\":\"com.docker.network.gateway\"}}"
+    expect_rc "gateway for $2" 0
+    local gw; gw=$(printf '%s' "$OUT" | jq -r .Address)
+    shim_call NetworkDriver.CreateNetwork "{\"NetworkID\":\"$1\",\"Options\":{\"com.docker.network.generic\":$3},\"IPv4Data\":[{\"AddressSpace\":\"local\",\"Pool\":\"$2\",\"Gateway\":\"$gw\"}]}"
+    expect_rc "CreateNetwork $1" 0
+}
+shim_endpoint() { # <network id> <endpoint id> <pool>: RequestAddress, CreateEndpoint, Join; OUT = Join's reply
+    shim_call IpamDriver.RequestAddress "{\"PoolID\":\"local/$3\",\"Address\":\"\"}"; expect_rc "RequestAddress" 0
+    local a; a=$(printf '%s' "$OUT" | jq -r .Address)
+    shim_call NetworkDriver.CreateEndpoint "{\"NetworkID\":\"$1\",\"EndpointID\":\"$2\",\"Interface\":{\"Address\":\"$a\"}}"; expect_rc "CreateEndpoint $2" 0
+    shim_call NetworkDriver.Join "{\"NetworkID\":\"$1\",\"EndpointID\":\"$2\",\"SandboxKey\":\"/run/docker/netns/$2\"}"; expect_rc "Join $2" 0
+}
+t_shim_parents() {
+    local join link
+    begin shim-vlan-parents
+    BASE_LINKS=$(links_in -)
+    CNM_STATE_DIR=/run/shim-state $OURS/cnm-shim serve --socket /run/cnm-shim.sock --state-dir /run/shim-state 2>/run/shim.log &
+    SHIM=$!
+    for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do [ -S /run/cnm-shim.sock ] && break; sleep 0.1; done
+    shim_network aaaa1111 10.213.20.0/24 '{"cnm.driver":"macvlan","parent":"dummy0.200","macvlan_mode":"bridge"}'
+    expect_eq "the shim made the VLAN parent: 802.1Q id 200 on dummy0" "vlan 200" "$(ip -d -j link show dummy0.200 | jq -r '.[0].linkinfo | "\(.info_kind) \(.info_data.id)"')"
+    shim_network bbbb2222 10.213.21.0/24 '{"cnm.driver":"macvlan","parent":"dummy0.200"}'
+    shim_endpoint aaaa1111 eeee1111 10.213.20.0/24
+    join=$OUT
+    link=$(printf '%s' "$join" | jq -r .InterfaceName.SrcName)
+    expect_eq "Join: the macvlan child, Docker's prefix, the subnet's gateway" "eth 10.213.20.1 true" "$(printf '%s' "$join" | jq -r '"\(.InterfaceName.DstPrefix) \(.Gateway) \(.DisableGatewayService)"')"
+    expect_eq "the child is a macvlan (bridge) on dummy0.200, in the shim's netns" "macvlan bridge dummy0.200" "$(ip -d -j link show "$link" | jq -r '.[0] | "\(.linkinfo.info_kind) \(.linkinfo.info_data.mode) \(.link)"')"
+    shim_call NetworkDriver.Leave '{"NetworkID":"aaaa1111","EndpointID":"eeee1111"}'; expect_rc "Leave" 0
+    shim_call NetworkDriver.DeleteEndpoint '{"NetworkID":"aaaa1111","EndpointID":"eeee1111"}'; expect_rc "DeleteEndpoint" 0
+    expect_eq "DeleteEndpoint removed the child" "gone" "$(ip link show "$link" >/dev/null 2>&1 && echo left || echo gone)"
+    shim_call NetworkDriver.DeleteNetwork '{"NetworkID":"aaaa1111"}'; expect_rc "DeleteNetwork 1" 0
+    expect_eq "the parent stays while another network uses it" "there" "$(ip link show dummy0.200 >/dev/null 2>&1 && echo there || echo gone)"
+    shim_call NetworkDriver.DeleteNetwork '{"NetworkID":"bbbb2222"}'; expect_rc "DeleteNetwork 2" 0
+    expect_eq "…and goes with the last one" "gone" "$(ip link show dummy0.200 >/dev/null 2>&1 && echo there || echo gone)"
+    # ipvlan l3: a connected default route instead of a gateway, the child in l3 mode
+    shim_network cccc3333 10.213.22.0/24 '{"cnm.driver":"ipvlan","parent":"dummy1","ipvlan_mode":"l3"}'
+    shim_endpoint cccc3333 ffff3333 10.213.22.0/24
+    join=$OUT
+    link=$(printf '%s' "$join" | jq -r .InterfaceName.SrcName)
+    expect_eq "ipvlan l3 Join: no gateway, connected default route" "null 0.0.0.0/0 1" "$(printf '%s' "$join" | jq -r '"\(.Gateway) \(.StaticRoutes[0].Destination) \(.StaticRoutes[0].RouteType)"')"
+    expect_eq "the child is an ipvlan l3 on dummy1" "ipvlan l3 dummy1" "$(ip -d -j link show "$link" | jq -r '.[0] | "\(.linkinfo.info_kind) \(.linkinfo.info_data.mode) \(.link)"')"
+    shim_call NetworkDriver.DeleteEndpoint '{"NetworkID":"cccc3333","EndpointID":"ffff3333"}'; expect_rc "DeleteEndpoint ipvlan" 0
+    shim_call NetworkDriver.DeleteNetwork '{"NetworkID":"cccc3333"}'; expect_rc "DeleteNetwork ipvlan" 0
+    expect_eq "links left in the shim's netns" "$BASE_LINKS" "$(links_in -)"
+    kill $SHIM; wait $SHIM
+    expect_eq "SIGTERM removed the socket" "gone" "$([ -e /run/cnm-shim.sock ] && echo left || echo gone)"
+    [ "$T_FAILS" -eq 0 ] || tail -n 20 /run/shim.log
+    end
+}
+
 t_modules
 t_macvlan_bridge macvlan-bridge dummy0 10.213.1
 t_macvlan_private
@@ -396,6 +455,7 @@ t_ipvlan l3 10.213.8
 t_ipvlan_l3s
 t_ipvlan_mac
 [ "$IPVLAN_IMPL" = ours ] && t_ipvlan_vs_reference
+[ -x $OURS/cnm-shim ] && t_shim_parents
 
 echo "GUEST: $NTESTS tests, $FAILED failed"
 [ "$NTESTS" -gt 0 ] && [ "$FAILED" -eq 0 ]

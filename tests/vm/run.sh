@@ -171,6 +171,8 @@ for p in bridge macvlan ipam; do
     [ -x "$BUILD/plugins/$p" ] || die "$BUILD/plugins/$p missing: build first"
     add_bin "$BUILD/plugins/$p" "/opt/cnm/bin/$p"
 done
+# cnm-shim, driven in the guest the way Docker drives it (its VLAN parents need 802.1Q).
+if [ -x "$BUILD/cnm-shim/cnm-shim" ]; then add_bin "$BUILD/cnm-shim/cnm-shim" /opt/cnm/bin/cnm-shim; fi
 # ipvlan: ours once it is built (or CNM_VM_IPVLAN=<binary>), else the guest tests run the
 # reference ipvlan with host-local, which keeps the tests themselves checked.
 # CNM_VM_IPVLAN=reference forces the reference.
