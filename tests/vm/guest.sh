@@ -384,6 +384,32 @@ t_ipvlan_vs_reference() {
     end
 }
 
+# ipvlan crash points that need the kernel (the earlier ones run on the host: tests/e2e/ipvlan-host.sh),
+# and chaining: no master and no ipam, both from prevResult.
+t_ipvlan_crash_chain() {
+    local conf p prev
+    begin "ipvlan-crash-chain"
+    netns_add ipc
+    conf='{"cniVersion":"1.0.0","name":"ipvc","type":"ipvlan","master":"dummy1","mode":"l2","ipam":{"type":"ipam","subnet":"10.213.23.0/24"}}'
+    for p in ipvlan-after-link ipvlan-after-commit; do
+        cni $OURS/ipvlan ADD ipc ipc "$conf" CNM_FAULT=$p; expect_rc "$p: killed" 137
+        cni $OURS/ipvlan DEL ipc ipc "$conf"; expect_rc "$p: DEL after the crash" 0
+        expect_eq "$p: no link left in the container" "lo" "$(links_in ipc)"
+        expect_eq "$p: nothing left in the state" "$CLEAN" "$(leftovers)"
+    done
+    cni $OURS/ipvlan ADD ipc ipc "$conf"; expect_rc "ADD after the crashes" 0
+    cni $OURS/ipvlan DEL ipc ipc "$conf"; expect_rc "DEL" 0
+    # chained: master from prevResult's one interface, addresses from its ips
+    prev='{"cniVersion":"1.0.0","interfaces":[{"name":"dummy1"}],"ips":[{"address":"10.213.24.9/24","gateway":"10.213.24.1"}]}'
+    conf='{"cniVersion":"1.0.0","name":"ipvchain","type":"ipvlan"}'
+    cni $OURS/ipvlan ADD ipc ipc "$(with_prev "$conf" "$prev")"; expect_rc "chained ADD" 0
+    expect_eq "chained: prevResult's address on an ipvlan of dummy1" "ipvlan 10.213.24.9" "$(ip -n ipc -d -j addr show eth0 | jq -r '.[0] | "\(.linkinfo.info_kind) \([.addr_info[] | select(.family == "inet") | .local] | join(","))"')"
+    cni $OURS/ipvlan DEL ipc ipc "$(with_prev "$conf" "$prev")"; expect_rc "chained DEL" 0
+    expect_eq "chained: no link left" "lo" "$(links_in ipc)"
+    netns_del ipc
+    end
+}
+
 # cnm-shim as Docker drives it (Docker itself does not run in the VM): macvlan and ipvlan
 # networks whose "<if>.<vid>" parent the shim creates on first use and removes with the last
 # network on it, Join's links in the kernel, ipvlan l3's connected default route.
@@ -455,6 +481,7 @@ t_ipvlan l3 10.213.8
 t_ipvlan_l3s
 t_ipvlan_mac
 [ "$IPVLAN_IMPL" = ours ] && t_ipvlan_vs_reference
+[ "$IPVLAN_IMPL" = ours ] && t_ipvlan_crash_chain
 [ -x $OURS/cnm-shim ] && t_shim_parents
 
 echo "GUEST: $NTESTS tests, $FAILED failed"
