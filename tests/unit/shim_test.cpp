@@ -596,3 +596,27 @@ TEST_CASE("shim admin: list shows both front-ends, gc removes endpoints whose sa
         holders.insert(l.owner.container_id);
     CHECK(holders == std::set<std::string> { "docker", "pod1" });
 }
+
+TEST_CASE("shim: a dual-stack network (docker network create --ipv6)")
+{
+    Fixture f;
+    auto p4 = f.ok("IpamDriver.RequestPool", R"({"AddressSpace":"local","Pool":"10.213.51.0/24","V6":false})");
+    auto p6 = f.ok("IpamDriver.RequestPool", R"({"AddressSpace":"local","Pool":"fd00:213:51::/64","V6":true})");
+    CHECK(p6["PoolID"] == "local/fd00:213:51::/64");
+    auto g4 = f.ok("IpamDriver.RequestAddress", R"({"PoolID":"local/10.213.51.0/24","Options":{"RequestAddressType":"com.docker.network.gateway"}})");
+    auto g6 = f.ok("IpamDriver.RequestAddress", R"({"PoolID":"local/fd00:213:51::/64","Options":{"RequestAddressType":"com.docker.network.gateway"}})");
+    CHECK(g6["Address"] == "fd00:213:51::1/64");
+    f.ok("NetworkDriver.CreateNetwork", Json { { "NetworkID", nid },
+        { "Options", { { "com.docker.network.enable_ipv6", true }, { "com.docker.network.generic", { { "cnm.network", "ds" } } } } },
+        { "IPv4Data", { { { "AddressSpace", "local" }, { "Gateway", g4["Address"] }, { "Pool", "10.213.51.0/24" } } } },
+        { "IPv6Data", { { { "AddressSpace", "local" }, { "Gateway", g6["Address"] }, { "Pool", "fd00:213:51::/64" } } } } }.dump());
+    CHECK(f.kernel.calls.back() == "bridge br-da2dbabbc001 10.213.51.1/24 fd00:213:51::1/64");
+    auto a4 = f.ok("IpamDriver.RequestAddress", R"({"PoolID":"local/10.213.51.0/24"})");
+    auto a6 = f.ok("IpamDriver.RequestAddress", R"({"PoolID":"local/fd00:213:51::/64"})");
+    CHECK(a6["Address"] == "fd00:213:51::2/64");
+    f.ok("NetworkDriver.CreateEndpoint", Json { { "NetworkID", nid }, { "EndpointID", eid1 },
+        { "Interface", { { "Address", a4["Address"] }, { "AddressIPv6", a6["Address"] }, { "MacAddress", "" } } } }.dump());
+    auto join = f.ok("NetworkDriver.Join", Json { { "NetworkID", nid }, { "EndpointID", eid1 }, { "SandboxKey", "/run/docker/netns/ds" } }.dump());
+    CHECK(join["Gateway"] == "10.213.51.1");
+    CHECK(join["GatewayIPv6"] == "fd00:213:51::1");
+}
