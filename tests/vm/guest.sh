@@ -398,7 +398,10 @@ t_ipvlan_crash_chain() {
         expect_eq "$p: nothing left in the state" "$CLEAN" "$(leftovers)"
     done
     cni $OURS/ipvlan ADD ipc ipc "$conf"; expect_rc "ADD after the crashes" 0
-    cni $OURS/ipvlan DEL ipc ipc "$conf"; expect_rc "DEL" 0
+    netns_del ipc
+    cni $OURS/ipvlan DEL ipc ipc "$conf"; expect_rc "DEL with the netns already gone" 0
+    expect_eq "…frees everything" "$CLEAN" "$(leftovers)"
+    netns_add ipc
     # chained: master from prevResult's one interface, addresses from its ips
     prev='{"cniVersion":"1.0.0","interfaces":[{"name":"dummy1"}],"ips":[{"address":"10.213.24.9/24","gateway":"10.213.24.1"}]}'
     conf='{"cniVersion":"1.0.0","name":"ipvchain","type":"ipvlan"}'
