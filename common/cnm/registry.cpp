@@ -133,18 +133,24 @@ Result<void> Registry::sandbox_join(const std::string& id, const std::string& ne
 {
     auto lock = TRY(m_store.lock({ "sandboxes" }));
     auto stored = TRY(load_sandbox(id));
-    if (stored.corrupt())
-        return make_error(Code::StateCorrupt, "sandbox record " + key_str(sandbox_doc(id)) + " is corrupt (" + stored.reason + ")",
-            "remove the file, or run DEL for the sandbox's attachments");
     SandboxRecord& record = stored.record;
-    if (stored.absent()) {
+    if (stored.corrupt()) {
+        // An index, not a source of truth (a power failure may leave it empty: it is written
+        // without a flush): rebuilt from the endpoint records that name this sandbox.
+        record = SandboxRecord {};
+        for (auto& network : TRY(list_networks()))
+            for (auto& key : TRY(list_endpoints(network)))
+                if (auto ep = TRY(load_endpoint(network, key)); ep.ok() && ep.record.sandbox == id)
+                    record.endpoints.push_back({ network, key });
+    }
+    if (!stored.ok()) {
         record.id = id;
         record.frontend = frontend;
     }
     record.netns = netns;
     if (std::find(record.endpoints.begin(), record.endpoints.end(), member) == record.endpoints.end())
         record.endpoints.push_back(member);
-    return m_store.put(sandbox_doc(id), record.to_json());
+    return m_store.put(sandbox_doc(id), record.to_json(), Durability::Hint);
 }
 
 Result<void> Registry::sandbox_leave(const std::string& id, const SandboxRecord::Member& member)
@@ -154,12 +160,12 @@ Result<void> Registry::sandbox_leave(const std::string& id, const SandboxRecord:
     if (stored.absent())
         return {};
     if (stored.corrupt())
-        return m_store.remove(sandbox_doc(id));
+        return m_store.remove(sandbox_doc(id), Durability::Hint);
     auto& eps = stored.record.endpoints;
     eps.erase(std::remove(eps.begin(), eps.end(), member), eps.end());
     if (eps.empty())
-        return m_store.remove(sandbox_doc(id));
-    return m_store.put(sandbox_doc(id), stored.record.to_json());
+        return m_store.remove(sandbox_doc(id), Durability::Hint);
+    return m_store.put(sandbox_doc(id), stored.record.to_json(), Durability::Hint);
 }
 
 Result<std::vector<std::string>> Registry::list_sandboxes()

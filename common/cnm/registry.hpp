@@ -3,7 +3,9 @@
 //
 //   networks/<name>/network.json              NetworkRecord      (lock: networks/<name>)
 //   networks/<name>/endpoints/<endpoint>.json EndpointRecord
-//   sandboxes/<sandbox>.json                  SandboxRecord      (lock: sandboxes)
+//   sandboxes/<sandbox>.json                  SandboxRecord      (lock: sandboxes) — an index of the
+//                                             endpoint records (each names its sandbox), so it is
+//                                             written as a Durability::Hint: no flush of its own
 //   ipam/<space>/<subnet>/pool.json, leases/  see ipam/pool.hpp
 //
 // Names from the input only become path components through the functions here.
@@ -55,7 +57,8 @@ public:
     Result<std::vector<std::string>> list_endpoints(const std::string& network);
 
     Result<Stored<SandboxRecord>> load_sandbox(const std::string& id);
-    /// Adds an endpoint to the sandbox, creating the record. A corrupt record is an error.
+    /// Adds an endpoint to the sandbox, creating the record; a corrupt one is rebuilt from the
+    /// endpoint records.
     Result<void> sandbox_join(const std::string& id, const std::string& netns, Frontend frontend, const SandboxRecord::Member& member);
     /// Removes an endpoint; the record goes with its last endpoint. A corrupt record is dropped.
     Result<void> sandbox_leave(const std::string& id, const SandboxRecord::Member& member);

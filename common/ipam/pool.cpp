@@ -109,6 +109,13 @@ Key PoolId::doc() const
     return k;
 }
 
+Key PoolId::cursor() const
+{
+    auto k = dir();
+    k.push_back("cursor");
+    return k;
+}
+
 Key PoolId::leases_dir() const
 {
     auto k = dir();
@@ -162,6 +169,7 @@ Result<void> Pools::docker_release(const PoolId& pool)
     else
         doc.erase("dockerRefs");
     if (users_of(doc).empty() && !doc.contains("dockerRefs") && TRY(m_store.list(pool.leases_dir())).empty()) {
+        TRY(m_store.remove(pool.cursor(), Durability::Hint));
         TRY(m_store.remove(pool.doc()));
         TRY(m_store.remove_dir(pool.leases_dir()));
         return m_store.remove_dir(pool.dir());
@@ -222,6 +230,7 @@ Result<size_t> Pools::remove_user(const PoolId& pool, const std::string& network
     std::vector<std::string> users = users_of(doc);
     users.erase(std::remove(users.begin(), users.end(), network), users.end());
     if (users.empty() && docker_refs(doc) == 0 && TRY(m_store.list(pool.leases_dir())).empty()) {
+        TRY(m_store.remove(pool.cursor(), Durability::Hint));
         TRY(m_store.remove(pool.doc()));
         TRY(m_store.remove_dir(pool.leases_dir()));
         TRY(m_store.remove_dir(pool.dir()));
@@ -263,7 +272,12 @@ Result<EndpointAddress> Pools::allocate(const std::string& space, const RangeSet
         auto lock = TRY(m_store.lock(pool.dir()));
         Json doc = TRY(load_pool_doc(m_store, pool));
         IpAddr cursor = range.end;
-        if (auto last = IpAddr::parse(doc.value("last", "")); last && range.contains(*last))
+        // The cursor file; "last" in pool.json is where earlier versions kept it.
+        Loaded hint = TRY(m_store.get(pool.cursor()));
+        std::string last_text = hint.ok() && hint.doc.is_object() && hint.doc.contains("last") && hint.doc["last"].is_string()
+            ? hint.doc["last"].get<std::string>()
+            : doc.value("last", "");
+        if (auto last = IpAddr::parse(last_text); last && range.contains(*last))
             cursor = *last;
         u128 span = range.end.value - range.start.value + 1;
         IpAddr candidate = cursor;
@@ -277,8 +291,7 @@ Result<EndpointAddress> Pools::allocate(const std::string& space, const RangeSet
             if (taken)
                 continue;
             fault_point("ipam-after-lease");
-            doc["last"] = candidate.str();
-            TRY(m_store.put(pool.doc(), doc));
+            TRY(m_store.put(pool.cursor(), Json { { "last", candidate.str() } }, Durability::Hint));
             return address;
         }
     }

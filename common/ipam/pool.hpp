@@ -2,8 +2,11 @@
 // Address pools in the store, keyed by (address space, subnet) so the CNI plugins and cnm-shim's
 // IpamDriver share one pool for one subnet.
 //
-//   ipam/<space>/<subnet>/pool.json        {"space","subnet","users":[network…],"last":"<ip>",
-//                                           "gateway":"<ip>","dockerRefs":n}
+//   ipam/<space>/<subnet>/pool.json        {"space","subnet","users":[network…],"gateway":"<ip>",
+//                                           "dockerRefs":n}
+//   ipam/<space>/<subnet>/cursor           {"last":"<ip>"}: round-robin position, a Durability::Hint
+//                                           (losing it to a power failure only restarts the
+//                                           round-robin; it costs no flush per ADD)
 //   ipam/<space>/<subnet>/leases/<ip>      {"network","containerID","ifname","frontend"}
 //
 // A lease is one file named by its address, created with an atomic exclusive rename, so two
@@ -31,6 +34,7 @@ struct PoolId {
     static std::optional<PoolId> parse(std::string_view text);
     Key dir() const;
     Key doc() const;
+    Key cursor() const;
     Key leases_dir() const;
     Key lease(const IpAddr& a) const;
     bool operator==(const PoolId&) const = default;

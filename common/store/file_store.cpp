@@ -259,7 +259,7 @@ Result<void> FileStore::sync()
     return {};
 }
 
-Result<void> FileStore::put(const Key& key, const Json& doc)
+Result<void> FileStore::put(const Key& key, const Json& doc, Durability durability)
 {
     if (!valid_segment(key.back()))
         return make_error(Code::InvalidConfig, "invalid name \"" + key.back() + "\" for the state directory");
@@ -271,6 +271,10 @@ Result<void> FileStore::put(const Key& key, const Json& doc)
         ::close(fd);
         ::unlinkat(dfd, temp.c_str(), 0);
         return io_error("cannot replace", key, err);
+    }
+    if (durability == Durability::Hint) {
+        ::close(fd);
+        return {};
     }
     // A document replaced again before the sync needs no flush of its earlier version.
     std::string path = key_str(key);
@@ -312,7 +316,7 @@ Result<bool> FileStore::create(const Key& key, const Json& doc)
     return true;
 }
 
-Result<void> FileStore::remove(const Key& key)
+Result<void> FileStore::remove(const Key& key, Durability durability)
 {
     if (!valid_segment(key.back()))
         return make_error(Code::InvalidConfig, "invalid name \"" + key.back() + "\" for the state directory");
@@ -326,7 +330,8 @@ Result<void> FileStore::remove(const Key& key)
             return remove_dir(key);
         return io_error("cannot remove", key, errno);
     }
-    dirty_dir(dfd);
+    if (durability == Durability::Sync)
+        dirty_dir(dfd);
     return {};
 }
 

@@ -23,9 +23,9 @@ public:
     ~FileStore() override;
 
     Result<Loaded> get(const Key& key) override;
-    Result<void> put(const Key& key, const Json& doc) override;
+    Result<void> put(const Key& key, const Json& doc, Durability durability = Durability::Sync) override;
     Result<bool> create(const Key& key, const Json& doc) override;
-    Result<void> remove(const Key& key) override;
+    Result<void> remove(const Key& key, Durability durability = Durability::Sync) override;
     Result<void> remove_dir(const Key& key) override;
     Result<std::vector<std::string>> list(const Key& dir) override;
     Result<bool> exists(const Key& key) override;

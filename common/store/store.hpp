@@ -29,6 +29,11 @@ struct Loaded {
     bool ok() const { return status == Status::Ok; }
 };
 
+/// Whether sync() makes a write durable. Hint: written atomically like any document (a reader,
+/// or a kill -9, sees the old or the new one) but not flushed — for what may be lost on power
+/// failure without harm: a round-robin cursor, an index other documents can rebuild.
+enum class Durability { Sync, Hint };
+
 /// An exclusive lock, released when destroyed.
 class Lock {
 public:
@@ -43,11 +48,11 @@ public:
     virtual Result<Loaded> get(const Key& key) = 0;
     /// Writes atomically: a temp file renamed over the key, so a reader (or a crash) sees the old
     /// document or the new one, never a mix. Durable after the next sync().
-    virtual Result<void> put(const Key& key, const Json& doc) = 0;
+    virtual Result<void> put(const Key& key, const Json& doc, Durability durability = Durability::Sync) = 0;
     /// Writes only if the key is absent; returns false when it exists.
     virtual Result<bool> create(const Key& key, const Json& doc) = 0;
     /// Removes a document; absent is fine.
-    virtual Result<void> remove(const Key& key) = 0;
+    virtual Result<void> remove(const Key& key, Durability durability = Durability::Sync) = 0;
     /// Removes an empty directory; absent or non-empty is fine.
     virtual Result<void> remove_dir(const Key& key) = 0;
     /// Names directly under `dir` (documents and subdirectories), unsorted; absent dir → empty.

@@ -268,3 +268,36 @@ TEST_CASE("a pool is shared and refcounted by (address space, subnet)")
     CHECK(pools.remove_user(id, "docker-net").value() == 0);
     CHECK_FALSE(std::filesystem::exists(f.tmp.path() + "/ipam/local/10.213.0.0_24"));
 }
+
+TEST_CASE("the round-robin cursor is a hint: kept in its own file, a lost or corrupt one only restarts the round")
+{
+    Fixture f;
+    auto c = conf_of(R"({"type":"ipam","subnet":"10.213.0.0/29"})");
+    REQUIRE(c.ok());
+    CHECK(f.add_one(*c, "a") == "10.213.0.2");
+    CHECK(f.add_one(*c, "b") == "10.213.0.3");
+    auto cursor = f.store->get({ "ipam", "local", "10.213.0.0_29", "cursor" });
+    REQUIRE(cursor.ok());
+    REQUIRE(cursor->ok());
+    CHECK(cursor->doc["last"] == "10.213.0.3");
+    auto pool = f.store->get({ "ipam", "local", "10.213.0.0_29", "pool.json" });
+    CHECK_FALSE(pool->doc.contains("last")); // pool.json (durable) is not rewritten per ADD
+    // a power failure may leave the hint empty: allocation goes on from the start of the range
+    std::ofstream(f.tmp.path() + "/ipam/local/10.213.0.0_29/cursor", std::ios::trunc).flush();
+    CHECK(f.add_one(*c, "c") == "10.213.0.4");
+}
+
+TEST_CASE("a corrupt sandbox record (an index) is rebuilt from the endpoint records, not refused")
+{
+    Fixture f;
+    auto c = conf_of(R"({"type":"ipam","subnet":"10.213.0.0/24"})");
+    REQUIRE(c.ok());
+    f.add_one(*c, "pod");
+    std::ofstream(f.tmp.path() + "/sandboxes/pod.json", std::ios::trunc) << "{not json";
+    // a second attachment of the same sandbox (another ifname)
+    REQUIRE(add(f.registry, *c, f.req("pod", "eth1")).ok());
+    auto sb = f.registry.load_sandbox("pod");
+    REQUIRE(sb.ok());
+    REQUIRE(sb->ok());
+    CHECK(sb->record.endpoints.size() == 2);
+}
