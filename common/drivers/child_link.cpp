@@ -49,12 +49,21 @@ struct ChildConf {
     uint16_t ipvlan_flags = 0;
 };
 
-Result<Json> effective_conf(const Kind& kind, const cni::Context& ctx, Registry& registry)
+/// The conf with the keys it omits taken from an existing network of the same name (code 7 when
+/// they disagree), and whether that network exists.
+struct Effective {
+    Json raw;
+    bool network_exists = false;
+};
+Result<Effective> effective_conf(const Kind& kind, const cni::Context& ctx, Registry& registry)
 {
     auto stored = TRY(registry.load_network(ctx.conf.name));
+    if (stored.absent())
+        return Effective { ctx.conf.raw, false };
     if (!stored.ok())
-        return ctx.conf.raw;
-    return adopt_network_options(ctx.conf.name, stored.record.options, ctx.conf.raw, kind.defaults(), "this config");
+        return Effective { ctx.conf.raw, true };
+    Json raw = TRY(adopt_network_options(ctx.conf.name, stored.record.options, ctx.conf.raw, kind.defaults(), "this config"));
+    return Effective { std::move(raw), true };
 }
 
 /// `raw` is the conf with the keys it omits taken from an existing network of the same name.
@@ -176,8 +185,8 @@ Result<cni::CniResult> cmd_add(const Kind& kind, const cni::Context& ctx)
 {
     auto state = TRY(State::open(ctx.conf));
     auto& registry = *state.registry;
-    Json raw = TRY(effective_conf(kind, ctx, registry));
-    ChildConf c = TRY(parse_conf(kind, ctx, raw, true));
+    Effective effective = TRY(effective_conf(kind, ctx, registry));
+    ChildConf c = TRY(parse_conf(kind, ctx, effective.raw, true));
     auto host = TRY(Socket::open());
     auto netns = Netns::open(ctx.env.netns);
     if (!netns)
@@ -190,7 +199,7 @@ Result<cni::CniResult> cmd_add(const Kind& kind, const cni::Context& ctx)
     auto request = child_request(kind, ctx, master.name);
     std::string temp_name = "cnm" + random_hex(4);
     std::string point = std::string(kind.name);
-    bool new_network = TRY(registry.load_network(ctx.conf.name)).absent();
+    bool new_network = !effective.network_exists;
     EndpointRecord record = TRY(ipam::begin(registry, c.ipam.conf ? &*c.ipam.conf : nullptr, request,
         Json { { "master", master.name }, { "mode", c.mode }, { "tempName", temp_name } },
         [&](const EndpointRecord& stale) { return remove_link(kind, ctx.env.netns, ctx.env.ifname, &stale); }));
@@ -288,8 +297,8 @@ Result<void> cmd_del(const Kind& kind, const cni::Context& ctx)
 Result<void> cmd_check(const Kind& kind, const cni::Context& ctx)
 {
     auto state = TRY(State::open(ctx.conf));
-    Json raw = TRY(effective_conf(kind, ctx, *state.registry));
-    ChildConf c = TRY(parse_conf(kind, ctx, raw, true));
+    Effective effective = TRY(effective_conf(kind, ctx, *state.registry));
+    ChildConf c = TRY(parse_conf(kind, ctx, effective.raw, true));
     auto checked = TRY(check_container(ctx, *state.registry, std::string(kind.name)));
     if (c.ipam.conf)
         return ipam::check(*state.registry, *c.ipam.conf, child_request(kind, ctx, checked.record.driver_state.value("master", "")),
