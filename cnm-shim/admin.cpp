@@ -138,7 +138,10 @@ std::string list_table(const Json& listing)
             eps.push_back({ n.value("name", "?"), from, short_id(e.value("containerID", e.value("key", "?"))), e.value("ifname", ""),
                 addrs.empty() ? "-" : addrs, e.value("sandbox", "").empty() ? "-" : short_id(e.value("sandbox", "")), e.value("phase", "corrupt") });
         }
-        std::string bridge = n.contains("options") && n["options"].is_object() ? n["options"].value("bridge", "-") : "-";
+        // options are the creator's keys as given (a conf may hold anything under its own keys)
+        std::string bridge = n.contains("options") && n["options"].is_object() && n["options"].contains("bridge") && n["options"]["bridge"].is_string()
+            ? n["options"]["bridge"].get<std::string>()
+            : "-";
         nets.push_back({ n.value("name", "?"), n.value("driver", "?"), n.value("frontend", "?"), subnets.empty() ? "-" : subnets, bridge,
             ids.empty() ? "-" : ids, std::to_string(cni), std::to_string(docker) });
     }
@@ -193,7 +196,7 @@ Result<Json> gc(Store& store, Dataplane* dataplane, bool dry_run)
                     errors.push_back(r.container_id + ": " + done.error().msg);
             };
             if (dataplane) {
-                if (r.driver_state.value("ipMasq", false))
+                if (r.driver_state.contains("ipMasq") && r.driver_state["ipMasq"] == true)
                     for (auto& a : r.addresses)
                         step(dataplane->del_masquerade(a.address));
                 if (r.driver_state.contains("ports")) {
@@ -211,7 +214,7 @@ Result<Json> gc(Store& store, Dataplane* dataplane, bool dry_run)
             if (r.frontend == Frontend::Cni) {
                 ipam::Request request;
                 request.network = name;
-                request.driver = r.driver_state.value("driver", "");
+                request.driver = r.driver_state.contains("driver") && r.driver_state["driver"].is_string() ? r.driver_state["driver"].get<std::string>() : "";
                 request.container_id = r.container_id;
                 request.ifname = r.ifname;
                 step(ipam::del(registry, nullptr, request));

@@ -467,7 +467,7 @@ Result<Json> Driver::request_address(const Json& req)
     Pools pools(m_store);
     if (!TRY(pools.exists(pool)))
         return make_error(Code::InvalidConfig, "pool " + pool.str() + " is not known to cnm (no RequestPool for it)");
-    bool gateway = options.is_object() && options.value("RequestAddressType", "") == "com.docker.network.gateway";
+    bool gateway = string_of(options, "RequestAddressType") == "com.docker.network.gateway";
     if (gateway) {
         IpAddr gw = TRY(pools.ensure_gateway(pool, wanted));
         return Json { { "Address", IpNet { gw, pool.subnet.prefix }.str() }, { "Data", Json::object() } };

@@ -31,7 +31,20 @@ int fail(const cnm::Error& e)
 
 } // namespace
 
+int run(int argc, char** argv);
+
 int main(int argc, char** argv)
+{
+    // Nothing a state file or a request holds may end in std::terminate: report and exit 1.
+    try {
+        return run(argc, argv);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "cnm-shim: internal error: %s\n", e.what());
+        return 1;
+    }
+}
+
+int run(int argc, char** argv)
 {
     CLI::App app { "cnm-shim: Docker's remote network and IPAM driver over cnm's networks, and admin commands on its state" };
     app.require_subcommand(1);

@@ -15,6 +15,7 @@
 #include <doctest/doctest.h>
 
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <map>
 #include <set>
@@ -619,4 +620,64 @@ TEST_CASE("shim: a dual-stack network (docker network create --ipv6)")
     auto join = f.ok("NetworkDriver.Join", Json { { "NetworkID", nid }, { "EndpointID", eid1 }, { "SandboxKey", "/run/docker/netns/ds" } }.dump());
     CHECK(join["Gateway"] == "10.213.51.1");
     CHECK(join["GatewayIPv6"] == "fd00:213:51::1");
+}
+
+TEST_CASE("shim: every field of every recorded request, given every wrong type, is a clear error or a success — never a crash")
+{
+    Fixture f;
+    f.create_network(nid, "10.213.52.0/24", { { "cnm.network", "types" } });
+    auto a = f.ok("IpamDriver.RequestAddress", R"({"PoolID":"local/10.213.52.0/24","Address":""})");
+    // One well-formed request per method, as Docker sends them (the trace's shapes).
+    std::vector<std::pair<std::string, Json>> requests = {
+        { "IpamDriver.RequestPool", Json::parse(R"({"AddressSpace":"local","Pool":"10.213.53.0/24","SubPool":"","Options":{},"V6":false})") },
+        { "IpamDriver.RequestAddress", Json::parse(R"({"PoolID":"local/10.213.52.0/24","Address":"","Options":{"RequestAddressType":"com.docker.network.gateway"}})") },
+        { "IpamDriver.ReleaseAddress", Json::parse(R"({"PoolID":"local/10.213.52.0/24","Address":"10.213.52.9"})") },
+        { "IpamDriver.ReleasePool", Json::parse(R"({"PoolID":"local/10.213.59.0/24"})") },
+        { "NetworkDriver.CreateNetwork", Json::parse(R"({"NetworkID":"feedbeef","Options":{"com.docker.network.enable_ipv6":false,"com.docker.network.generic":{"cnm.network":"types2","mtu":"1400"}},"IPv4Data":[{"AddressSpace":"local","Gateway":"10.213.54.1/24","Pool":"10.213.54.0/24"}],"IPv6Data":[]})") },
+        { "NetworkDriver.CreateEndpoint", Json { { "NetworkID", nid }, { "EndpointID", "e9" }, { "Interface", { { "Address", a["Address"] }, { "AddressIPv6", "" }, { "MacAddress", "" } } },
+                                                 { "Options", { { "com.docker.network.portmap", Json::array() } } } } },
+        { "NetworkDriver.Join", Json { { "NetworkID", nid }, { "EndpointID", "e9" }, { "SandboxKey", "/run/docker/netns/t1" }, { "Options", Json::object() } } },
+        { "NetworkDriver.ProgramExternalConnectivity", Json { { "NetworkID", nid }, { "EndpointID", "e9" },
+                                                              { "Options", { { "com.docker.network.portmap", Json::parse(R"([{"Proto":6,"IP":"","Port":80,"HostIP":"","HostPort":18080,"HostPortEnd":18080}])") } } } } },
+        { "NetworkDriver.EndpointOperInfo", Json { { "NetworkID", nid }, { "EndpointID", "e9" } } },
+        { "NetworkDriver.RevokeExternalConnectivity", Json { { "NetworkID", nid }, { "EndpointID", "e9" } } },
+        { "NetworkDriver.Leave", Json { { "NetworkID", nid }, { "EndpointID", "e9" } } },
+        { "NetworkDriver.DeleteEndpoint", Json { { "NetworkID", nid }, { "EndpointID", "e9" } } },
+        { "NetworkDriver.DeleteNetwork", Json { { "NetworkID", "feedbeef" } } },
+    };
+    const std::vector<Json> wrong = { nullptr, 7, -1, 3.5, true, Json::array(), Json::object(), "", std::string(5000, 'x'), "../../etc", Json::array({ 1, "a" }) };
+    size_t calls = 0;
+    // Every leaf path of a request (objects are walked, arrays by index), replaced in turn.
+    std::function<void(const std::string&, const Json&, const Json::json_pointer&)> walk = [&](const std::string& method, const Json& whole, const Json::json_pointer& at) {
+        const Json& here = whole.at(at);
+        for (auto& w : wrong) {
+            Json mutated = whole;
+            mutated[at] = w;
+            Reply r;
+            try {
+                r = f.driver.handle(method, mutated.dump());
+            } catch (const std::exception& e) {
+                FAIL_CHECK(method << " " << at.to_string() << " = " << w.dump().substr(0, 40) << " threw " << e.what());
+                continue;
+            }
+            ++calls;
+            INFO(method << " " << at.to_string() << " = " << w.dump().substr(0, 40) << " -> " << r.body.dump().substr(0, 200));
+            CHECK((r.status == 200 || r.status == 500));
+            if (r.status == 500)
+                CHECK_FALSE(r.body.value("Err", "").empty());
+        }
+        if (here.is_object())
+            for (auto& [k, v] : here.items())
+                walk(method, whole, at / k);
+        else if (here.is_array())
+            for (size_t i = 0; i < here.size(); ++i)
+                walk(method, whole, at / i);
+    };
+    for (auto& [method, body] : requests) {
+        walk(method, body, Json::json_pointer(""));
+        // and the well-formed request still behaves after all that
+        Reply r = f.driver.handle(method, body.dump());
+        CHECK((r.status == 200 || r.status == 500));
+    }
+    CHECK(calls > 500);
 }
