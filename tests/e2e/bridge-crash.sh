@@ -7,14 +7,10 @@ HOST=$(new_netns host)
 C=$(new_netns victim)
 conf='{"cniVersion":"1.1.0","name":"crashbr","type":"bridge","bridge":"cnmcrash0","isGateway":true,"ipMasq":true,"macspoofchk":true,"ipam":{"type":"ipam","ranges":[[{"subnet":"10.213.140.0/24"}],[{"subnet":"fd00:213:140::/64"}]]}}'
 gc_conf=$(jq -c '. + {"cni.dev/valid-attachments": []}' <<<"$conf")
-br() { # <cmd> [env…]
+br() { # <cmd> [env…]: the plugin in the host netns (lib.sh's cni); sets OUT, RC
     local cmd=$1
     shift
-    set +e
-    OUT=$(printf '%s' "${STDIN:-$conf}" | ip netns exec "$HOST" env CNI_COMMAND="$cmd" CNI_CONTAINERID=victim CNI_NETNS="/run/netns/$C" \
-        CNI_IFNAME=eth0 CNM_STATE_DIR="$CNM_STATE_DIR" "$@" "$PLUGINS/bridge")
-    RC=$?
-    set -e
+    cni "$PLUGINS/bridge" "$cmd" victim "/run/netns/$C" eth0 "${STDIN:-$conf}" "$@" ip netns exec "$HOST"
 }
 leftovers() {
     echo "leases=$(lease_count) endpoints=$(ls "$CNM_STATE_DIR/networks/crashbr/endpoints" 2>/dev/null | wc -l)" \

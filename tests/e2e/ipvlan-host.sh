@@ -9,14 +9,10 @@ ip -n "$HOST" link add cnmiv0 type veth peer name cnmiv0peer
 ip -n "$HOST" link set cnmiv0 up
 C=$(new_netns c)
 IV="$PLUGINS/ipvlan"
-hcni() { # <cmd> <id> <conf> [env…]; sets OUT, RC
+hcni() { # <cmd> <id> <conf> [env…]: the plugin in the host netns (lib.sh's cni); sets OUT, RC
     local cmd=$1 id=$2 conf=$3
     shift 3
-    set +e
-    OUT=$(printf '%s' "$conf" | ip netns exec "$HOST" env CNI_COMMAND="$cmd" CNI_CONTAINERID="$id" CNI_NETNS="/run/netns/$C" CNI_IFNAME=eth0 \
-        CNI_PATH="$PLUGINS:$REF" CNM_STATE_DIR="$CNM_STATE_DIR" "$@" "$IV")
-    RC=$?
-    set -e
+    cni "$IV" "$cmd" "$id" "/run/netns/$C" eth0 "$conf" "$@" ip netns exec "$HOST"
 }
 conf() { echo "{\"cniVersion\":\"1.1.0\",\"name\":\"iv\",\"type\":\"ipvlan\",\"master\":\"cnmiv0\"$1,\"ipam\":{\"type\":\"ipam\",\"subnet\":\"10.213.170.0/24\"}}"; }
 

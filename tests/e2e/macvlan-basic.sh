@@ -9,14 +9,10 @@ ip -n "$HOST" link add cnmmv0 type veth peer name cnmmv0peer
 ip -n "$HOST" link set cnmmv0 up
 ip -n "$HOST" link set cnmmv0peer up
 MV="$PLUGINS/macvlan"
-hcni() { # <cmd> <id> <netns> <conf> [env…]; sets OUT, RC
+hcni() { # <cmd> <id> <netns> <conf> [env…]: the plugin in the host netns (lib.sh's cni); sets OUT, RC
     local cmd=$1 id=$2 netns=$3 conf=$4
     shift 4
-    set +e
-    OUT=$(printf '%s' "$conf" | ip netns exec "$HOST" env CNI_COMMAND="$cmd" CNI_CONTAINERID="$id" CNI_NETNS="$netns" CNI_IFNAME=eth0 \
-        CNI_PATH="$PLUGINS:$REF" CNM_STATE_DIR="$CNM_STATE_DIR" "$@" "$MV")
-    RC=$?
-    set -e
+    cni "$MV" "$cmd" "$id" "$netns" eth0 "$conf" "$@" ip netns exec "$HOST"
 }
 n=0
 for v in 0.2.0 0.4.0 1.0.0 1.1.0; do

@@ -7,14 +7,10 @@ ip -n "$HOST" link add cnmmvc0 type veth peer name cnmmvc0peer
 ip -n "$HOST" link set cnmmvc0 up
 C=$(new_netns victim)
 conf='{"cniVersion":"1.1.0","name":"mvcrash","type":"macvlan","master":"cnmmvc0","ipam":{"type":"ipam","subnet":"10.213.180.0/24"}}'
-mv() { # <cmd> [env…]
+mv() { # <cmd> [env…]: the plugin in the host netns (lib.sh's cni); sets OUT, RC
     local cmd=$1
     shift
-    set +e
-    OUT=$(printf '%s' "$conf" | ip netns exec "$HOST" env CNI_COMMAND="$cmd" CNI_CONTAINERID=victim CNI_NETNS="/run/netns/$C" \
-        CNI_IFNAME=eth0 CNM_STATE_DIR="$CNM_STATE_DIR" "$@" "$PLUGINS/macvlan")
-    RC=$?
-    set -e
+    cni "$PLUGINS/macvlan" "$cmd" victim "/run/netns/$C" eth0 "$conf" "$@" ip netns exec "$HOST"
 }
 leftovers() {
     echo "leases=$(lease_count) endpoints=$(ls "$CNM_STATE_DIR/networks/mvcrash/endpoints" 2>/dev/null | wc -l)" \
