@@ -4,7 +4,6 @@
 
 #include <cstdlib>
 #include <cstring>
-#include <iostream>
 #include <unistd.h>
 
 namespace cnm::cni {
@@ -122,9 +121,10 @@ Outcome dispatch(const Plugin& plugin, const Getenv& getenv, std::string_view st
 int plugin_main(const Plugin& plugin, int argc, char** argv)
 {
     if (argc > 1 && (std::strcmp(argv[1], "--version") == 0 || std::strcmp(argv[1], "-v") == 0)) {
-        std::cout << "CNI " << plugin.name << " plugin (cnm)\nCNI protocol versions supported: "
-                  << supported_list() << "\n";
-        return 0;
+        // write(2), not std::cout: <iostream>'s static initializer sets up every locale facet at
+        // start-up, on every exec, for this one rarely used line.
+        std::string text = "CNI " + std::string(plugin.name) + " plugin (cnm)\nCNI protocol versions supported: " + supported_list() + "\n";
+        return ::write(STDOUT_FILENO, text.data(), text.size()) == static_cast<ssize_t>(text.size()) ? 0 : 1;
     }
     std::string input;
     const char* command = std::getenv("CNI_COMMAND");

@@ -29,9 +29,10 @@ struct Loaded {
     bool ok() const { return status == Status::Ok; }
 };
 
-/// Whether sync() makes a write durable. Hint: written atomically like any document (a reader,
-/// or a kill -9, sees the old or the new one) but not flushed — for what may be lost on power
-/// failure without harm: a round-robin cursor, an index other documents can rebuild.
+/// Whether sync() makes a write durable. Hint: not flushed, and (in FileStore) rewritten in place,
+/// so a kill -9 leaves the old or the new document but a power failure may leave a mix, read as
+/// corrupt — for what may be lost without harm: a round-robin cursor, an index other documents
+/// can rebuild.
 enum class Durability { Sync, Hint };
 
 /// An exclusive lock, released when destroyed.

@@ -110,6 +110,46 @@ TEST_CASE("symlinks inside the state tree are refused, not followed")
     CHECK(std::ifstream(outside + "/secret.json").get() == '{');
 }
 
+TEST_CASE("a Hint document is rewritten in place (no new inode), padded so no truncate is needed; links are replaced, never written through")
+{
+    test::TempDir tmp;
+    std::string root = tmp.path() + "/root";
+    auto store = FileStore::open(root);
+    REQUIRE(store.ok());
+    Key key { "p", "cursor" };
+    std::string path = root + "/p/cursor";
+    REQUIRE((*store)->put(key, Json { { "last", "10.213.0.100" } }, Durability::Hint).ok());
+    struct stat first {};
+    REQUIRE(::stat(path.c_str(), &first) == 0);
+    CHECK(mode_of(path) == 0600);
+    REQUIRE((*store)->put(key, Json { { "last", "10.213.0.9" } }, Durability::Hint).ok()); // shorter
+    struct stat second {};
+    REQUIRE(::stat(path.c_str(), &second) == 0);
+    CHECK(second.st_ino == first.st_ino); // the atomic path would have renamed a new inode over it
+    CHECK(second.st_size == first.st_size);
+    auto loaded = (*store)->get(key);
+    REQUIRE(loaded.ok());
+    REQUIRE(loaded->ok());
+    CHECK(loaded->doc == Json { { "last", "10.213.0.9" } });
+    CHECK(entries(root + "/p") == 1);
+
+    // A symlink or a second hard link at the name: replaced by the atomic path, the target untouched.
+    std::string outside = tmp.path() + "/outside.json";
+    std::ofstream(outside) << "{\"keep\":1}";
+    fs::remove(path);
+    fs::create_symlink(outside, path);
+    REQUIRE((*store)->put(key, Json { { "last", "a" } }, Durability::Hint).ok());
+    CHECK(fs::is_regular_file(fs::symlink_status(path)));
+    fs::remove(path);
+    fs::create_hard_link(outside, path);
+    REQUIRE((*store)->put(key, Json { { "last", "b" } }, Durability::Hint).ok());
+    CHECK(fs::hard_link_count(outside) == 1);
+    std::string kept;
+    std::getline(std::ifstream(outside), kept);
+    CHECK(kept == "{\"keep\":1}");
+    CHECK((*store)->get(key)->doc == Json { { "last", "b" } });
+}
+
 TEST_CASE("path components from input are validated")
 {
     test::TempDir tmp;
