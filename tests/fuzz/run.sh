@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 seconds=${1:-600}
 if [ ! -f build-fuzz/build.ninja ]; then
-    CXX=clang++ CC=clang meson setup build-fuzz -Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false \
+    CXX=clang++ CC=clang meson setup build-fuzz -Dfuzz=true -Db_lto=false -Db_sanitize=address,undefined -Db_lundef=false \
         -Dbuildtype=debugoptimized -Dcpp_args=-fsanitize=fuzzer-no-link >/dev/null
 fi
 ninja -C build-fuzz tests/fuzz/parse-fuzz >/dev/null
