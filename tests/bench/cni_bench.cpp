@@ -220,30 +220,31 @@ int bench_ipam(int reps, const std::string& ours_dir, const std::string& ref_dir
     std::printf("ADD with existing leases in the /16 (ADD then DEL, %d runs each)\n", reps);
     fs::remove_all(ours_state);
     fs::remove_all(ref_state);
+    // The control: ours on an empty pool, timed in the same rounds as ours on the seeded one, so
+    // "at N / at 0" compares runs minutes apart on a drifting machine no more.
+    std::string empty_state = work + "/ours-empty", empty_conf = ipam_conf("ipam", empty_state);
     size_t seeded = 0;
-    double ours_at_zero = 0;
     // 200 is the fill of the reference measurement in reference/cni.md (host-local ~25 ms there).
     for (size_t count : { size_t(0), size_t(200), size_t(1000), size_t(5000), size_t(20000) }) {
         seed_ours(ours_state, seeded, count);
         seed_host_local(ref_state, seeded, count);
         seeded = count;
         ::sync(); // the seeds' writeback must not land on the first timed runs
-        Stats a_ours, a_ref;
+        Stats a_ours, a_ref, a_empty;
         for (int i = 0; i < reps; ++i) {
             std::string id = "scale-" + std::to_string(count) + "-" + std::to_string(i);
-            bool ours_first = i % 2 == 0;
-            for (int k = 0; k < 2; ++k) {
-                bool o = (k == 0) == ours_first;
-                Run r = exec_plugin(o ? ours : ref, cni_env("ADD", id, path), o ? ours_conf : ref_conf);
-                check_ok(r, o ? "our ADD" : "host-local ADD");
-                (o ? a_ours : a_ref).add(r);
-                check_ok(exec_plugin(o ? ours : ref, cni_env("DEL", id, path), o ? ours_conf : ref_conf), "DEL");
+            for (int k = 0; k < 3; ++k) {
+                int which = (i + k) % 3; // 0 ours, 1 host-local, 2 ours on the empty pool; rotated
+                const std::string& bin = which == 1 ? ref : ours;
+                const std::string& conf = which == 0 ? ours_conf : which == 1 ? ref_conf : empty_conf;
+                Run r = exec_plugin(bin, cni_env("ADD", id, path), conf);
+                check_ok(r, which == 1 ? "host-local ADD" : "our ADD");
+                (which == 0 ? a_ours : which == 1 ? a_ref : a_empty).add(r);
+                check_ok(exec_plugin(bin, cni_env("DEL", id, path), conf), "DEL");
             }
         }
-        if (count == 0)
-            ours_at_zero = a_ours.median();
         print_row("ADD at " + std::to_string(count) + " leases", a_ours, a_ref);
-        std::printf("%-34s ours at %zu / ours at 0 = %.2f\n", "", count, a_ours.median() / ours_at_zero);
+        std::printf("%-34s ours at %zu / ours at 0 in the same rounds = %.2f\n", "", count, a_ours.median() / a_empty.median());
     }
     fs::remove_all(work);
     return 0;
