@@ -7,6 +7,9 @@
 
 #include "cni/conf.hpp"
 #include "ipam/ipam.hpp"
+#include "netlink/route.hpp"
+#include "netlink/socket.hpp"
+#include "netns/netns.hpp"
 #include "store/file_store.hpp"
 
 #include <CLI/CLI.hpp>
@@ -270,6 +273,39 @@ int bench_link_plugin(const std::string& kind, int reps, const std::string& ours
             + R"(","ranges":[[{"subnet":"10.213.)" + (o ? "200" : "201") + R"(.0/24"}]]}})";
     };
     std::string path = ours_dir + ":" + ref_dir;
+    // The floors under any plugin's time: an exec, and the kernel's own work — a veth made into a
+    // fresh netns and deleted again, in-process through our netlink layer (for macvlan too: its
+    // delete waits for the same RCU grace periods).
+    Stats floor, version_ours, version_ref, kernel_add, kernel_del;
+    for (int i = 0; i < reps; ++i) {
+        floor.add(exec_plugin("/bin/true", {}, ""));
+        version_ours.add(exec_plugin(ours, { "CNI_COMMAND=VERSION" }, ""));
+        version_ref.add(exec_plugin(ref, { "CNI_COMMAND=VERSION" }, ""));
+    }
+    auto host = netlink::Socket::open();
+    if (!host) {
+        std::cerr << "netlink: " << host.error().msg << "\n";
+        std::exit(1);
+    }
+    for (int i = 0; i < reps; ++i) {
+        std::string ns = "cnm-bench-k-" + std::to_string(::getpid());
+        if (std::system(("ip netns add " + ns).c_str()) != 0)
+            std::exit(1);
+        auto target = Netns::open("/run/netns/" + ns);
+        auto t0 = std::chrono::steady_clock::now();
+        auto made = target ? netlink::create_veth(**host, { "cnmbk0", "cnmbk1", target->fd(), std::nullopt, std::nullopt })
+                           : Result<void>(target.error());
+        auto t1 = std::chrono::steady_clock::now();
+        auto gone = made ? netlink::delete_link(**host, "cnmbk0") : Result<void>(made.error());
+        auto t2 = std::chrono::steady_clock::now();
+        (void)std::system(("ip netns del " + ns).c_str());
+        if (!gone) {
+            std::cerr << "kernel floor: " << gone.error().msg << "\n";
+            std::exit(1);
+        }
+        kernel_add.ms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+        kernel_del.ms.push_back(std::chrono::duration<double, std::milli>(t2 - t1).count());
+    }
     Stats add_ours, add_ref, del_ours, del_ref;
     for (int i = -2; i < reps + 5; ++i) { // two warm-up rounds create the bridges; the last 5 measure RSS
         bool rss_round = i >= reps;
@@ -296,6 +332,9 @@ int bench_link_plugin(const std::string& kind, int reps, const std::string& ours
             (void)std::system(("ip netns del " + ns).c_str());
         }
     }
+    std::printf("floors: exec of /bin/true %.2f ms; in-process veth create %.2f ms, delete %.2f ms (kernel only)\n", floor.median(),
+        kernel_add.median(), kernel_del.median());
+    print_row("VERSION (start-up cost)", version_ours, version_ref);
     std::printf("%s + ipam vs reference %s + host-local, %d interleaved runs, fresh netns each\n", kind.c_str(), kind.c_str(), reps);
     print_row("ADD", add_ours, add_ref);
     print_row("DEL", del_ours, del_ref);
