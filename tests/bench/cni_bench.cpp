@@ -137,6 +137,22 @@ void print_row(const std::string& what, const Stats& ours, const Stats& ref)
         ours.median(), ours.pct(0.9), ref.median(), ref.pct(0.9), ref.median() / ours.median());
 }
 
+// What every exec pays before any work: /bin/true, and VERSION of each plugin (start-up alone).
+struct StartUp {
+    Stats floor, ours, ref;
+};
+
+StartUp measure_start_up(const std::string& ours, const std::string& ref, int reps)
+{
+    StartUp s;
+    for (int i = 0; i < reps; ++i) {
+        s.floor.add(exec_plugin("/bin/true", {}, ""));
+        s.ours.add(exec_plugin(ours, { "CNI_COMMAND=VERSION" }, ""));
+        s.ref.add(exec_plugin(ref, { "CNI_COMMAND=VERSION" }, ""));
+    }
+    return s;
+}
+
 // Seeds host-local's directory directly: one file per address ("<id>\r\n<ifname>") — the layout
 // host-local itself writes — so its O(n) scan sees `count` leases.
 void seed_host_local(const std::string& dir, size_t from, size_t to)
@@ -178,16 +194,9 @@ int bench_ipam(int reps, const std::string& ours_dir, const std::string& ref_dir
     std::string ours_conf = ipam_conf("ipam", ours_state), ref_conf = ipam_conf("host-local", ref_state);
     std::string path = ours_dir + ":" + ref_dir;
 
-    Stats floor;
-    for (int i = 0; i < reps; ++i)
-        floor.add(exec_plugin("/bin/true", {}, ""));
-    Stats version_ours, version_ref;
-    for (int i = 0; i < reps; ++i) {
-        version_ours.add(exec_plugin(ours, { "CNI_COMMAND=VERSION" }, ""));
-        version_ref.add(exec_plugin(ref, { "CNI_COMMAND=VERSION" }, ""));
-    }
-    std::printf("exec floor (/bin/true): %.2f ms\n", floor.median());
-    print_row("VERSION (start-up cost)", version_ours, version_ref);
+    StartUp start_up = measure_start_up(ours, ref, reps);
+    std::printf("exec floor (/bin/true): %.2f ms\n", start_up.floor.median());
+    print_row("VERSION (start-up cost)", start_up.ours, start_up.ref);
     std::printf("\n");
 
     // One verb for every id, alternating which plugin goes first.
@@ -276,12 +285,8 @@ int bench_link_plugin(const std::string& kind, int reps, const std::string& ours
     // The floors under any plugin's time: an exec, and the kernel's own work — a veth made into a
     // fresh netns and deleted again, in-process through our netlink layer (for macvlan too: its
     // delete waits for the same RCU grace periods).
-    Stats floor, version_ours, version_ref, kernel_add, kernel_del;
-    for (int i = 0; i < reps; ++i) {
-        floor.add(exec_plugin("/bin/true", {}, ""));
-        version_ours.add(exec_plugin(ours, { "CNI_COMMAND=VERSION" }, ""));
-        version_ref.add(exec_plugin(ref, { "CNI_COMMAND=VERSION" }, ""));
-    }
+    StartUp start_up = measure_start_up(ours, ref, reps);
+    Stats kernel_add, kernel_del;
     auto host = netlink::Socket::open();
     if (!host) {
         std::cerr << "netlink: " << host.error().msg << "\n";
@@ -332,9 +337,9 @@ int bench_link_plugin(const std::string& kind, int reps, const std::string& ours
             (void)std::system(("ip netns del " + ns).c_str());
         }
     }
-    std::printf("floors: exec of /bin/true %.2f ms; in-process veth create %.2f ms, delete %.2f ms (kernel only)\n", floor.median(),
+    std::printf("floors: exec of /bin/true %.2f ms; in-process veth create %.2f ms, delete %.2f ms (kernel only)\n", start_up.floor.median(),
         kernel_add.median(), kernel_del.median());
-    print_row("VERSION (start-up cost)", version_ours, version_ref);
+    print_row("VERSION (start-up cost)", start_up.ours, start_up.ref);
     std::printf("%s + ipam vs reference %s + host-local, %d interleaved runs, fresh netns each\n", kind.c_str(), kind.c_str(), reps);
     print_row("ADD", add_ours, add_ref);
     print_row("DEL", del_ours, del_ref);
