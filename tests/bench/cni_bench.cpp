@@ -49,6 +49,16 @@ std::string g_rss_file;
 // commit, and the reference's cost is charged to us.
 int g_sync_fd = -1;
 
+// An empty work dir, and the fd exec_plugin syncs through.
+void fresh_work_dir(const std::string& work)
+{
+    fs::remove_all(work);
+    fs::create_directories(work);
+    if (g_sync_fd >= 0)
+        ::close(g_sync_fd);
+    g_sync_fd = ::open(work.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+}
+
 Run exec_plugin(const std::string& path, const std::vector<std::string>& env, const std::string& input, bool via_shim = false)
 {
     int in[2], out[2];
@@ -188,9 +198,7 @@ int bench_ipam(int reps, const std::string& ours_dir, const std::string& ref_dir
 {
     std::string ours = ours_dir + "/ipam", ref = ref_dir + "/host-local";
     std::string ours_state = work + "/ours", ref_state = work + "/host-local";
-    fs::remove_all(work);
-    fs::create_directories(work);
-    g_sync_fd = ::open(work.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    fresh_work_dir(work);
     std::string ours_conf = ipam_conf("ipam", ours_state), ref_conf = ipam_conf("host-local", ref_state);
     std::string path = ours_dir + ":" + ref_dir;
 
@@ -269,9 +277,7 @@ int bench_ipam(int reps, const std::string& ours_dir, const std::string& ref_dir
 int bench_link_plugin(const std::string& kind, int reps, const std::string& ours_dir, const std::string& ref_dir, const std::string& work)
 {
     std::string ours = ours_dir + "/" + kind, ref = ref_dir + "/" + kind;
-    fs::remove_all(work);
-    fs::create_directories(work);
-    g_sync_fd = ::open(work.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    fresh_work_dir(work);
     if (kind == "macvlan" && std::system("ip link add cnmbenchmv0 type veth peer name cnmbenchmv1 && ip link set cnmbenchmv0 up") != 0)
         std::exit(1);
     auto conf = [&](bool o) {
