@@ -1,6 +1,7 @@
 #include "cnm/model.hpp"
 
-#include <ctime>
+#include <cstdio>
+#include <chrono>
 
 namespace cnm {
 
@@ -42,11 +43,17 @@ std::optional<Frontend> parse_frontend(std::string_view s)
 
 std::string now_rfc3339()
 {
-    std::time_t t = std::time(nullptr);
-    std::tm tm {};
-    ::gmtime_r(&t, &tm);
+    // Calendar arithmetic, not gmtime_r(): glibc's first gmtime_r in a process runs tzset, which
+    // reads /etc/localtime — seven syscalls on every exec, for a stamp that is UTC anyway.
+    using namespace std::chrono;
+    auto secs = floor<seconds>(system_clock::now());
+    auto days = floor<std::chrono::days>(secs);
+    year_month_day date { days };
+    hh_mm_ss time { secs - days };
     char buf[32];
-    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    std::snprintf(buf, sizeof buf, "%04d-%02u-%02uT%02d:%02d:%02dZ", static_cast<int>(date.year()), static_cast<unsigned>(date.month()),
+        static_cast<unsigned>(date.day()), static_cast<int>(time.hours().count()), static_cast<int>(time.minutes().count()),
+        static_cast<int>(time.seconds().count()));
     return buf;
 }
 

@@ -1,9 +1,11 @@
+#include "cnm/model.hpp"
 #include "store/file_store.hpp"
 #include "helpers.hpp"
 
 #include <doctest/doctest.h>
 
 #include <fcntl.h>
+#include <ctime>
 #include <fstream>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -230,4 +232,19 @@ TEST_CASE("store: a lock timeout bounds the wait (cnm-shim's handlers)")
     CHECK(waited < std::chrono::seconds(2));
     held.value().reset();
     CHECK((*b)->lock({ "networks", "n1" }).ok());
+}
+
+TEST_CASE("record timestamps are RFC 3339 in UTC")
+{
+    std::time_t before = std::time(nullptr);
+    std::string stamp = cnm::now_rfc3339();
+    std::time_t after = std::time(nullptr);
+    REQUIRE(stamp.size() == 20);
+    std::tm tm {};
+    const char* end = ::strptime(stamp.c_str(), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    REQUIRE(end != nullptr);
+    CHECK(*end == '\0');
+    std::time_t parsed = ::timegm(&tm);
+    CHECK(parsed >= before);
+    CHECK(parsed <= after);
 }
