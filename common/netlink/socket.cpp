@@ -59,7 +59,7 @@ Socket::Socket(mnl_socket* socket)
     : m_socket(socket)
     , m_port(mnl_socket_get_portid(socket))
     , m_seq(static_cast<uint32_t>(std::time(nullptr)))
-    , m_buffer(32768)
+    , m_buffer(new char[buffer_size])
 {
 }
 
@@ -82,14 +82,14 @@ Result<void> Socket::run(Request& request, const std::string& what, const std::f
         return make_error(Code::Kernel, what + ": " + std::strerror(errno));
     }
     for (;;) {
-        ssize_t n = mnl_socket_recvfrom(m_socket, m_buffer.data(), m_buffer.size());
+        ssize_t n = mnl_socket_recvfrom(m_socket, m_buffer.get(), buffer_size);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
             m_last_errno = errno;
             return make_error(Code::Kernel, what + ": " + std::strerror(errno));
         }
-        auto* msg = reinterpret_cast<const nlmsghdr*>(m_buffer.data());
+        auto* msg = reinterpret_cast<const nlmsghdr*>(m_buffer.get());
         size_t len = static_cast<size_t>(n);
         for (; mnl_nlmsg_ok(msg, static_cast<int>(len)); msg = mnl_nlmsg_next(msg, reinterpret_cast<int*>(&len))) {
             if (msg->nlmsg_seq != m_seq || msg->nlmsg_pid != m_port)

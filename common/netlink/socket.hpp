@@ -41,7 +41,10 @@ private:
     uint32_t m_port;
     uint32_t m_seq;
     int m_last_errno = 0;
-    std::vector<char> m_buffer;
+    // Not a std::vector: zero-filling 32 KiB touched eight pages per socket on every exec, where a
+    // reply is written into the first one or two.
+    static constexpr size_t buffer_size = 32768;
+    std::unique_ptr<char[]> m_buffer;
 };
 
 } // namespace cnm::netlink
