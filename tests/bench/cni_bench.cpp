@@ -17,6 +17,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <functional>
 #include <fstream>
@@ -46,6 +48,7 @@ struct Run {
 // exec the plugin directly.
 std::string g_shim;
 std::string g_rss_file;
+std::string g_work;
 // Each timed call starts with nothing dirty on the state file system (syncfs, untimed). host-local
 // never flushes; without this its unflushed lease files ride along in our next fsync's journal
 // commit, and the reference's cost is charged to us.
@@ -86,8 +89,10 @@ Run exec_plugin(const std::string& path, const std::vector<std::string>& env, co
         ::syncfs(g_sync_fd);
     auto start = std::chrono::steady_clock::now();
     pid_t pid = 0;
-    if (::posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), envp.data()) != 0)
-        std::abort();
+    if (int err = ::posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), envp.data()); err != 0) {
+        std::cerr << "cannot run " << argv[0] << ": " << std::strerror(err) << "\n";
+        std::exit(1);
+    }
     posix_spawn_file_actions_destroy(&actions);
     ::close(in[0]);
     ::close(out[1]);
@@ -481,6 +486,13 @@ int main(int argc, char** argv)
     ours = fs::absolute(ours);
     g_shim = (fs::path(argv[0]).parent_path() / "exec-shim").string();
     g_rss_file = "/tmp/cnm-bench-rss-" + std::to_string(::getpid());
+    g_work = work;
+    // Also when a check fails and exits early: the RSS file and the scratch tree go.
+    std::atexit([] {
+        std::error_code ignored;
+        fs::remove(g_rss_file, ignored);
+        fs::remove_all(g_work, ignored);
+    });
     int rc = 0;
     if (ipam_cmd->parsed())
         rc = bench_ipam(reps, ours, ref, work);
@@ -488,6 +500,5 @@ int main(int argc, char** argv)
         rc = bench_link_plugin("bridge", reps, ours, ref, work);
     if (macvlan_cmd->parsed())
         rc = bench_link_plugin("macvlan", reps, ours, ref, work);
-    fs::remove(g_rss_file);
     return rc;
 }
