@@ -101,8 +101,13 @@ Result<BridgeKeys> parse_bridge_keys(const Json& raw)
 
 Result<netlink::Link> ensure_bridge(Socket& host, const BridgeKeys& c)
 {
-    TRY(netlink::create_bridge(host, { c.bridge, c.mtu, c.vlan.has_value() }));
+    // Look first: after the first ADD the bridge exists, and a create would only come back EEXIST
+    // (after taking the kernel's rtnl lock). Parallel first ADDs race to create; EEXIST is fine.
     auto link = TRY(netlink::get_link(host, c.bridge));
+    if (!link) {
+        TRY(netlink::create_bridge(host, { c.bridge, c.mtu, c.vlan.has_value() }));
+        link = TRY(netlink::get_link(host, c.bridge));
+    }
     if (!link)
         return make_error(Code::Kernel, "bridge " + c.bridge + " vanished right after it was created");
     if (link->kind != "bridge")
