@@ -49,9 +49,23 @@ struct Run {
 std::string g_shim;
 std::string g_rss_file;
 std::string g_work;
+std::vector<std::string> g_netns; // scratch namespaces still present, removed at exit whatever happens
+
+void add_netns(const std::string& name)
+{
+    if (std::system(("ip netns add " + name).c_str()) != 0)
+        std::exit(1);
+    g_netns.push_back(name);
+}
+
+void del_netns(const std::string& name)
+{
+    (void)std::system(("ip netns del " + name).c_str());
+    g_netns.erase(std::remove(g_netns.begin(), g_netns.end(), name), g_netns.end());
+}
 // Each timed call starts with nothing dirty on the state file system (syncfs, untimed). host-local
-// never flushes; without this its unflushed lease files ride along in our next fsync's journal
-// commit, and the reference's cost is charged to us.
+// never flushes; without this its dirty lease files are written back during our next fsyncs, and
+// the reference's cost is charged to us.
 int g_sync_fd = -1;
 
 // An empty work dir, and the fd exec_plugin syncs through.
@@ -155,10 +169,11 @@ void print_row(const std::string& what, const Stats& ours, const Stats& ref)
 }
 
 // The durability the store's rule (temp, fsync, rename, fsync dir) asks of one ADD, and nothing
-// else, in-process: a lease and an endpoint record — they live in different directories (the pool's, shared between
-// networks, and the network's) — each written to a temp file and renamed into place, then the
-// files' and the directories' fsyncs, in the order our FileStore::sync uses (the cheapest order
-// found; fsyncs from parallel threads and sync_file_range first were both slower here).
+// else, in-process: a lease and an endpoint record — they live in different directories (the
+// pool's, shared between networks, and the network's) — each written to a temp file and renamed
+// into place, then the files' and the directories' fsyncs, in the order our FileStore::sync uses
+// (the cheapest order found; fsyncs from parallel threads and sync_file_range first were both
+// slower here).
 double durable_add_floor(const std::string& work)
 {
     static int round = 0;
@@ -332,7 +347,6 @@ int bench_ipam(int reps, const std::string& ours_dir, const std::string& ref_dir
         print_row("ADD at " + std::to_string(count) + " leases", a_ours, a_ref);
         std::printf("%-34s ours at %zu / ours at 0 in the same rounds = %.2f\n", "", count, a_ours.median() / a_empty.median());
     }
-    fs::remove_all(work);
     return 0;
 }
 
@@ -367,8 +381,7 @@ int bench_link_plugin(const std::string& kind, int reps, const std::string& ours
     int master = kind == "macvlan" ? static_cast<int>(::if_nametoindex("cnmbenchmv0")) : 0;
     for (int i = 0; i < reps; ++i) {
         std::string ns = "cnm-bench-k-" + std::to_string(::getpid());
-        if (std::system(("ip netns add " + ns).c_str()) != 0)
-            std::exit(1);
+        add_netns(ns);
         auto target = Netns::open("/run/netns/" + ns);
         if (!target) {
             std::cerr << "kernel floor: " << target.error().msg << "\n";
@@ -395,14 +408,17 @@ int bench_link_plugin(const std::string& kind, int reps, const std::string& ours
             auto link = TRY(netlink::get_link(*inside, "cnmbk1"));
             if (!link)
                 return make_error(Code::Kernel, "the new link is missing");
-            TRY(netlink::set_link(*inside, link->index, { std::nullopt, std::nullopt, std::nullopt, std::string("eth0"), std::nullopt, std::nullopt }));
-            TRY(netlink::set_link(*inside, link->index, { true, std::nullopt, std::nullopt, std::nullopt, std::nullopt, std::nullopt }));
+            netlink::LinkChange rename, up;
+            rename.name = "eth0";
+            up.up = true;
+            TRY(netlink::set_link(*inside, link->index, rename));
+            TRY(netlink::set_link(*inside, link->index, up));
             TRY(netlink::add_address(*inside, link->index, *IpNet::parse("10.213.202.2/24")));
             if (kind != "macvlan") {
                 auto peer = TRY(netlink::get_link(**host, "cnmbk0"));
                 if (!peer)
                     return make_error(Code::Kernel, "the host end is missing");
-                TRY(netlink::set_link(**host, peer->index, { true, std::nullopt, std::nullopt, std::nullopt, std::nullopt, std::nullopt }));
+                TRY(netlink::set_link(**host, peer->index, up));
             }
             return {};
         }();
@@ -410,7 +426,7 @@ int bench_link_plugin(const std::string& kind, int reps, const std::string& ours
         auto gone = configured ? netlink::delete_link(*inside, "eth0") : Result<void>(configured.error());
         auto t2 = std::chrono::steady_clock::now();
         inside.reset();
-        (void)std::system(("ip netns del " + ns).c_str());
+        del_netns(ns);
         if (!gone) {
             std::cerr << "kernel floor: " << gone.error().msg << " " << gone.error().details << "\n";
             std::exit(1);
@@ -426,8 +442,7 @@ int bench_link_plugin(const std::string& kind, int reps, const std::string& ours
         for (int k = 0; k < 2; ++k) {
             bool o = (k == 0) == ours_first;
             std::string ns = "cnm-bench-" + std::to_string(::getpid()) + "-" + std::to_string(k);
-            if (std::system(("ip netns add " + ns).c_str()) != 0)
-                std::exit(1);
+            add_netns(ns);
             std::string id = "b" + std::to_string(i + 2);
             auto env = cni_env("ADD", id, path);
             env[2] = "CNI_NETNS=/run/netns/" + ns;
@@ -446,7 +461,7 @@ int bench_link_plugin(const std::string& kind, int reps, const std::string& ours
                 true_exec.add(exec_plugin("/bin/true", {}, ""));
                 durable.ms.push_back(durable_add_floor(work));
             }
-            (void)std::system(("ip netns del " + ns).c_str());
+            del_netns(ns);
         }
     }
     std::printf("floors: exec of /bin/true %.2f ms; in-process %s create + rename, up, address %.2f ms, delete %.2f ms (kernel only)\n", start_up.floor.median(),
@@ -461,7 +476,6 @@ int bench_link_plugin(const std::string& kind, int reps, const std::string& ours
     print_floor("/bin/true (dynamic, as libmnl is)", true_exec, &kernel_add, durable, add_ref, add_ours, 8);
     std::printf("best DEL ratio: %.2f / (%.2f + %.2f) = %.1fx (exec + kernel delete; ours %.1fx)\n", del_ref.median(), true_exec.median(),
         kernel_del.median(), del_ref.median() / (true_exec.median() + kernel_del.median()), del_ref.median() / del_ours.median());
-    fs::remove_all(work);
     return 0;
 }
 
@@ -487,8 +501,11 @@ int main(int argc, char** argv)
     g_shim = (fs::path(argv[0]).parent_path() / "exec-shim").string();
     g_rss_file = "/tmp/cnm-bench-rss-" + std::to_string(::getpid());
     g_work = work;
-    // Also when a check fails and exits early: the RSS file and the scratch tree go.
+    // At exit, also an early one after a failed check: the scratch namespaces, the RSS file and the
+    // scratch tree go.
     std::atexit([] {
+        for (auto names = g_netns; auto& name : names)
+            del_netns(name);
         std::error_code ignored;
         fs::remove(g_rss_file, ignored);
         fs::remove_all(g_work, ignored);
