@@ -30,6 +30,8 @@ public:
     Result<std::vector<std::string>> list(const Key& dir) override;
     Result<bool> exists(const Key& key) override;
     Result<std::unique_ptr<Lock>> lock(const Key& dir) override;
+    Result<std::unique_ptr<Lock>> hold(const Key& key) override;
+    Result<bool> held(const Key& key) override;
     Result<void> sync() override;
 
     const std::string& root() const { return m_root; }
