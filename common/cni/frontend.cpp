@@ -203,6 +203,8 @@ Plugin link_plugin(const std::string& kind)
         auto state = FileStore::open(state_dir(ctx.conf));
         if (!state)
             return make_error(Code::NotAvailable, "state directory unavailable: " + state.error().msg, state.error().details);
+        if (auto writable = (*state)->check_writable(); !writable)
+            return make_error(Code::NotAvailable, "not ready: " + writable.error().msg, writable.error().details);
         Registry registry(**state);
         return source->ready(registry);
     };

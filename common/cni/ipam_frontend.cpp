@@ -56,6 +56,8 @@ Plugin ipam_plugin()
         auto state = FileStore::open(state_dir(ctx.conf));
         if (!state)
             return make_error(Code::NotAvailable, "state directory unavailable: " + state.error().msg, state.error().details);
+        if (auto writable = (*state)->check_writable(); !writable)
+            return make_error(Code::NotAvailable, "not ready: " + writable.error().msg, writable.error().details);
         Registry registry(**state);
         return source.ready(registry);
     };

@@ -103,6 +103,9 @@ std::string error_details(const std::vector<Error>& errors)
 std::string Undo::run()
 {
     std::string failures;
+    if (m_first)
+        m_first();
+    m_first = nullptr;
     for (auto it = m_steps.rbegin(); it != m_steps.rend(); ++it)
         if (auto done = it->step(); !done)
             failures += (failures.empty() ? "" : "; ") + std::string("undoing ") + it->what + ": " + done.error().msg;
@@ -334,6 +337,11 @@ Result<void> Endpoints::drop_network_if_unused(const std::string& name)
         TRY(pools.remove_user(pool, name));
     TRY(m_registry.store().remove(Registry::network_key(name)));
     TRY(m_registry.store().remove_dir(Registry::endpoints_dir(name)));
+    TRY(m_registry.store().remove_dir(Registry::network_dir(name)));
+    // Its per-network firewall chain goes too (the bridge stays, as the reference leaves it), so
+    // an edited conf takes effect at the next ADD.
+    if (m_kernel)
+        TRY(m_kernel->remove_network_firewall(name));
     return {};
 }
 
@@ -426,6 +434,7 @@ Result<Added> Endpoints::add(const AddRequest& request, AddressSource& addresses
         if (m_driver)
             record.driver_state = m_driver->plan(options, record, request.target);
         hold = TRY_OR_UNDO(undo, m_registry.store().hold(hold_key(name, key)));
+        undo.first([&hold] { hold.reset(); });
         TRY_OR_UNDO(undo, m_registry.save_endpoint(record));
         undo.push("intent", [this, name, key]() -> Result<void> {
             auto lock = TRY(m_registry.lock_network(name));
@@ -510,6 +519,8 @@ Result<void> Endpoints::del(const NetworkSpec& network, const std::string& conta
     TRY(detach(record));
     fault_point(point(m_driver, "-del-after-links").c_str());
     fault_point(point(m_driver, "-del-after-link").c_str());
+    if (stored.absent() && addresses.recorded())
+        return {}; // nothing was ever recorded, so nothing is held: no lock, no write
     auto lock = TRY(m_registry.lock_network(network.name));
     TRY(addresses.release(m_registry, record));
     fault_point("ipam-del-after-release");
@@ -520,6 +531,7 @@ Result<void> Endpoints::del(const NetworkSpec& network, const std::string& conta
     fault_point("ipam-del-after-sandbox");
     fault_point(point(m_driver, "-del-after-sandbox").c_str());
     TRY(m_registry.remove_endpoint(network.name, key));
+    TRY(m_registry.store().held(hold_key(network.name, key))); // removes a crashed ADD's hold
     return drop_network_if_unused(network.name);
 }
 

@@ -50,7 +50,13 @@ public:
     Undo& operator=(const Undo&) = delete;
     ~Undo() { (void)run(); }
     void push(std::string what, std::function<Result<void>()> step) { m_steps.push_back({ std::move(what), std::move(step) }); }
-    void dismiss() { m_steps.clear(); }
+    void dismiss()
+    {
+        m_steps.clear();
+        m_first = nullptr;
+    }
+    /// Runs before the steps (to let go of a hold, so the steps can remove its directory).
+    void first(std::function<void()> step) { m_first = std::move(step); }
     /// Runs every step (latest first); returns "<step>: <error>; …" for those that failed.
     std::string run();
     /// Runs the steps and returns `error` with their failures appended to its details.
@@ -62,6 +68,7 @@ private:
         std::function<Result<void>()> step;
     };
     std::vector<Step> m_steps;
+    std::function<void()> m_first;
 };
 
 /// Where an endpoint's addresses come from.
@@ -84,6 +91,10 @@ public:
     /// The subnets a network record keeps (empty: not ours to know) and their gateways.
     virtual std::vector<std::pair<IpNet, std::optional<IpAddr>>> pools() const { return {}; }
     virtual std::string address_space() const { return "local"; }
+    /// True when everything the source holds for an attachment is named by its record (written
+    /// before any address is taken): DEL of an attachment without a record then has nothing to
+    /// free and touches no state (it succeeds on a read-only state dir).
+    virtual bool recorded() const { return false; }
 };
 
 /// No addresses (L2 only), or ones given from outside that need no release (prevResult,
@@ -97,6 +108,7 @@ public:
     Result<void> collect(Registry&, const std::string&, const std::vector<std::pair<std::string, std::string>>&) override { return {}; }
     Result<void> ready(Registry&) override { return {}; }
     Result<void> check(Registry&, const EndpointRecord&, const NetSetup&) override { return {}; }
+    bool recorded() const override { return true; }
 
 private:
     NetSetup m_given;
@@ -113,6 +125,7 @@ public:
     Result<void> check(Registry& registry, const EndpointRecord& endpoint, const NetSetup& prev) override;
     std::vector<std::pair<IpNet, std::optional<IpAddr>>> pools() const override;
     std::string address_space() const override { return m_conf.address_space; }
+    bool recorded() const override { return true; }
     const ipam::IpamConf& conf() const { return m_conf; }
 
 private:

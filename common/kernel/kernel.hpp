@@ -100,6 +100,8 @@ public:
     virtual Result<void> add_mac_guard(const std::string& host_ifname, const std::string& mac) = 0;
     virtual Result<void> del_mac_guard(const std::string& host_ifname, const std::string& mac) = 0;
     virtual Result<bool> has_mac_guard(const std::string& host_ifname, const std::string& mac) = 0;
+    /// The network's own firewall objects (its masquerade chain), once its last endpoint is gone.
+    virtual Result<void> remove_network_firewall(const std::string& network) = 0;
     /// All or none.
     virtual Result<void> add_ports(const std::vector<firewall::PortMap>& ports) = 0;
     virtual Result<void> del_ports(const std::vector<firewall::PortMap>& ports) = 0;

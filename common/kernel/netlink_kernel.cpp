@@ -149,6 +149,7 @@ public:
     Result<void> add_mac_guard(const std::string& host_ifname, const std::string& mac) override { return firewall::add_mac_guard(host_ifname, mac); }
     Result<void> del_mac_guard(const std::string& host_ifname, const std::string& mac) override { return firewall::del_mac_guard(host_ifname, mac); }
     Result<bool> has_mac_guard(const std::string& host_ifname, const std::string& mac) override { return firewall::has_mac_guard(host_ifname, mac); }
+    Result<void> remove_network_firewall(const std::string& network) override { return firewall::remove_network(network); }
     Result<void> add_ports(const std::vector<firewall::PortMap>& ports) override { return firewall::add_port_maps(ports); }
     Result<void> del_ports(const std::vector<firewall::PortMap>& ports) override { return firewall::del_port_maps(ports); }
 

@@ -147,6 +147,13 @@ Result<std::unique_ptr<FileStore>> FileStore::open(const std::string& root)
     return std::unique_ptr<FileStore>(new FileStore(root, fd));
 }
 
+Result<void> FileStore::check_writable() const
+{
+    if (::faccessat(m_root_fd, ".", W_OK, AT_EACCESS) != 0)
+        return make_error(Code::Io, "the state directory " + m_root + " cannot be written", std::strerror(errno));
+    return {};
+}
+
 FileStore::~FileStore()
 {
     (void)sync();
@@ -469,6 +476,7 @@ public:
     {
         ::unlinkat(m_dfd, m_name.c_str(), 0);
         ::close(m_fd);
+        ::close(m_dfd);
     }
 
 private:
@@ -501,7 +509,14 @@ Result<std::unique_ptr<Lock>> FileStore::hold(const Key& key)
         ::close(fd);
         return io_error("cannot hold", key, err);
     }
-    return std::unique_ptr<Lock>(new HoldLock(dfd, name, fd));
+    // Its own handle on the directory: the cached one may be closed by a remove_dir meanwhile.
+    int own = ::fcntl(dfd, F_DUPFD_CLOEXEC, 0);
+    if (own < 0) {
+        int err = errno;
+        ::close(fd);
+        return io_error("cannot hold", key, err);
+    }
+    return std::unique_ptr<Lock>(new HoldLock(own, name, fd));
 }
 
 Result<bool> FileStore::held(const Key& key)
