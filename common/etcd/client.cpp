@@ -119,10 +119,9 @@ Result<Json> Client::call(const char* path, const Json& body, Kind kind)
     for (size_t i = 0; i < n; ++i) {
         const size_t idx = (start + i) % n;
         const std::string& ep = m_options.endpoints[idx];
-        auto now = Clock::now();
-        if (now >= deadline)
+        auto left = duration_cast<milliseconds>(deadline - Clock::now());
+        if (left.count() <= 0) // less than a millisecond is no time to connect in
             break;
-        auto left = duration_cast<milliseconds>(deadline - now);
         ++tried;
         HttpReply reply = m_transport->post({ ep, path, text, deadline, std::min(m_options.connect_timeout, left) });
         auto note = [&](const std::string& why) { failures += (failures.empty() ? "" : "; ") + ep + ": " + why; };
