@@ -351,6 +351,11 @@ Result<WatchEnd> Client::watch(const std::string& prefix, int64_t from_revision,
             m_current.store(idx);
             return end;
         }
+        if (failure && failure->code == Code::TryAgainLater) // etcd said "unavailable" mid-stream
+            return make_error(Code::TryAgainLater,
+                "the watch stream from etcd at " + ep + " broke after revision " + std::to_string(end.last_revision)
+                    + "; list again and watch from there",
+                failure->msg + " (" + failure->details + ")");
         if (failure)
             return std::move(*failure).context("watching \"" + prefix + "\" on " + ep);
         if (reply.outcome == HttpReply::Outcome::Canceled)

@@ -11,6 +11,7 @@
 #include "etcd/transport.hpp"
 
 #include <httplib.h>
+#include <nlohmann/json.hpp>
 
 #include <condition_variable>
 #include <map>
@@ -113,7 +114,13 @@ void set_timeouts(httplib::Client& c, std::chrono::microseconds connect, Duratio
 
 std::string describe(httplib::Error e)
 {
-    return httplib::to_string(e);
+    switch (e) {
+    case httplib::Error::Connection: return "cannot connect";
+    case httplib::Error::ConnectionTimeout: return "connect timed out";
+    case httplib::Error::Read: return "no complete answer (connection closed, reset or cut off)";
+    case httplib::Error::Write: return "cannot send the request";
+    default: return httplib::to_string(e);
+    }
 }
 
 HttpReply::Outcome outcome_of(httplib::Error e)
@@ -166,6 +173,15 @@ public:
             reply.outcome = HttpReply::Outcome::Ok;
             reply.status = res.status;
             give(r.endpoint, std::move(client));
+            return reply;
+        }
+        if (err == httplib::Error::Read && res.status > 0 && !reply.body.empty() && nlohmann::json::accept(reply.body)) {
+            // etcd's gateway ends its error replies (HTTP 400/404/…, chunked) with a trailer
+            // (Grpc-Trailer-Content-Type), and cpp-httplib 0.11 fails on any trailer after the
+            // last chunk. By then the body has arrived whole (it parses), so it is the answer;
+            // the connection is dropped, not pooled.
+            reply.outcome = HttpReply::Outcome::Ok;
+            reply.status = res.status;
             return reply;
         }
         reply.body.clear();
