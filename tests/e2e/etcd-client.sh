@@ -23,8 +23,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Free TCP ports on 127.0.0.1, from our range only.
-used=$(ss -Htan 2>/dev/null | awk '{print $4}')
+# TCP ports in our range with no listener (TIME_WAIT is no obstacle: etcd and the drip listener
+# bind with SO_REUSEADDR).
+used=$(ss -Hltn 2>/dev/null | awk '{print $4}')
 free_port() {
     local p
     for p in "$@"; do

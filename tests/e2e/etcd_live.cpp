@@ -12,6 +12,8 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <future>
 #include <thread>
 #include <unistd.h>
@@ -45,10 +47,34 @@ std::unique_ptr<Client> client(std::vector<std::string> endpoints = {}, millisec
     return c.release_value();
 }
 
-/// SIGSTOPs etcd for its lifetime; SIGCONT also when an assertion throws.
+/// True when every thread of `pid` is stopped (state T in /proc/<pid>/task/*/stat).
+bool all_threads_stopped(pid_t pid)
+{
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    for (const auto& task : fs::directory_iterator("/proc/" + std::to_string(pid) + "/task", ec)) {
+        std::ifstream in(task.path() / "stat");
+        std::string line;
+        std::getline(in, line);
+        auto paren = line.rfind(')'); // the name may hold spaces; the state follows ") "
+        if (paren == std::string::npos || paren + 2 >= line.size() || line[paren + 2] != 'T')
+            return false;
+    }
+    return !ec;
+}
+
+/// SIGSTOPs etcd for its lifetime; SIGCONT also when an assertion throws. kill() returns before
+/// the stop takes effect (a thread running on the other core finishes what it is doing), so
+/// wait until every thread is stopped, or a request sent right after may still be served.
 class Frozen {
 public:
-    Frozen() : m_pid(std::stoi(env("ETCD_PID"))) { REQUIRE(::kill(m_pid, SIGSTOP) == 0); }
+    Frozen() : m_pid(std::stoi(env("ETCD_PID")))
+    {
+        REQUIRE(::kill(m_pid, SIGSTOP) == 0);
+        for (int i = 0; i < 200 && !all_threads_stopped(m_pid); ++i)
+            std::this_thread::sleep_for(5ms);
+        REQUIRE(all_threads_stopped(m_pid));
+    }
     ~Frozen() { ::kill(m_pid, SIGCONT); }
 
 private:
@@ -83,6 +109,30 @@ TEST_CASE("live: create-if-absent twice, the second loses and sees the winner")
     REQUIRE(now->has_value());
     CHECK((*now)->value == "host-a");
     CHECK((*now)->version == 1);
+}
+
+TEST_CASE("live: one client, many threads racing for one key: exactly one wins")
+{
+    auto c = client();
+    auto key = prefix("race") + "block";
+    std::atomic<int> wins { 0 }, losses { 0 }, errors { 0 };
+    std::vector<std::thread> threads;
+    for (int i = 0; i < 8; ++i)
+        threads.emplace_back([&, i] {
+            auto r = c->create(key, "host-" + std::to_string(i));
+            if (!r.ok())
+                ++errors;
+            else if (r->succeeded)
+                ++wins;
+            else if (r->current && r->current->value.rfind("host-", 0) == 0)
+                ++losses;
+        });
+    for (auto& t : threads)
+        t.join();
+    CHECK(wins == 1);
+    CHECK(losses == 7);
+    CHECK(errors == 0);
+    CHECK(c->get(key)->value().version == 1);
 }
 
 TEST_CASE("live: compare-and-swap on mod_revision")
