@@ -13,6 +13,8 @@ packages=(
     podman runc busybox-static
     # a real CNM client for cnm-shim: Docker 20.10 (dockerd is started by the tests themselves)
     docker.io curl
+    # the cluster store for multi-host networks (tests start their own etcd on loopback)
+    etcd-server
     # fuzzing: libFuzzer with ASan/UBSan
     clang libclang-rt-14-dev
     # the VM tier (tests/vm): qemu, and xz/cpio to unpack the kernel and pack the initramfs
