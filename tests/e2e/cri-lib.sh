@@ -41,6 +41,7 @@ CRI_IDS=()                                    # every sandbox id seen (for the g
 # they did not exist before and are empty by then.
 CRI_SYSTEM_DIRS=(/run/containerd/s /run/containerd /var/lib/cni/results /var/lib/cni)
 CRI_CREATED_SYSTEM_DIRS=()
+CRI_HAD_CNM_STATE=$([ -e /var/lib/cni/cnm ] && echo yes || echo no)   # the plugins' default state dir
 for _d in "${CRI_SYSTEM_DIRS[@]}"; do [ -e "$_d" ] || CRI_CREATED_SYSTEM_DIRS+=("$_d"); done
 unset _d
 # What the machine's own netns looks like before the test (it must look the same after).
@@ -278,6 +279,7 @@ cri_leak_check() {
     [ -z "$(ls -d /sys/fs/cgroup/*/"$CRI_CGROUP" 2>/dev/null)" ] || left="$left cgroups"
     [ -z "$(_cri_cache_files)" ] || left="$left go-cni-cache:$(_cri_cache_files | tr '\n' ,)"
     [ ! -e "$WORK" ] || left="$left workdir"
+    [ "$CRI_HAD_CNM_STATE" == yes ] || [ ! -e /var/lib/cni/cnm ] || left="$left /var/lib/cni/cnm(a plugin missed the test's state dir)"
     after=$( { ip -o link show | awk -F': ' '{print $2}' | cut -d@ -f1 | grep -E '^(cnm0|cnmcri)' || true
         nft list tables 2>/dev/null | grep -E ' cnm$' || true
         iptables -t nat -S 2>/dev/null | grep -c CNI- || true; } | sort)
