@@ -201,16 +201,22 @@ cri_pause_image() {
     ctr_ images import "$CRI_DIR/pause.tar" >/dev/null
 }
 
-# Processes of ours that outlive containerd: its shims (their command line names our socket),
-# and the pause processes in our cgroup parent.
-_cri_our_pids() {
-    local f pid comm
+# Processes whose command line names <dir>/ (read with builtins only, so the search does not find
+# itself).
+_cri_pids_naming() {
+    local f pid args
     for f in /proc/[0-9]*/cmdline; do
         pid=${f#/proc/}; pid=${pid%/cmdline}
-        comm=$(cat "/proc/$pid/comm" 2>/dev/null) || continue
-        case "$comm" in containerd*) ;; *) continue ;; esac
-        if tr '\0' '\n' <"$f" 2>/dev/null | grep -qF -- "$CRI_DIR/"; then echo "$pid"; fi
+        [ "$pid" != $$ ] && [ "$pid" != "$BASHPID" ] || continue
+        mapfile -d '' args 2>/dev/null <"$f" || continue
+        if [[ " ${args[*]} " == *"$1/"* ]]; then echo "$pid"; fi
     done
+}
+# Processes of ours that outlive containerd: its shims (their command line names our socket), a
+# plugin or the bridge wrapper it left running (cri.sh keeps its bin dir under $CRI_DIR), and the
+# pause processes in our cgroup parent.
+_cri_our_pids() {
+    _cri_pids_naming "$CRI_DIR"
     { find /sys/fs/cgroup/*/"$CRI_CGROUP" -name cgroup.procs -exec cat {} + 2>/dev/null || true; } | sort -u
 }
 
@@ -271,7 +277,8 @@ cri_cleanup() {
 # After everything is removed: anything of ours still there fails the test.
 cri_leak_check() {
     local left="" n after
-    [ -z "$(_cri_our_pids)" ] || left="$left processes:$(_cri_our_pids | tr '\n' ,)"
+    # (by now every process of the test is gone: containerd, shims, pods, plugins, dockerd, servers)
+    [ -z "$(_cri_our_pids; _cri_pids_naming "$WORK")" ] || left="$left processes:$( { _cri_our_pids; _cri_pids_naming "$WORK"; } | sort -u | tr '\n' ,)"
     [ -z "$(_cri_mounts)" ] || left="$left mounts:$(_cri_mounts | tr '\n' ,)"
     n=$(ls /run/netns 2>/dev/null | grep -c "^cnmcri-$$-" || true)
     [ "$n" -eq 0 ] || left="$left netns:$n"

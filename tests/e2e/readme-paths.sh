@@ -142,6 +142,9 @@ first_v4() { [ -f "$1" ] || { echo none; return 0; }; jq -r '[.. | objects | .su
 in_ns() { local ns=$1; shift; nsenter --net="$ns" "$@"; }
 had_var_cnm=$([ -e /var/lib/cni/cnm ] && echo yes || echo no)
 
+# ---- the README has exactly the paths this test knows how to run ----
+expect_eq "README's path markers" "${PATHS[*]}" "$(sed -n 's/^<!-- path: \([a-z0-9-]*\) -->$/\1/p' "$README" | paste -sd' ')"
+
 # ---- the systemd units pass systemd-analyze verify ----
 UNITROOT=$WORK/unitroot
 mkdir -p "$UNITROOT/usr/lib/systemd" "$UNITROOT/etc/systemd/system"
@@ -195,7 +198,9 @@ if [ "$PATH_RC" -eq 0 ]; then
             pass "path kubelet: pod a pings pod b"
         else fail "path kubelet: pod a cannot ping pod b"; fi
     fi
-    for id in "${ids[@]}"; do crictl stop "$id" >/dev/null && crictl rm "$id" >/dev/null || fail "teardown $id"; done
+    for id in "${ids[@]}"; do
+        if ! { crictl stop "$id" >/dev/null && crictl rm "$id" >/dev/null; }; then fail "path kubelet: teardown of $id"; fi
+    done
     expect_eq "path kubelet: no lease after teardown" 0 "$(leases_in "$T")"
 fi
 cri_stop TERM
@@ -238,7 +243,8 @@ podman_cleanup() {
     [ "$had_containers" == yes ] || rm -rf /var/lib/containers
 }
 eval "_readme_podman_cleanup() $(declare -f cleanup | tail -n +2)"
-cleanup() { local rc=$?; podman_cleanup; (exit "$rc"); _readme_podman_cleanup; }
+# (set +e first: under set -e the `(exit "$rc")` that hands the status on would end the trap)
+cleanup() { local rc=$?; set +e; podman_cleanup; (exit "$rc"); _readme_podman_cleanup; }
 docker_image_tar() { # the busybox rootfs tarball docker-lib makes, without a dockerd
     [ -s "$DOCKER_IMAGE_TAR" ] && tar -tf "$DOCKER_IMAGE_TAR" ./bin/busybox >/dev/null 2>&1 && return 0
     local r; r=$(mktemp -d "$WORK/bb-XXXXXX")
@@ -260,6 +266,7 @@ podman_cleanup
 # ---- Docker host ----
 T=$WORK/root-docker
 HD=$(cri_netns docker)
+# shellcheck disable=SC2034  # read by docker-lib.sh: dockerd runs in this test netns
 DOCKER_NETNS=$HD
 docker_start
 docker_image
@@ -283,7 +290,6 @@ on_systemctl_docker() {
     for _ in $(seq 100); do [ -S "/run/docker/plugins/$DRV.sock" ] && return 0; sleep 0.05; done
     echo "cnm-shim did not create its socket"; cat "$WORK/shim.log"; return 1
 }
-created_plugin_dir=$([ -d /run/docker/plugins ] && echo 0 || echo 1)
 run_path docker "$HD" "$T"
 expect_eq "path docker: the container's eth0 has an address from 10.213.203.0/24" 1 "$(grep -c 'inet 10\.213\.203\.' "$PATH_OUT" || true)"
 dk network rm cnm-net >/dev/null 2>&1 || true
