@@ -9,7 +9,8 @@
 #   - the conf/ files a block names are copies whose subnets are moved into this test's range
 #     (10.213.200.0/24–10.213.209.0/24);
 #   - a `systemctl` line is where the test starts the daemon itself: containerd (cri-lib.sh, with
-#     the CRI plugin's default CNI dirs moved into $T); cnm-shim: systemd-analyze verify of the
+#     the CNI dirs of $T/etc/containerd/config.toml — a copy of Debian's that the README's own
+#     command edits — moved into $T); cnm-shim: systemd-analyze verify of the
 #     installed unit (silent and rc 0), then the unit's own ExecStart, substituted;
 #   - Docker's driver `cnm` and its socket /run/docker/plugins/cnm.sock get the suffix of this
 #     test; `docker` is Debian's /usr/bin/docker against a dockerd of the test (docker-lib.sh);
@@ -171,12 +172,23 @@ done
 T=$WORK/root-kubelet
 H=$(cri_netns kubelet)
 env_file kubelet "$T"
+# The node's containerd config as Debian ships it (the README's sed edits the copy).
+[ -f /etc/containerd/config.toml ] || { echo "no /etc/containerd/config.toml: is Debian's containerd installed?" >&2; exit 1; }
+install -D -m 644 /etc/containerd/config.toml "$T/etc/containerd/config.toml"
 on_systemctl_kubelet() {
+    local dirs bin conf
     [[ $1 =~ systemctl\ (restart|start|enable\ --now)\ containerd ]] || { echo "unexpected: $1"; return 1; }
-    # containerd's CRI plugin defaults: bin_dir /opt/cni/bin, conf_dir /etc/cni/net.d (moved into $T).
+    # The CNI dirs containerd would use: its config's, else the CRI plugin's defaults; each path
+    # moved into $T like the README's own (the config's text never went through substitute).
+    dirs=$(/usr/bin/python3 -c '
+import sys, tomllib
+cni = tomllib.load(open(sys.argv[1], "rb")).get("plugins", {}).get("io.containerd.grpc.v1.cri", {}).get("cni", {})
+print(cni.get("bin_dir", "/opt/cni/bin"), cni.get("conf_dir", "/etc/cni/net.d"))' "$T/etc/containerd/config.toml" | substitute "$T")
+    read -r bin conf <<<"$dirs"
+    echo "+ [test] containerd with CNI bin_dir $bin, conf_dir $conf"
     CNM_STATE_DIR=$T/var/lib/cni/cnm
     export CNM_STATE_DIR
-    cri_config "$T/opt/cni/bin" "$T/etc/cni/net.d"
+    cri_config "$bin" "$conf"
     cri_start "$H"
     cri_pause_image
 }
