@@ -206,7 +206,7 @@ Plugin link_plugin(const std::string& kind)
         if (auto writable = (*state)->check_writable(); !writable)
             return make_error(Code::NotAvailable, "not ready: " + writable.error().msg, writable.error().details);
         Registry registry(**state);
-        return source->ready(registry);
+        return Endpoints(registry, nullptr, nullptr).status(ctx.conf.name, *source);
     };
     p.gc = [kind](const Context& ctx) -> Result<void> {
         auto valid = TRY(valid_attachments(ctx.conf)).value_or(std::vector<Attachment> {});

@@ -132,6 +132,7 @@ Result<IpamConf> parse_ipam_conf(const cni::NetConf& conf, const cni::CniArgs& a
         if (space->empty() || space->find('/') != std::string::npos || (*space)[0] == '.' || space->size() > 64)
             return invalid("\"ipam.addressSpace\" = \"" + *space + "\" is not a usable name");
         out.address_space = *space;
+        out.shared_space = true;
     }
 
     // runtimeConfig.ipRanges come first, then the legacy top-level range, then "ranges".

@@ -59,7 +59,7 @@ Plugin ipam_plugin()
         if (auto writable = (*state)->check_writable(); !writable)
             return make_error(Code::NotAvailable, "not ready: " + writable.error().msg, writable.error().details);
         Registry registry(**state);
-        return source.ready(registry);
+        return Endpoints(registry, nullptr, nullptr).status(ctx.conf.name, source);
     };
     p.gc = [](const Context& ctx) -> Result<void> {
         auto valid = TRY(valid_attachments(ctx.conf));

@@ -91,6 +91,12 @@ public:
     /// The subnets a network record keeps (empty: not ours to know) and their gateways.
     virtual std::vector<std::pair<IpNet, std::optional<IpAddr>>> pools() const { return {}; }
     virtual std::string address_space() const { return "local"; }
+    /// The network the source allocates for (called first by every lifecycle verb): a conf that
+    /// names no address space gets the network's own pools.
+    virtual void scope(const std::string& network) { (void)network; }
+    /// An existing network keeps the space its record names (records written before pools were
+    /// per network live in "local").
+    virtual void adopt_space(const std::string& space) { (void)space; }
     /// True when everything the source holds for an attachment is named by its record (written
     /// before any address is taken): DEL of an attachment without a record then has nothing to
     /// free and touches no state (it succeeds on a read-only state dir).
@@ -126,6 +132,16 @@ public:
     std::vector<std::pair<IpNet, std::optional<IpAddr>>> pools() const override;
     std::string address_space() const override { return m_conf.address_space; }
     bool recorded() const override { return true; }
+    void scope(const std::string& network) override
+    {
+        if (!m_conf.shared_space)
+            m_conf.address_space = "cni:" + network;
+    }
+    void adopt_space(const std::string& space) override
+    {
+        if (!m_conf.shared_space)
+            m_conf.address_space = space;
+    }
     const ipam::IpamConf& conf() const { return m_conf; }
 
 private:
@@ -171,6 +187,8 @@ public:
         const std::string& netns, AddressSource& addresses);
     Result<void> check(const NetworkSpec& network, const std::string& container_id, const std::string& ifname,
         const std::string& netns, const NetSetup& prev, AddressSource& addresses);
+    /// STATUS: the network's source can hand out an address.
+    Result<void> status(const std::string& network, AddressSource& addresses);
     /// Removes every CNI endpoint of the network not in `valid` (and not in flight), its links,
     /// firewall elements and leases.
     Result<void> gc(const NetworkSpec& network, const std::vector<std::pair<std::string, std::string>>& valid, AddressSource& addresses);
@@ -206,7 +224,7 @@ public:
     Result<void> publish(EndpointRecord& endpoint, const std::vector<firewall::PortMap>& ports);
 
 private:
-    Result<NetworkRecord> ensure_network(const NetworkSpec& network, const AddressSource& addresses, bool& created);
+    Result<NetworkRecord> ensure_network(const NetworkSpec& network, AddressSource& addresses, bool& created);
     Result<void> drop_network_if_unused(const std::string& name);
     Result<void> add_firewall(const FirewallState& state, const std::string& network, const EndpointRecord& endpoint);
 

@@ -30,6 +30,10 @@ std::string range_set_str(const RangeSet& set);
 struct IpamConf {
     std::string type;
     std::string address_space = "local";
+    /// False when the conf names no address space: then each network allocates on its own
+    /// (host-local's rule), in the space "cni:<network>". A space the conf names is shared by
+    /// every network that names it.
+    bool shared_space = false;
     std::vector<RangeSet> range_sets;
     std::vector<Route> routes;
     Dns dns;                     // from resolvConf

@@ -99,7 +99,7 @@ public:
     {
         auto& s = *TRY(socket(ns));
         auto added = netlink::add_address(s, index, address, dad);
-        if (!added && s.last_errno() == EEXIST)
+        if (!added && added.error().sys_errno == EEXIST)
             return {};
         return added;
     }
@@ -107,7 +107,7 @@ public:
     {
         auto& s = *TRY(socket(ns));
         auto done = netlink::del_address(s, index, address);
-        if (!done && (s.last_errno() == EADDRNOTAVAIL || s.last_errno() == ENODEV))
+        if (!done && (done.error().sys_errno == EADDRNOTAVAIL || done.error().sys_errno == ENODEV))
             return {};
         return done;
     }
@@ -122,7 +122,7 @@ public:
     {
         auto& s = *TRY(socket(ns));
         auto added = netlink::add_route(s, route);
-        if (!added && s.last_errno() == EEXIST)
+        if (!added && added.error().sys_errno == EEXIST)
             return {};
         return added;
     }

@@ -73,23 +73,22 @@ Socket::~Socket()
 Result<void> Socket::run(Request& request, const std::string& what, const std::function<void(const nlmsghdr*)>* on_message, bool& interrupted)
 {
     interrupted = false;
-    m_last_errno = 0;
     if (!request.complete())
         return errno_error(Code::Internal, EMSGSIZE, what + ": netlink request too large");
     nlmsghdr* nlh = request.header();
     nlh->nlmsg_seq = ++m_seq;
     nlh->nlmsg_flags |= NLM_F_ACK;
     if (mnl_socket_sendto(m_socket, nlh, nlh->nlmsg_len) < 0) {
-        m_last_errno = errno;
-        return errno_error(Code::Kernel, m_last_errno, what + ": " + std::strerror(m_last_errno));
+        int e = errno;
+        return errno_error(Code::Kernel, e, what + ": " + std::strerror(e));
     }
     for (;;) {
         ssize_t n = mnl_socket_recvfrom(m_socket, m_buffer.get(), buffer_size);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
-            m_last_errno = errno;
-            return errno_error(Code::Kernel, m_last_errno, what + ": " + std::strerror(m_last_errno));
+            int e = errno;
+            return errno_error(Code::Kernel, e, what + ": " + std::strerror(e));
         }
         auto* msg = reinterpret_cast<const nlmsghdr*>(m_buffer.get());
         size_t len = static_cast<size_t>(n);
@@ -102,9 +101,9 @@ Result<void> Socket::run(Request& request, const std::string& what, const std::f
                 auto* err = static_cast<const nlmsgerr*>(mnl_nlmsg_get_payload(msg));
                 if (err->error == 0)
                     return {};
-                m_last_errno = -err->error;
+                int e = -err->error;
                 std::string reason = ext_ack_message(msg);
-                return errno_error(Code::Kernel, m_last_errno, what + ": " + std::strerror(m_last_errno), reason);
+                return errno_error(Code::Kernel, e, what + ": " + std::strerror(e), reason);
             }
             if (msg->nlmsg_type == NLMSG_DONE)
                 return {};
@@ -136,7 +135,6 @@ Result<void> Socket::query(Request& request, const std::string& what, const std:
             return {};
         }
     }
-    m_last_errno = EINTR;
     return errno_error(Code::TryAgainLater, EINTR, what + ": the dump kept changing under us", "NLM_F_DUMP_INTR 5 times");
 }
 

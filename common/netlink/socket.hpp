@@ -27,9 +27,6 @@ public:
     /// NLM_F_DUMP_INTR: the dump is retried up to 5 times (a link changed meanwhile), then the
     /// call fails with EINTR; partial results are never returned.
     Result<void> query(Request& request, const std::string& what, const std::function<void(const nlmsghdr*)>& on_message);
-    /// Deprecated: the errno of the last failed request, a side channel kept only for callers
-    /// outside common/netlink that have not moved to Error::sys_errno yet. Do not use in new code.
-    int last_errno() const { return m_last_errno; }
 
 private:
     explicit Socket(mnl_socket* socket);
@@ -38,7 +35,6 @@ private:
     mnl_socket* m_socket;
     uint32_t m_port;
     uint32_t m_seq;
-    int m_last_errno = 0;
     // Not a std::vector: zero-filling 32 KiB touched eight pages per socket on every exec, where a
     // reply is written into the first one or two.
     static constexpr size_t buffer_size = 32768;

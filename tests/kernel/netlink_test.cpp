@@ -103,7 +103,6 @@ TEST_CASE("veth: the peer is created directly in another namespace, renamed ther
     auto clash = create_veth(*ns.socket, { "vhost1", "eth0", container.fd(), {}, {} });
     REQUIRE_FALSE(clash.ok());
     CHECK(clash.error().sys_errno == EEXIST);
-    CHECK(ns.socket->last_errno() == EEXIST); // the deprecated side channel still agrees
     CHECK_FALSE(get_link(*ns.socket, "vhost1").value());
 
     auto hv = get_link(*ns.socket, "vhost0").value();
@@ -345,32 +344,35 @@ TEST_CASE("neighbours: replace twice is not EEXIST, replace overwrites the MAC, 
         auto done = replace_neighbour(*host.socket, host.vxlan, peer, m2);
         REQUIRE_MESSAGE(done.ok(), done.error().msg, " / ", done.error().details);
     }
-    auto listed = list_neighbours(*host.socket, host.vxlan).value();
+    auto listed = list_neighbours(*host.socket, host.vxlan, 4).value();
     REQUIRE(listed.size() == 1);
     CHECK(listed[0].dst == peer);
     CHECK(listed[0].index == host.vxlan);
     REQUIRE(listed[0].lladdr);
     CHECK(mac_str(*listed[0].lladdr) == "02:13:96:00:00:02");
     CHECK(listed[0].permanent());
-    auto shown = ip_json("neigh show dev kvx43");
+    auto shown = ip_json("-4 neigh show dev kvx43");
     REQUIRE(shown.size() == 1);
     CHECK(shown[0]["dst"] == "10.213.150.64");
     CHECK(shown[0]["lladdr"] == "02:13:96:00:00:02");
     CHECK(shown[0]["state"][0] == "PERMANENT");
     // Another device's entries are not listed for this one.
     REQUIRE(replace_neighbour(*host.socket, host.underlay, ip("10.213.150.2"), m3).ok());
-    CHECK(list_neighbours(*host.socket, host.vxlan).value().size() == 1);
+    CHECK(list_neighbours(*host.socket, host.vxlan, 4).value().size() == 1);
     CHECK(list_neighbours(*host.socket, host.underlay, 4).value().size() == 1);
-    CHECK(list_neighbours(*host.socket, host.underlay, 6).value().empty());
+    // (IPv6 neighbour discovery may add entries of its own on an interface that is up: only
+    // permanent ones are ours.)
+    for (auto& n : list_neighbours(*host.socket, host.underlay, 6).value())
+        CHECK_FALSE(n.permanent());
 
     REQUIRE(replace_neighbour(*host.socket, host.vxlan, peer, m3).ok());
-    listed = list_neighbours(*host.socket, host.vxlan).value();
+    listed = list_neighbours(*host.socket, host.vxlan, 4).value();
     REQUIRE(listed.size() == 1);
     CHECK(mac_str(*listed[0].lladdr) == "02:13:96:00:00:03");
 
     REQUIRE(delete_neighbour(*host.socket, host.vxlan, peer).ok());
-    CHECK(list_neighbours(*host.socket, host.vxlan).value().empty());
-    CHECK(ip_json("neigh show dev kvx43").empty());
+    CHECK(list_neighbours(*host.socket, host.vxlan, 4).value().empty());
+    CHECK(ip_json("-4 neigh show dev kvx43").empty());
     CHECK(delete_neighbour(*host.socket, host.vxlan, peer).ok()); // absent: success
     auto bad = replace_neighbour(*host.socket, 0, peer, m2);
     REQUIRE_FALSE(bad.ok());
