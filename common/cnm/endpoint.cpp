@@ -280,7 +280,7 @@ Result<Json> Endpoints::effective_options(const NetworkSpec& network)
     return adopt_network_options(network.name, stored.record.options, network.options, m_driver->network_defaults(), "this config");
 }
 
-Result<NetworkRecord> Endpoints::ensure_network(const NetworkSpec& network, const AddressSource& addresses, bool& created)
+Result<NetworkRecord> Endpoints::ensure_network(const NetworkSpec& network, AddressSource& addresses, bool& created)
 {
     created = false;
     auto stored = TRY(m_registry.load_network(network.name));
@@ -293,6 +293,8 @@ Result<NetworkRecord> Endpoints::ensure_network(const NetworkSpec& network, cons
                 + stored.reason + ")", "remove the file; it is rebuilt from the next conf");
     if (stored.ok()) {
         auto& record = stored.record;
+        addresses.adopt_space(record.address_space);
+        space = addresses.address_space();
         if (!subnets.empty() && record.subnets != subnets)
             return make_error(Code::InvalidConfig, "network \"" + network.name + "\" exists with subnets " + list_str(record.subnets)
                     + ", but this config asks for " + list_str(subnets));
@@ -332,16 +334,18 @@ Result<void> Endpoints::drop_network_if_unused(const std::string& name)
         return {};
     if (!TRY(m_registry.list_endpoints(name)).empty())
         return {};
+    // Its per-network firewall chain goes too (the bridge stays, as the reference leaves it), so
+    // an edited conf takes effect at the next ADD. First, while the record still says so: a
+    // failure here is then retried by the next DEL or GC. Only for a driver that masquerades, so
+    // macvlan/ipvlan never need nftables.
+    if (m_kernel && m_driver && m_driver->firewall(stored.record.options, EndpointRecord {}).masquerade)
+        TRY(m_kernel->remove_network_firewall(name));
     Pools pools(m_registry.store());
     for (auto& pool : pools_of(stored.record))
         TRY(pools.remove_user(pool, name));
     TRY(m_registry.store().remove(Registry::network_key(name)));
     TRY(m_registry.store().remove_dir(Registry::endpoints_dir(name)));
     TRY(m_registry.store().remove_dir(Registry::network_dir(name)));
-    // Its per-network firewall chain goes too (the bridge stays, as the reference leaves it), so
-    // an edited conf takes effect at the next ADD.
-    if (m_kernel)
-        TRY(m_kernel->remove_network_firewall(name));
     return {};
 }
 
@@ -394,6 +398,7 @@ Result<Added> Endpoints::add(const AddRequest& request, AddressSource& addresses
 {
     Undo undo;
     const std::string& name = request.network.name;
+    addresses.scope(name);
     Json options = TRY(effective_options(request.network));
     if (m_driver)
         TRY(m_driver->validate(options));
@@ -403,7 +408,10 @@ Result<Added> Endpoints::add(const AddRequest& request, AddressSource& addresses
     {
         auto lock = TRY(m_registry.lock_network(name));
         bool created = false;
-        TRY(ensure_network(request.network, addresses, created));
+        // The effective options: a key the conf omits is the network's, also for its identity.
+        NetworkSpec effective = request.network;
+        effective.options = options;
+        TRY(ensure_network(effective, addresses, created));
         if (created)
             undo.push("network record", [this, name]() -> Result<void> {
                 auto lock = TRY(m_registry.lock_network(name));
@@ -499,6 +507,7 @@ Result<Added> Endpoints::add(const AddRequest& request, AddressSource& addresses
 Result<void> Endpoints::del(const NetworkSpec& network, const std::string& container_id, const std::string& ifname,
     const std::string& netns, AddressSource& addresses)
 {
+    addresses.scope(network.name);
     std::string key = endpoint_key(container_id, ifname);
     // The kernel work (a veth delete waits for an RCU grace period, ~10 ms) runs outside the
     // network lock, so parallel DELs on one network overlap; the record is this attachment's alone.
@@ -538,9 +547,11 @@ Result<void> Endpoints::del(const NetworkSpec& network, const std::string& conta
 Result<void> Endpoints::check(const NetworkSpec& network, const std::string& container_id, const std::string& ifname,
     const std::string& netns, const NetSetup& prev, AddressSource& addresses)
 {
+    addresses.scope(network.name);
     auto stored_network = TRY(m_registry.load_network(network.name));
     if (!stored_network.ok())
         return make_error(Code::CheckFailed, "network \"" + network.name + "\" has no record in the state directory");
+    addresses.adopt_space(stored_network.record.address_space);
     std::vector<std::string> subnets;
     for (auto& [net, gw] : addresses.pools())
         subnets.push_back(net.str());
@@ -568,8 +579,18 @@ Result<void> Endpoints::check(const NetworkSpec& network, const std::string& con
     return addresses.check(m_registry, stored.record, prev);
 }
 
+Result<void> Endpoints::status(const std::string& network, AddressSource& addresses)
+{
+    addresses.scope(network);
+    auto stored = TRY(m_registry.load_network(network));
+    if (stored.ok())
+        addresses.adopt_space(stored.record.address_space);
+    return addresses.ready(m_registry);
+}
+
 Result<void> Endpoints::gc(const NetworkSpec& network, const Keep& valid, AddressSource& addresses)
 {
+    addresses.scope(network.name);
     auto lock = TRY(m_registry.lock_network(network.name));
     auto is_valid = [&](const std::string& cid, const std::string& ifname) {
         return std::find(valid.begin(), valid.end(), std::pair { cid, ifname }) != valid.end();
@@ -691,6 +712,9 @@ Result<void> Endpoints::delete_network(const std::string& name, const std::strin
     bool last = record.frontend == Frontend::Docker && record.docker_ids.empty() && TRY(m_registry.list_endpoints(name)).empty();
     if (!last)
         return m_registry.save_network(record);
+    // The network's masquerade chain, as drop_network_if_unused does for a CNI network.
+    if (m_kernel && m_driver && m_driver->firewall(record.options, EndpointRecord {}).masquerade)
+        TRY(m_kernel->remove_network_firewall(name));
     Pools pools(m_registry.store());
     for (auto& pool : pools_of(record))
         TRY(pools.remove_user(pool, name));
