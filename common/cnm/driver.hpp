@@ -78,6 +78,10 @@ public:
     /// The network-level keys and the value a missing key means; shared by CNI confs and
     /// `docker network create -o`. Also gives each key's JSON type.
     virtual const Json& network_defaults() const = 0;
+    /// Keys that describe one attachment (the MTU of its link, hairpin mode): each ADD's conf
+    /// says them, as the reference plugins read them, and a network never imposes them. Docker's
+    /// `-o` may set them for the network's Docker endpoints. With the value their absence means.
+    virtual const Json& attachment_defaults() const = 0;
     /// Allowed values of the keys that take one of a few (modes).
     virtual const std::map<std::string, std::vector<std::string>>& choices() const = 0;
     /// Keys that identify the network's kernel objects and must agree between all its users

@@ -78,10 +78,17 @@ public:
 
     const Json& network_defaults() const override
     {
+        // The bridge, its VLAN and isolation of its ports, what it routes and masquerades: one
+        // value per network, which all its users must agree on.
         static const Json defaults = {
-            { "bridge", "cni0" }, { "mtu", 0 }, { "ipMasq", false }, { "isGateway", false }, { "isDefaultGateway", false },
-            { "hairpinMode", false }, { "promiscMode", false }, { "vlan", 0 }, { "portIsolation", false },
+            { "bridge", "cni0" }, { "ipMasq", false }, { "isGateway", false }, { "isDefaultGateway", false },
+            { "promiscMode", false }, { "vlan", 0 }, { "portIsolation", false },
         };
+        return defaults;
+    }
+    const Json& attachment_defaults() const override
+    {
+        static const Json defaults = { { "mtu", 0 }, { "hairpinMode", false }, { "macspoofchk", false } };
         return defaults;
     }
     const std::map<std::string, std::vector<std::string>>& choices() const override

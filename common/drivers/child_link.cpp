@@ -53,6 +53,11 @@ public:
 
     std::string_view kind() const override { return m_kind.name; }
     const Json& network_defaults() const override { return m_kind.defaults; }
+    const Json& attachment_defaults() const override
+    {
+        static const Json defaults = { { "mtu", 0 } };
+        return defaults;
+    }
     const std::map<std::string, std::vector<std::string>>& choices() const override { return m_choices; }
     Json identity(const Json& options) const override
     {
@@ -225,7 +230,7 @@ private:
 
 Driver& macvlan_driver()
 {
-    static ChildDriver driver({ "macvlan", { { "master", "" }, { "mode", "bridge" }, { "mtu", 0 } },
+    static ChildDriver driver({ "macvlan", { { "master", "" }, { "mode", "bridge" } },
         { { "bridge", MACVLAN_MODE_BRIDGE }, { "private", MACVLAN_MODE_PRIVATE }, { "vepa", MACVLAN_MODE_VEPA }, { "passthru", MACVLAN_MODE_PASSTHRU } },
         true, true });
     return driver;
@@ -233,7 +238,7 @@ Driver& macvlan_driver()
 
 Driver& ipvlan_driver()
 {
-    static ChildDriver driver({ "ipvlan", { { "master", "" }, { "mode", "l2" }, { "mtu", 0 }, { "flag", "bridge" } },
+    static ChildDriver driver({ "ipvlan", { { "master", "" }, { "mode", "l2" }, { "flag", "bridge" } },
         { { "l2", IPVLAN_MODE_L2 }, { "l3", IPVLAN_MODE_L3 }, { "l3s", IPVLAN_MODE_L3S } }, false, false });
     return driver;
 }

@@ -70,6 +70,17 @@ expect_eq "while endpoints exist, another bridge is refused naming both" "1 yes"
     "$RC $(grep -q 'cnmsl2' <<<"$OUT" && grep -q 'cnmsl3' <<<"$OUT" && echo yes || echo no)"
 hcni "$BR" DEL c1 "/run/netns/$C1" eth0 "$B"
 
+# Keys of one attachment follow each ADD's conf; keys of the network must agree.
+hcni "$BR" ADD c1 "/run/netns/$C1" eth0 "$(conf keys cnmsl6 10.213.166.0/24 '"mtu":1400')"
+hcni "$BR" ADD c2 "/run/netns/$C2" eth0 "$(conf keys cnmsl6 10.213.166.0/24 '"mtu":1300,"hairpinMode":true')"
+expect_eq "a second ADD with another mtu and hairpinMode succeeds" 0 "$RC"
+expect_eq "…each container has its own conf's mtu" "1400 1300" \
+    "$(ip -n "$C1" -j link show eth0 | jq '.[0].mtu') $(ip -n "$C2" -j link show eth0 | jq '.[0].mtu')"
+hcni "$BR" ADD c3 "/run/netns/$C2" eth1 "$(conf keys cnmsl6 10.213.166.0/24 '"ipMasq":true')"
+expect_eq "a network key (ipMasq) that disagrees is refused" 1 "$RC"
+for id in c1 c2; do hcni "$BR" DEL $id "/run/netns/$( [ $id == c1 ] && echo "$C1" || echo "$C2")" eth0 "$(conf keys cnmsl6 10.213.166.0/24)"; done
+expect_eq "DELs of both" "0 no" "$RC $(has_network keys)"
+
 # ---- ENOSPC ---------------------------------------------------------------------------------
 SMALL=$WORK/small
 mkdir -p "$SMALL"
