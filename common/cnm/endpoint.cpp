@@ -4,6 +4,7 @@
 #include "util/fault.hpp"
 
 #include <algorithm>
+#include <cstdlib>
 #include <set>
 
 namespace cnm {
@@ -94,6 +95,20 @@ std::string error_details(const std::vector<Error>& errors)
     for (auto& e : errors)
         details += (details.empty() ? "" : "; ") + e.msg + (e.details.empty() ? "" : " (" + e.details + ")");
     return details;
+}
+
+/// How long after its ADD returned an attachment is safe from a GC that does not list it: the
+/// runtime computes its list, then calls GC, and an ADD that was in flight meanwhile is not
+/// named. CNM_GC_GRACE_MS overrides the default of 1 s (tests of GC itself set 0).
+int64_t gc_grace_ms()
+{
+    if (const char* env = std::getenv("CNM_GC_GRACE_MS"); env && *env) {
+        char* end = nullptr;
+        long long v = std::strtoll(env, &end, 10);
+        if (end && *end == '\0' && v >= 0)
+            return v;
+    }
+    return 1000;
 }
 
 } // namespace
@@ -412,11 +427,23 @@ Result<Added> Endpoints::add(const AddRequest& request, AddressSource& addresses
         NetworkSpec effective = request.network;
         effective.options = options;
         TRY(ensure_network(effective, addresses, created));
-        if (created)
-            undo.push("network record", [this, name]() -> Result<void> {
+        if (created) {
+            // A failed first ADD leaves the state as it was: also no round-robin position in a
+            // pool that had none before.
+            std::vector<Key> cursors;
+            for (auto& [net, gw] : addresses.pools())
+                if (PoolId pool { addresses.address_space(), net }; !TRY_OR_UNDO(undo, m_registry.store().exists(pool.cursor())))
+                    cursors.push_back(pool.cursor());
+            undo.push("network record", [this, name, cursors]() -> Result<void> {
                 auto lock = TRY(m_registry.lock_network(name));
-                return drop_network_if_unused(name);
+                TRY(drop_network_if_unused(name));
+                for (auto& cursor : cursors)
+                    TRY(m_registry.store().remove(cursor, Durability::Hint));
+                for (auto& cursor : cursors)
+                    TRY(m_registry.store().remove_dir(Key(cursor.begin(), cursor.end() - 1)));
+                return {};
             });
+        }
         auto existing = TRY_OR_UNDO(undo, m_registry.load_endpoint(name, key));
         if (existing.corrupt())
             return undo.fail(make_error(Code::StateCorrupt, "endpoint record " + key_str(Registry::endpoint_doc(name, key))
@@ -493,6 +520,7 @@ Result<Added> Endpoints::add(const AddRequest& request, AddressSource& addresses
         TRY_OR_UNDO(undo, m_registry.sandbox_join(record.sandbox, record.netns, record.frontend, { name, key }));
         fault_point("ipam-after-sandbox");
         record.phase = EndpointRecord::Phase::Ready;
+        record.ready_at_ms = now_ms();
         if (auto saved = m_registry.save_endpoint(record); !saved) {
             (void)m_registry.sandbox_leave(record.sandbox, { name, key });
             return undo.fail(saved.release_error());
@@ -597,6 +625,8 @@ Result<void> Endpoints::gc(const NetworkSpec& network, const Keep& valid, Addres
     };
     std::vector<Error> errors;
     Keep kept;
+    int64_t now = now_ms();
+    int64_t grace_ms = gc_grace_ms();
     for (auto& key : TRY(m_registry.list_endpoints(network.name))) {
         auto stored = m_registry.load_endpoint(network.name, key);
         if (!stored) {
@@ -614,7 +644,10 @@ Result<void> Endpoints::gc(const NetworkSpec& network, const Keep& valid, Addres
         auto& r = stored->record;
         if (r.frontend != Frontend::Cni)
             continue; // Docker's endpoints are Docker's to remove
-        if (is_valid(r.container_id, r.ifname) || TRY(m_registry.store().held(hold_key(network.name, key)))) {
+        // In flight (its ADD holds it), or ready so recently that the runtime may have computed
+        // its list while the ADD was still in flight: not GC's to free.
+        bool recent = r.phase == EndpointRecord::Phase::Ready && r.ready_at_ms > 0 && now - r.ready_at_ms < grace_ms && now >= r.ready_at_ms;
+        if (is_valid(r.container_id, r.ifname) || recent || TRY(m_registry.store().held(hold_key(network.name, key)))) {
             kept.push_back({ r.container_id, r.ifname });
             continue;
         }
