@@ -106,10 +106,16 @@ void FakeKernel::fail_mutation(int k)
     m_fail_mutation = k;
 }
 
+void FakeKernel::fail_call(int k)
+{
+    m_fail_call = k;
+}
+
 void FakeKernel::clear_failures()
 {
     m_fail_method.clear();
     m_fail_mutation = 0;
+    m_fail_call = 0;
 }
 
 int FakeKernel::calls(const std::string& method) const
@@ -118,10 +124,12 @@ int FakeKernel::calls(const std::string& method) const
     return it == m_calls.end() ? 0 : it->second;
 }
 
-Result<void> FakeKernel::enter(const char* method, bool mutating)
+Result<void> FakeKernel::enter(const char* method, bool mutating, const std::string& detail)
 {
     ++m_calls[method];
-    bool fail = false;
+    std::string what = detail.empty() ? std::string(method) : std::string(method) + " " + detail;
+    m_call_log.push_back(what);
+    bool fail = m_fail_call > 0 && --m_fail_call == 0;
     if (auto it = m_fail_method.find(method); it != m_fail_method.end()) {
         if (--it->second <= 0) {
             fail = true;
@@ -129,12 +137,12 @@ Result<void> FakeKernel::enter(const char* method, bool mutating)
         }
     }
     if (mutating) {
-        m_log.push_back(method);
+        m_log.push_back(what);
         if (m_fail_mutation > 0 && --m_fail_mutation == 0)
             fail = true;
     }
     if (fail)
-        return make_error(Code::Kernel, "injected", std::string("the fake kernel failed ") + method + " on purpose");
+        return make_error(Code::Kernel, "injected", "the fake kernel failed " + what + " on purpose");
     return {};
 }
 
@@ -303,6 +311,8 @@ std::string FakeKernel::dump() const
     }
     std::string fw;
     firewall_empty(&fw);
+    for (auto& net : m_chains)
+        fw += (fw.empty() ? "" : ", ") + std::string("chain n-") + net;
     out += "firewall: " + fw + "\n";
     return out;
 }
@@ -311,13 +321,13 @@ std::string FakeKernel::dump() const
 
 Result<std::optional<NsId>> FakeKernel::open_netns(const std::string& path)
 {
-    TRY(enter("open_netns", false));
+    TRY(enter("open_netns", false, path));
     return ns_of(path);
 }
 
 Result<std::optional<Link>> FakeKernel::get_link(NsId ns, const std::string& name)
 {
-    TRY(enter("get_link", false));
+    TRY(enter("get_link", false, name));
     auto* n = TRY(space(ns));
     if (auto* l = link_in(*n, name))
         return std::optional<Link>(l->link);
@@ -347,7 +357,7 @@ Result<std::optional<Link>> FakeKernel::default_route_link(NsId ns)
 
 Result<bool> FakeKernel::create_bridge(NsId ns, const std::string& name, std::optional<int> mtu, bool vlan_filtering)
 {
-    TRY(enter("create_bridge", true));
+    TRY(enter("create_bridge", true, name));
     auto* n = TRY(space(ns));
     TRY(check_name(name));
     if (link_in(*n, name))
@@ -372,7 +382,7 @@ Result<void> FakeKernel::set_vlan_filtering(NsId ns, int index, bool on)
 
 Result<void> FakeKernel::create_veth(const VethSpec& spec)
 {
-    TRY(enter("create_veth", true));
+    TRY(enter("create_veth", true, spec.name));
     auto* n = TRY(space(spec.ns));
     auto* p = TRY(space(spec.peer_ns));
     TRY(check_name(spec.name));
@@ -400,7 +410,7 @@ Result<void> FakeKernel::create_veth(const VethSpec& spec)
 
 Result<void> FakeKernel::create_child(const ChildSpec& spec)
 {
-    TRY(enter("create_child", true));
+    TRY(enter("create_child", true, spec.name));
     if (spec.kind != "macvlan" && spec.kind != "ipvlan")
         return kernel_error("unknown child kind \"" + spec.kind + "\"");
     auto* host = TRY(space(host_ns));
@@ -431,7 +441,7 @@ Result<void> FakeKernel::create_child(const ChildSpec& spec)
 
 Result<void> FakeKernel::create_vlan(NsId ns, const std::string& name, int parent, uint16_t vid)
 {
-    TRY(enter("create_vlan", true));
+    TRY(enter("create_vlan", true, name));
     auto* n = TRY(space(ns));
     TRY(check_name(name));
     auto* p = link_in(*n, parent);
@@ -630,7 +640,7 @@ Result<std::vector<netlink::RouteSpec>> FakeKernel::routes(NsId ns, int family)
 
 Result<std::string> FakeKernel::read_sysctl(NsId ns, const std::string& key)
 {
-    TRY(enter("read_sysctl", false));
+    TRY(enter("read_sysctl", false, key));
     auto* n = TRY(space(ns));
     if (auto it = n->sysctls.find(key); it != n->sysctls.end())
         return it->second;
@@ -639,7 +649,7 @@ Result<std::string> FakeKernel::read_sysctl(NsId ns, const std::string& key)
 
 Result<void> FakeKernel::write_sysctl(NsId ns, const std::string& key, const std::string& value)
 {
-    TRY(enter("write_sysctl", true));
+    TRY(enter("write_sysctl", true, key));
     auto* n = TRY(space(ns));
     // net/ipv4/conf/<ifname>/… exists only while that interface does.
     for (const char* prefix : { "net/ipv4/conf/", "net/ipv6/conf/", "net/ipv4/neigh/", "net/ipv6/neigh/" }) {
@@ -660,6 +670,7 @@ Result<void> FakeKernel::add_masquerade(const std::string& network, const IpNet&
 {
     TRY(enter("add_masquerade", true));
     m_masq[address.addr] = network;
+    m_chains.insert(network);
     return {};
 }
 
@@ -674,6 +685,17 @@ Result<bool> FakeKernel::has_masquerade(const IpNet& address)
 {
     TRY(enter("has_masquerade", false));
     return m_masq.count(address.addr) > 0;
+}
+
+Result<void> FakeKernel::remove_network_firewall(const std::string& network)
+{
+    TRY(enter("remove_network_firewall", true, network));
+    // Still in use (an element jumps to it) is fine: it stays.
+    for (auto& [a, net] : m_masq)
+        if (net == network)
+            return {};
+    m_chains.erase(network);
+    return {};
 }
 
 Result<void> FakeKernel::add_mac_guard(const std::string& host_ifname, const std::string& mac)

@@ -6,7 +6,7 @@
 // links (index, name, kind, MAC, MTU, master, IFF_UP/IFF_PROMISC, a veth's peer, a child's
 // parent, bridge-port VLANs and hairpin/isolated flags, a bridge's vlan_filtering, addresses),
 // routes and sysctls; and, for the host, the firewall elements (masquerade by address, MAC guards
-// by (ifname, MAC), published ports).
+// by (ifname, MAC), published ports, the per-network masquerade chains).
 //
 // The semantics are kernel.hpp's, and as strict as the kernel where a driver could get it wrong:
 //   - create_bridge of an existing name returns false; create_veth/create_child/create_vlan or a
@@ -24,8 +24,10 @@
 //
 // Failure injection: fail_at("create_veth", 2) makes the 2nd create_veth from now fail with
 // code 105 "injected" (one-shot, before any effect); fail_mutation(k) does that for the k-th
-// mutating call of any method. mutations() counts every mutating call so far, so a test can run a
-// successful ADD once, read the count N, and then loop "fail at k" for k = 1..N.
+// mutating call of any method, fail_call(k) for the k-th call of any kind (lookups too).
+// mutations() and total_calls() count the calls so far, so a test can run a successful ADD once,
+// read the count N, and then loop "fail at k" for k = 1..N; mutation_log() names each mutating
+// call ("write_sysctl net/ipv4/ip_forward"), call_log() every call.
 
 #include "kernel/kernel.hpp"
 
@@ -75,11 +77,16 @@ public:
     void fail_at(std::string method, int nth);
     /// The k-th mutating call (1 = the next) from now fails, whichever method it is.
     void fail_mutation(int k);
-    /// Disarms both.
+    /// The k-th call of any method (1 = the next) from now fails.
+    void fail_call(int k);
+    /// Disarms all three.
     void clear_failures();
-    /// Mutating calls so far (injected failures included), and their method names in order.
+    /// Mutating calls so far (injected failures included), and what each was: "method" or
+    /// "method detail" (a sysctl key, a link name).
     int mutations() const { return static_cast<int>(m_log.size()); }
     const std::vector<std::string>& mutation_log() const { return m_log; }
+    int total_calls() const { return static_cast<int>(m_call_log.size()); }
+    const std::vector<std::string>& call_log() const { return m_call_log; }
     /// Calls of one method so far (mutating or not).
     int calls(const std::string& method) const;
 
@@ -93,8 +100,11 @@ public:
     /// No link a driver made anywhere, other than bridges (a network's, which may outlive its
     /// endpoints); when not, `why` (if given) says what is left.
     bool empty_except_bridges(std::string* why = nullptr) const;
+    /// No per-endpoint firewall element (the networks' chains are not counted: see network_chains).
     bool firewall_empty(std::string* why = nullptr) const;
     const std::map<IpAddr, std::string>& masquerades() const { return m_masq; }
+    /// Networks whose own masquerade chain exists (made by their first add_masquerade).
+    const std::set<std::string>& network_chains() const { return m_chains; }
     const std::set<std::pair<std::string, std::string>>& mac_guards() const { return m_guards; }
     const std::vector<firewall::PortMap>& ports() const { return m_ports; }
     /// Everything, for a failure message.
@@ -128,6 +138,7 @@ public:
     Result<void> add_mac_guard(const std::string& host_ifname, const std::string& mac) override;
     Result<void> del_mac_guard(const std::string& host_ifname, const std::string& mac) override;
     Result<bool> has_mac_guard(const std::string& host_ifname, const std::string& mac) override;
+    Result<void> remove_network_firewall(const std::string& network) override;
     Result<void> add_ports(const std::vector<firewall::PortMap>& ports) override;
     Result<void> del_ports(const std::vector<firewall::PortMap>& ports) override;
 
@@ -141,7 +152,7 @@ private:
     };
 
     /// Counts the call; the injected failure when one is due.
-    Result<void> enter(const char* method, bool mutating);
+    Result<void> enter(const char* method, bool mutating, const std::string& detail = "");
     Result<Namespace*> space(NsId ns);
     FakeLink* link_in(Namespace& n, const std::string& name);
     FakeLink* link_in(Namespace& n, int index);
@@ -154,10 +165,13 @@ private:
 
     std::map<std::string, int> m_calls;
     std::vector<std::string> m_log;
+    std::vector<std::string> m_call_log;
     std::map<std::string, int> m_fail_method; // method → calls still to go (1 = the next fails)
     int m_fail_mutation = 0;                  // 0: disarmed
+    int m_fail_call = 0;
 
     std::map<IpAddr, std::string> m_masq; // address → network
+    std::set<std::string> m_chains;       // networks with their chain
     std::set<std::pair<std::string, std::string>> m_guards;
     std::vector<firewall::PortMap> m_ports;
 };
