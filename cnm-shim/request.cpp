@@ -110,7 +110,11 @@ Result<NetworkOptions> parse_network_options(const Json& generic)
     const Driver* driver = find_driver(out.driver);
     if (!driver)
         return make_error(Code::InvalidConfig, "cnm.driver = \"" + out.driver + "\" is not supported through Docker (" + driver_kinds() + ")");
-    const Json& defaults = driver->network_defaults();
+    // The network's keys, and those of one attachment (mtu, hairpinMode), which Docker's -o sets
+    // for every Docker endpoint of the network.
+    Json defaults = driver->network_defaults();
+    for (auto& [k, v] : driver->attachment_defaults().items())
+        defaults[k] = v;
     const auto& choices = driver->choices();
     for (auto& [key, value] : generic.items()) {
         std::string text = text_of(value);

@@ -35,9 +35,9 @@ struct NetworkOptions {
     Json keys = Json::object();
 };
 
-/// Each key is the CNI conf's (one of the driver's network_defaults(), typed like its default and
-/// checked against its choices()) or Docker's spelling of one (com.docker.network.bridge.name →
-/// bridge, parent → master, …).
+/// Each key is the CNI conf's (one of the driver's network_defaults() or attachment_defaults(),
+/// typed like its default and checked against its choices()) or Docker's spelling of one
+/// (com.docker.network.bridge.name → bridge, parent → master, …).
 Result<NetworkOptions> parse_network_options(const Json& generic);
 
 /// The key `docker_key` means for driver `kind`, or nullopt when it is not one of Docker's spellings.

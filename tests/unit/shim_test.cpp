@@ -427,16 +427,19 @@ TEST_CASE("shim: a network Docker creates is joined by a later CNI conf with its
     CHECK(net->record.options["ipMasq"] == true);
     CHECK(net->record.options["bridge"] == "br-da2dbabbc001");
     const Json& defaults = find_driver("bridge")->network_defaults();
-    // What the bridge plugin does with a conf that omits the bridge and sets another MTU.
+    // What the bridge plugin does with a conf that omits the bridge: it is the network's, and so
+    // is ipMasq; the MTU is one attachment's key, which each conf says for itself.
     auto merged = adopt_network_options("fromdocker", net->record.options, Json { { "type", "bridge" } }, defaults, "this config");
     REQUIRE(merged.ok());
     CHECK((*merged)["bridge"] == "br-da2dbabbc001");
-    CHECK((*merged)["mtu"] == 1400);
-    auto clash = adopt_network_options("fromdocker", net->record.options, Json { { "mtu", 9000 } }, defaults, "this config");
+    CHECK((*merged)["ipMasq"] == true);
+    CHECK_FALSE(merged->contains("mtu"));
+    auto clash = adopt_network_options("fromdocker", net->record.options, Json { { "bridge", "other0" } }, defaults, "this config");
     REQUIRE_FALSE(clash.ok());
     CHECK(clash.error().code == Code::InvalidConfig);
-    CHECK(clash.error().msg.find("1400") != std::string::npos);
-    CHECK(clash.error().msg.find("9000") != std::string::npos);
+    CHECK(clash.error().msg.find("br-da2dbabbc001") != std::string::npos);
+    CHECK(clash.error().msg.find("other0") != std::string::npos);
+    CHECK(adopt_network_options("fromdocker", net->record.options, Json { { "mtu", 9000 } }, defaults, "this config").ok());
     // the bridge has the MTU, a Docker container's veth too, and its address is masqueraded
     CHECK(f.host("br-da2dbabbc001")->link.mtu == 1400);
     auto join = f.run(nid, eid1, "10.213.44.0/24", "fd1");
