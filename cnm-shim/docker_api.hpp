@@ -75,6 +75,7 @@ private:
     Result<Json> program_external(const Json& req);
     Result<Json> revoke_external(const Json& req);
     // ipam_api.cpp
+    Result<std::string> pool_space(const IpNet& subnet, const std::optional<std::string>& named);
     Result<Json> request_pool(const Json& req);
     Result<Json> release_pool(const Json& req);
     Result<Json> request_address(const Json& req);

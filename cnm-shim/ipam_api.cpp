@@ -4,6 +4,9 @@
 #include "request.hpp"
 
 #include "ipam/pool.hpp"
+#include "cni/env.hpp"
+
+#include <algorithm>
 
 namespace cnm::shim {
 
@@ -18,6 +21,37 @@ using ipam::Pools;
 const Owner docker_owner { "", "docker", "", Frontend::Docker };
 
 } // namespace
+
+// Which pool Docker gets for a subnet (Docker asks for it before CreateNetwork, knowing only the
+// subnet and the --ipam-opt): the pool of the CNI network --ipam-opt cnm.network names; else the
+// pool of the one CNI network that has this subnet (the Docker + CNI flagship); with several,
+// an error naming them; with none, a pool of Docker's own ("local").
+Result<std::string> DockerApi::pool_space(const IpNet& subnet, const std::optional<std::string>& named)
+{
+    if (named) {
+        auto stored = TRY(m_registry.load_network(*named));
+        return stored.ok() ? stored.record.address_space : "cni:" + *named;
+    }
+    std::vector<std::string> owners;
+    std::string space;
+    for (auto& name : TRY(m_registry.list_networks())) {
+        auto stored = TRY(m_registry.load_network(name));
+        if (!stored.ok() || stored.record.frontend != Frontend::Cni)
+            continue;
+        if (std::find(stored.record.subnets.begin(), stored.record.subnets.end(), subnet.str()) == stored.record.subnets.end())
+            continue;
+        owners.push_back(name);
+        space = stored.record.address_space;
+    }
+    if (owners.size() > 1) {
+        std::string list;
+        for (auto& o : owners)
+            list += (list.empty() ? "" : ", ") + o;
+        return make_error(Code::InvalidConfig, "subnet " + subnet.str() + " belongs to several CNI networks (" + list + ")",
+            "name one: --ipam-opt cnm.network=NAME (and -o cnm.network=NAME)");
+    }
+    return owners.empty() ? std::string(docker_space) : space;
+}
 
 Result<Json> DockerApi::request_pool(const Json& req)
 {
@@ -37,11 +71,18 @@ Result<Json> DockerApi::request_pool(const Json& req)
         return make_error(Code::InvalidConfig, "pool " + pool_text + (v6 ? " is not IPv6" : " is not IPv4"));
     if (!sub_pool.empty() && sub_pool != pool_text)
         return make_error(Code::InvalidConfig, "--ip-range is not supported by cnm's IPAM (the whole subnet is the range)");
-    if (options.is_object() && !options.empty())
-        return make_error(Code::InvalidConfig, "unknown IPAM option \"" + options.begin().key() + "\" (cnm takes none)");
-    PoolId pool { docker_space, *subnet };
+    std::optional<std::string> named;
+    if (options.is_object())
+        for (auto& [key, value] : options.items()) {
+            if (key != "cnm.network")
+                return make_error(Code::InvalidConfig, "unknown IPAM option \"" + key + "\" (cnm takes cnm.network=NAME)");
+            if (!value.is_string() || !cni::valid_network_name(value.get<std::string>()))
+                return make_error(Code::InvalidConfig, "--ipam-opt cnm.network must name a network (^[a-zA-Z0-9][a-zA-Z0-9_.\\-]*$)");
+            named = value.get<std::string>();
+        }
+    PoolId pool { TRY(pool_space(*subnet, named)), *subnet };
     Pools pools(m_store);
-    for (auto& other : TRY(pools.list(docker_space)))
+    for (auto& other : TRY(pools.list(pool.space)))
         if (!(other == pool) && (other.subnet.contains(subnet->addr) || subnet->contains(other.subnet.addr)))
             return make_error(Code::InvalidConfig, "pool " + pool_text + " overlaps pool " + other.subnet.str() + " in use");
     TRY(pools.docker_retain(pool));
@@ -81,7 +122,7 @@ Result<Json> DockerApi::request_address(const Json& req)
     ipam::Range range { pool.subnet, first < last ? first.next() : first, last, recorded_gw.value_or(first < last ? first.next() : first) };
     if (pool.subnet.addr.family == 4 && pool.subnet.prefix < 31)
         range.end = IpAddr { 4, last.value - 1 };
-    auto leased = TRY(pools.allocate(docker_space, { range }, docker_owner, wanted));
+    auto leased = TRY(pools.allocate(pool.space, { range }, docker_owner, wanted));
     return Json { { "Address", leased.address.str() }, { "Data", Json::object() } };
 }
 

@@ -8,6 +8,8 @@
 
 #include "request.hpp"
 
+#include "ipam/pool.hpp"
+
 #include <algorithm>
 
 namespace cnm::shim {
@@ -105,7 +107,14 @@ Result<Json> DockerApi::create_network(const Json& req)
     // "This kernel cannot" is said at network create, not at the first container.
     if (auto probed = driver->probe(m_kernel, effective); !probed)
         return undo_parent(probed.release_error());
-    auto created = endpoints(opts.driver).create_network(spec, docker_space, subnets, id);
+    // The space of the pools Docker holds: the network's own when it exists; else the pool
+    // RequestPool gave for the first subnet (a CNI network's, when --ipam-opt named this one).
+    std::string space = docker_space;
+    if (stored.ok())
+        space = stored.record.address_space;
+    else if (!subnets.empty() && TRY(ipam::Pools(m_store).exists({ "cni:" + name, subnets.front().first })))
+        space = "cni:" + name;
+    auto created = endpoints(opts.driver).create_network(spec, space, subnets, id);
     if (!created)
         return undo_parent(created.release_error());
     if (made)

@@ -190,7 +190,7 @@ Result<ipam::PoolId> pool_field(const Json& req, const std::string& method)
 {
     auto text = TRY(json_string(req, "PoolID", method)).value_or("");
     auto pool = ipam::PoolId::parse(text);
-    if (!pool || pool->space != docker_space || !pool->subnet.is_network())
+    if (!pool || (pool->space != docker_space && !pool->space.starts_with("cni:")) || !pool->subnet.is_network())
         return bad_request(method, "\"" + text + "\" is not a cnm pool id");
     return *pool;
 }

@@ -168,6 +168,22 @@ Result<void> Pools::docker_release(const PoolId& pool)
         doc["dockerRefs"] = refs - 1;
     else
         doc.erase("dockerRefs");
+    if (!doc.contains("dockerRefs")) {
+        // Docker's last reference: every lease Docker took goes with it (a shim killed between
+        // RequestAddress and CreateEndpoint leaves one that no ReleaseAddress will name), and so
+        // does the gateway Docker reserved, unless a CNI network uses the pool.
+        for (auto& name : TRY(m_store.list(pool.leases_dir()))) {
+            auto address = IpAddr::parse(name);
+            if (!address)
+                continue;
+            Loaded lease = TRY(m_store.get(pool.lease(*address)));
+            auto holder = lease.ok() ? owner_from(lease.doc) : std::nullopt;
+            if (holder && holder->frontend == Frontend::Docker)
+                TRY(m_store.remove(pool.lease(*address)));
+        }
+        if (users_of(doc).empty())
+            doc.erase("gateway");
+    }
     if (users_of(doc).empty() && !doc.contains("dockerRefs") && TRY(m_store.list(pool.leases_dir())).empty()) {
         // The cursor stays: a network made again on this subnet (an edited conf) goes on where
         // the round-robin was, so a just-freed address is not handed out again at once.
