@@ -77,6 +77,7 @@ std::string g_work;
 std::string g_tag;                 // netns names: cnmbn-<tag>-…
 std::vector<std::string> g_netns;  // namespaces still present, removed at exit whatever happens
 int g_origin_ns = -1;              // the bench's own netns
+std::vector<std::string> g_wrap;   // a command the plugin runs under (strace), for the traced runs only
 
 [[noreturn]] void die(const std::string& what)
 {
@@ -176,6 +177,8 @@ Spawned spawn_plugin(const std::string& path, const std::vector<std::string>& en
         envp.push_back(const_cast<char*>(e.c_str()));
     envp.push_back(nullptr);
     std::vector<char*> argv;
+    for (auto& w : g_wrap)
+        argv.push_back(const_cast<char*>(w.c_str()));
     if (via_shim)
         argv.push_back(const_cast<char*>(g_shim.c_str()));
     argv.push_back(const_cast<char*>(path.c_str()));
@@ -676,6 +679,41 @@ void resident_add(Net& n, const std::string& id, const std::string& netns, const
     check_ok(r, n.label + " ADD of " + id + "/" + ifname + " (setup)");
 }
 
+// With CNM_BENCH_TRACE=DIR: one more ADD and DEL of each network under strace, counted (-c) and
+// timed (-T -tt): DIR/<what>-at-<tag>-{c,T}-{add,del}.txt.
+void trace_cycles(const std::string& what, const std::vector<std::pair<Net*, std::string>>& nets, const std::string& path)
+{
+    const char* dir = std::getenv("CNM_BENCH_TRACE");
+    if (!dir || !*dir)
+        return;
+    fs::create_directories(dir);
+    static int round = 0;
+    for (auto& [n, tag] : nets)
+        for (std::string mode : { "c", "T" }) {
+            std::string prefix = std::string(dir) + "/" + what + "-at-" + tag + "-" + mode;
+            g_wrap = { "/usr/bin/strace", "-f", "-qq" };
+            if (mode == "c")
+                g_wrap.push_back("-c");
+            else
+                g_wrap.insert(g_wrap.end(), { "-T", "-tt" });
+            g_wrap.insert(g_wrap.end(), { "-o", prefix + "-add.txt" });
+            std::string ns = ns_name("tr" + std::to_string(round++));
+            add_netns(ns);
+            n->host->enter();
+            auto env = cni_env("ADD", "trace-" + tag + mode, path, "/run/netns/" + ns, "eth0");
+            Run add = exec_plugin(n->bin, env, n->conf);
+            env[0] = "CNI_COMMAND=DEL";
+            g_wrap.back() = prefix + "-del.txt";
+            Run del = exec_plugin(n->bin, env, n->conf);
+            g_wrap.clear();
+            enter_fd(g_origin_ns);
+            del_netns(ns);
+            check_ok(add, "traced ADD");
+            check_ok(del, "traced DEL");
+        }
+    std::printf("strace of one ADD and DEL each: %s/%s-at-*-{c,T}-{add,del}.txt\n", dir, what.c_str());
+}
+
 int bench_link_plugin(const std::string& kind, int reps, const std::string& ours_dir, const std::string& ref_dir, const std::string& base_dir,
     const std::string& work)
 {
@@ -882,12 +920,18 @@ int bench_fill(const std::string& kind, int reps, int endpoints, int per_netns, 
                 a.median() / fa, b.median() / fb);
         if (ra)
             std::printf("; ref at N %.2f, at 1 %.2f ms (N/1 %.2f)", ra->median(), rb->median(), ra->median() / rb->median());
+        std::printf("\n        cpu: ours at N %.2f ms, at 1 %.2f ms (N/1 %.2f; paired wall N/1 %.2f)", a.cpu_median(), b.cpu_median(),
+            a.cpu_median() / b.cpu_median(), paired(a.ms, b.ms));
+        if (ra)
+            std::printf("; ref at N %.2f, at 1 %.2f ms", ra->cpu_median(), rb->cpu_median());
         std::printf("\n");
     };
     row("ADD", of.add, o1.add, &rf.add, &r1.add, f_full, f_one);
     row("DEL", of.del, o1.del, &rf.del, &r1.del, true_exec.median() + k_full.del.median(), true_exec.median() + k_one.del.median());
     row("CHECK", of.check, o1.check, &rf.check, &r1.check, 0, 0);
     row("STATUS", of.status, o1.status, nullptr, nullptr, 0, 0);
+
+    trace_cycles(kind + "-fill", { { &of, "N" }, { &o1, "1" } }, path);
 
     // GC of the full network: the valid list names every resident attachment plus ghosts up to
     // 10000 entries (nothing is freed). The reference plugins speak no GC (CNI 1.0.0).
@@ -996,6 +1040,9 @@ int bench_nets(int reps, int networks, int per_netns, const std::string& ours_di
         std::printf("%-4s ours at %d %7.2f ms, at 0 %7.2f ms: %.2f (target <= 1.2); ours/floor %.2f vs %.2f; ref %.2f vs %.2f ms (%.2f)\n", verb,
             networks, a->median(), b->median(), a->median() / b->median(), a->median() / fa, b->median() / fb, ra->median(), rb->median(),
             ra->median() / rb->median());
+    std::printf("cpu: ADD ours at %d %.2f ms, at 0 %.2f ms; DEL %.2f vs %.2f ms; paired wall ADD %.2f\n", networks, om.add.cpu_median(),
+        o0.add.cpu_median(), om.del.cpu_median(), o0.del.cpu_median(), paired(om.add.ms, o0.add.ms));
+    trace_cycles("nets", { { &om, std::to_string(networks) }, { &o0, "0" } }, path);
     std::printf("whole mode (setup + rounds): %.1f s\n", ms_since(t_setup) / 1000);
     return 0;
 }
@@ -1139,7 +1186,7 @@ int main(int argc, char** argv)
     CLI::App app { "cni-bench: our CNI plugins against the reference ones, interleaved" };
     app.require_subcommand(1);
     int reps = 41, endpoints = 1000, per_netns = 10, networks = 500, attachments = 10000, width = 64;
-    std::string ours = "build/plugins", ref = "/usr/lib/cni", base, work = "/tmp/cnm-bench", kind = "bridge";
+    std::string ours = "build/plugins", ref = "/usr/lib/cni", base, work, kind = "bridge";
     g_tag = std::to_string(::getpid());
     auto* ipam_cmd = app.add_subcommand("ipam", "our ipam vs host-local");
     auto* bridge_cmd = app.add_subcommand("bridge", "our bridge + ipam vs the reference bridge + host-local");
@@ -1152,7 +1199,7 @@ int main(int argc, char** argv)
         cmd->add_option("--reps", reps, "runs per measurement");
         cmd->add_option("--ours", ours, "directory of our plugins");
         cmd->add_option("--ref", ref, "directory of the reference plugins");
-        cmd->add_option("--work", work, "scratch directory (removed)");
+        cmd->add_option("--work", work, "scratch directory (removed; default /tmp/cnm-bench-<tag>)");
         cmd->add_option("--tag", g_tag, "netns names are cnmbn-<tag>-… (default: the pid)");
     }
     for (auto* cmd : { ipam_cmd, bridge_cmd, macvlan_cmd })
@@ -1165,6 +1212,8 @@ int main(int argc, char** argv)
     gc_cmd->add_option("--attachments", attachments, "attachments in the store and the valid list");
     par_cmd->add_option("--width", width, "ADDs at once");
     CLI11_PARSE(app, argc, argv);
+    if (work.empty())
+        work = "/tmp/cnm-bench-" + g_tag;
     ours = fs::absolute(ours);
     if (!base.empty())
         base = fs::absolute(base);
