@@ -547,8 +547,16 @@ int bench_ipam(int reps, const std::string& ours_dir, const std::string& ref_dir
 // whose host end becomes a port of `master` and goes up, or a macvlan on `master`), renamed to
 // the runtime's name, up, its address, and a default route when `gw` is set; then its delete.
 struct KernelFloor {
-    Stats add, del;
+    Stats add, del; // wall in ms; .cpu: the bench's own CPU time (getrusage) over the same calls
 };
+
+double self_cpu_ms()
+{
+    struct rusage u {};
+    ::getrusage(RUSAGE_SELF, &u);
+    return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) * 1e3
+        + static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e3;
+}
 
 void kernel_floor_once(Host& host, const std::string& kind, int master, const std::string& address, std::optional<IpAddr> gw,
     KernelFloor& out)
@@ -567,6 +575,7 @@ void kernel_floor_once(Host& host, const std::string& kind, int master, const st
     if (!inside)
         die("kernel floor: no netlink socket in " + ns);
     netlink::Socket& hs = *host.nl;
+    double c0 = self_cpu_ms();
     auto t0 = Clock::now();
     auto made = kind == "macvlan"
         ? netlink::create_macvlan(hs, { "cnmbk1", master, target->fd(), 4 /* MACVLAN_MODE_BRIDGE */, std::nullopt, std::nullopt })
@@ -596,15 +605,19 @@ void kernel_floor_once(Host& host, const std::string& kind, int master, const st
         return {};
     }();
     double add_ms = ms_since(t0);
+    double c1 = self_cpu_ms();
     auto t1 = Clock::now();
     auto gone = configured ? netlink::delete_link(*inside, "eth0") : Result<void>(configured.error());
     double del_ms = ms_since(t1);
+    double c2 = self_cpu_ms();
     inside.reset();
     del_netns(ns);
     if (!gone)
         die("kernel floor: " + gone.error().msg + " " + gone.error().details);
     out.add.add(add_ms);
+    out.add.cpu.push_back(c1 - c0);
     out.del.add(del_ms);
+    out.del.cpu.push_back(c2 - c1);
 }
 
 int link_index(Host& host, const std::string& name)
@@ -911,8 +924,10 @@ int bench_fill(const std::string& kind, int reps, int endpoints, int per_netns, 
     std::printf("%s with N=%d endpoints vs 1 (%d interfaces per container netns, eth0..eth%d; no default route), %d rounds, each in its own host netns\n",
         kind.c_str(), endpoints, per_netns, per_netns - 1, reps);
     double f_full = true_exec.median() + k_full.add.median(), f_one = true_exec.median() + k_one.add.median();
-    std::printf("floors: exec of /bin/true %.2f ms; kernel ADD at N %.2f ms, at 1 %.2f ms; kernel DEL at N %.2f ms, at 1 %.2f ms\n",
-        true_exec.median(), k_full.add.median(), k_one.add.median(), k_full.del.median(), k_one.del.median());
+    std::printf("floors: exec of /bin/true %.2f ms (cpu %.2f); kernel ADD at N %.2f ms (cpu %.2f), at 1 %.2f ms (cpu %.2f); kernel DEL at N %.2f ms "
+                "(cpu %.2f), at 1 %.2f ms (cpu %.2f)\n",
+        true_exec.median(), true_exec.cpu_median(), k_full.add.median(), k_full.add.cpu_median(), k_one.add.median(), k_one.add.cpu_median(),
+        k_full.del.median(), k_full.del.cpu_median(), k_one.del.median(), k_one.del.cpu_median());
     auto row = [&](const char* verb, const Stats& a, const Stats& b, const Stats* ra, const Stats* rb, double fa, double fb) {
         std::printf("%-7s ours at N %7.2f ms, at 1 %7.2f ms: N/1 %.2f (target <= 1.2)", verb, a.median(), b.median(), a.median() / b.median());
         if (fa > 0)
