@@ -218,8 +218,11 @@ Result<void> PoolAddresses::collect(Registry& registry, const std::string& netwo
             ids.push_back({ m_conf.address_space, net });
     Pools pools(registry.store());
     std::vector<Error> errors;
+    std::set<std::pair<std::string, std::string>> kept(keep.begin(), keep.end());
     for (auto& pool : ids) {
-        auto leases = pools.leases(pool);
+        // Leases a kept record names are not read at all: only the others can be orphans.
+        std::string pool_name = pool.str();
+        auto leases = pools.leases(pool, [&](const IpAddr& a) { return !m_kept_leases.count({ pool_name, a.str() }); });
         if (!leases) {
             errors.push_back(leases.release_error());
             continue;
@@ -227,7 +230,7 @@ Result<void> PoolAddresses::collect(Registry& registry, const std::string& netwo
         for (auto& lease : *leases) {
             if (lease.owner.network != network || lease.owner.frontend != Frontend::Cni)
                 continue;
-            if (std::find(keep.begin(), keep.end(), std::pair { lease.owner.container_id, lease.owner.ifname }) != keep.end())
+            if (kept.count({ lease.owner.container_id, lease.owner.ifname }))
                 continue;
             if (auto done = pools.release(pool, lease.address, lease.owner); !done)
                 errors.push_back(done.release_error());
@@ -236,6 +239,12 @@ Result<void> PoolAddresses::collect(Registry& registry, const std::string& netwo
     if (errors.empty())
         return {};
     return make_error(errors.front().code, "freeing leases: " + std::to_string(errors.size()) + " error(s)", error_details(errors));
+}
+
+void PoolAddresses::note_kept(const EndpointRecord& endpoint)
+{
+    for (auto& a : endpoint.addresses)
+        m_kept_leases.insert({ a.pool, a.address.addr.str() });
 }
 
 Result<void> PoolAddresses::ready(Registry& registry)
@@ -344,10 +353,11 @@ Result<NetworkRecord> Endpoints::ensure_network(const NetworkSpec& network, Addr
 
 Result<void> Endpoints::drop_network_if_unused(const std::string& name)
 {
+    // Asked after every DEL: the emptiness test stops at the first endpoint it finds.
+    if (!TRY(m_registry.store().empty_dir(Registry::endpoints_dir(name))))
+        return {};
     auto stored = TRY(m_registry.load_network(name));
     if (!stored.ok() || !stored.record.docker_ids.empty() || stored.record.frontend != Frontend::Cni)
-        return {};
-    if (!TRY(m_registry.list_endpoints(name)).empty())
         return {};
     // Its per-network firewall chain goes too (the bridge stays, as the reference leaves it), so
     // an edited conf takes effect at the next ADD. First, while the record still says so: a
@@ -503,10 +513,10 @@ Result<Added> Endpoints::add(const AddRequest& request, AddressSource& addresses
         }
     }
 
-    // Commit, under the lock GC holds: the leases must still be ours (a GC that did not know this
-    // attachment, or a Docker ReleaseAddress, must not leave us reporting a freed address).
+    // Commit. The leases must still be ours: nothing may leave us reporting a freed address. (GC,
+    // under the network lock, skips an attachment whose hold is taken, and Docker's
+    // ReleaseAddress never frees a CNI lease, so this check is the last line, not the lock.)
     {
-        auto lock = TRY_OR_UNDO(undo, m_registry.lock_network(name));
         Pools pools(m_registry.store());
         for (auto& a : record.addresses) {
             auto pool = PoolId::parse(a.pool);
@@ -620,9 +630,9 @@ Result<void> Endpoints::gc(const NetworkSpec& network, const Keep& valid, Addres
 {
     addresses.scope(network.name);
     auto lock = TRY(m_registry.lock_network(network.name));
-    auto is_valid = [&](const std::string& cid, const std::string& ifname) {
-        return std::find(valid.begin(), valid.end(), std::pair { cid, ifname }) != valid.end();
-    };
+    std::set<std::pair<std::string, std::string>> valid_set(valid.begin(), valid.end());
+    auto is_valid = [&](const std::string& cid, const std::string& ifname) { return valid_set.count({ cid, ifname }) > 0; };
+    bool prune = false;
     std::vector<Error> errors;
     Keep kept;
     int64_t now = now_ms();
@@ -639,6 +649,7 @@ Result<void> Endpoints::gc(const NetworkSpec& network, const Keep& valid, Addres
                 continue;
             if (auto removed = m_registry.remove_endpoint(network.name, key); !removed)
                 errors.push_back(removed.release_error());
+            prune = true; // its sandbox membership is found by the sweep below
             continue;
         }
         auto& r = stored->record;
@@ -649,6 +660,7 @@ Result<void> Endpoints::gc(const NetworkSpec& network, const Keep& valid, Addres
         bool recent = r.phase == EndpointRecord::Phase::Ready && r.ready_at_ms > 0 && now - r.ready_at_ms < grace_ms && now >= r.ready_at_ms;
         if (is_valid(r.container_id, r.ifname) || recent || TRY(m_registry.store().held(hold_key(network.name, key)))) {
             kept.push_back({ r.container_id, r.ifname });
+            addresses.note_kept(r);
             continue;
         }
         // While a firewall element or link may remain, the record stays: it is what names them.
@@ -668,8 +680,11 @@ Result<void> Endpoints::gc(const NetworkSpec& network, const Keep& valid, Addres
     // Leases whose endpoint record is gone (a crash, a corrupt record).
     if (auto done = addresses.collect(m_registry, network.name, kept); !done)
         errors.push_back(done.release_error());
-    if (auto done = prune_sandboxes(m_registry, network.name); !done)
-        errors.push_back(done.release_error());
+    // Sandbox memberships whose endpoint record is gone: only a corrupt record leaves one (ADD
+    // joins before it commits, DEL and GC leave before they remove).
+    if (prune)
+        if (auto done = prune_sandboxes(m_registry, network.name); !done)
+            errors.push_back(done.release_error());
     if (errors.empty())
         return drop_network_if_unused(network.name);
     return make_error(errors.front().code, "GC finished with " + std::to_string(errors.size()) + " error(s)", error_details(errors));

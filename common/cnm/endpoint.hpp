@@ -37,6 +37,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -84,6 +85,9 @@ public:
     /// GC: frees what the source holds for attachments of `network` not in `keep` (in-process
     /// pools do it by lease owner; a delegated plugin gets the GC call).
     virtual Result<void> collect(Registry& registry, const std::string& network, const std::vector<std::pair<std::string, std::string>>& keep) = 0;
+    /// GC tells the source each attachment it keeps before collect(), so what a kept record names
+    /// need not be read again.
+    virtual void note_kept(const EndpointRecord& endpoint) { (void)endpoint; }
     /// STATUS: ready to hand out an address.
     virtual Result<void> ready(Registry& registry) = 0;
     /// CHECK of the addresses against the source.
@@ -127,6 +131,7 @@ public:
     Result<NetSetup> acquire(Registry& registry, EndpointRecord& endpoint) override;
     Result<void> release(Registry& registry, const EndpointRecord& endpoint) override;
     Result<void> collect(Registry& registry, const std::string& network, const std::vector<std::pair<std::string, std::string>>& keep) override;
+    void note_kept(const EndpointRecord& endpoint) override;
     Result<void> ready(Registry& registry) override;
     Result<void> check(Registry& registry, const EndpointRecord& endpoint, const NetSetup& prev) override;
     std::vector<std::pair<IpNet, std::optional<IpAddr>>> pools() const override;
@@ -146,6 +151,7 @@ public:
 
 private:
     ipam::IpamConf m_conf;
+    std::set<std::pair<std::string, std::string>> m_kept_leases; // (pool, address) a kept record names
 };
 
 /// What a front-end knows of the network an attachment is on.

@@ -116,6 +116,7 @@ public:
         fault_point("bridge-after-bridge");
         if (c.is_gateway)
             TRY(ensure_gateway(kernel, bridge, gateways, c.force_address));
+        m_ensured = bridge; // attach, which comes next, need not look it up again
         return {};
     }
 
@@ -139,7 +140,12 @@ public:
     Result<Attached> attach(Kernel& kernel, const Json& options, EndpointRecord& endpoint, const Target& target, const NetSetup& ipam) override
     {
         auto c = TRY(parse_keys(options));
-        auto bridge = TRY(kernel.get_link(host_ns, c.bridge));
+        std::optional<Link> bridge;
+        if (m_ensured && m_ensured->name == c.bridge)
+            bridge = m_ensured;
+        else
+            bridge = TRY(kernel.get_link(host_ns, c.bridge));
+        m_ensured.reset();
         if (!bridge)
             return make_error(Code::Kernel, "bridge " + c.bridge + " is missing");
         std::string host_veth = state_string(endpoint.driver_state, "hostVeth");
@@ -238,6 +244,8 @@ public:
     }
 
 private:
+    std::optional<Link> m_ensured; // the bridge ensure_network just made sure of, for attach
+
     static Result<Link> ensure_bridge(Kernel& kernel, const BridgeKeys& c)
     {
         // Look first: after the first ADD the bridge exists, and a create would only come back

@@ -343,10 +343,15 @@ Result<std::optional<Owner>> Pools::owner_of(const PoolId& pool, const IpAddr& a
 
 Result<std::vector<Lease>> Pools::leases(const PoolId& pool)
 {
+    return leases(pool, [](const IpAddr&) { return true; });
+}
+
+Result<std::vector<Lease>> Pools::leases(const PoolId& pool, const std::function<bool(const IpAddr&)>& wanted)
+{
     std::vector<Lease> out;
     for (auto& name : TRY(m_store.list(pool.leases_dir()))) {
         auto address = IpAddr::parse(name);
-        if (!address)
+        if (!address || !wanted(*address))
             continue;
         Loaded loaded = TRY(m_store.get(pool.lease(*address)));
         Lease lease { *address, {} };

@@ -19,6 +19,7 @@
 #include "ipam/config.hpp"
 #include "store/store.hpp"
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -88,6 +89,8 @@ public:
     Result<std::optional<Owner>> owner_of(const PoolId& pool, const IpAddr& address);
     /// Every lease of the pool (a full scan: recovery and GC only).
     Result<std::vector<Lease>> leases(const PoolId& pool);
+    /// The same, reading only the leases `wanted` picks by address (the others are not opened).
+    Result<std::vector<Lease>> leases(const PoolId& pool, const std::function<bool(const IpAddr&)>& wanted);
     /// True when at least one usable address of the range set is free.
     Result<bool> has_free(const std::string& space, const RangeSet& set);
 

@@ -57,6 +57,12 @@ Result<std::unique_ptr<Socket>> Socket::open()
     return std::unique_ptr<Socket>(new Socket(socket));
 }
 
+void Socket::set_strict(bool on)
+{
+    int value = on ? 1 : 0;
+    mnl_socket_setsockopt(m_socket, NETLINK_GET_STRICT_CHK, &value, sizeof value);
+}
+
 Socket::Socket(mnl_socket* socket)
     : m_socket(socket)
     , m_port(mnl_socket_get_portid(socket))

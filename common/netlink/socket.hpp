@@ -28,6 +28,11 @@ public:
     /// call fails with EINTR; partial results are never returned.
     Result<void> query(Request& request, const std::string& what, const std::function<void(const nlmsghdr*)>& on_message);
 
+    /// NETLINK_GET_STRICT_CHK: the kernel then filters dumps by the header's fields (an address
+    /// dump by ifa_index) instead of sending everything. Off by default: strict mode also refuses
+    /// dump headers that carry fields it does not filter by.
+    void set_strict(bool on);
+
 private:
     explicit Socket(mnl_socket* socket);
     Result<void> run(Request& request, const std::string& what, const std::function<void(const nlmsghdr*)>* on_message, bool& interrupted);

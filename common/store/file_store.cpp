@@ -546,4 +546,28 @@ Result<bool> FileStore::held(const Key& key)
     return busy;
 }
 
+Result<bool> FileStore::empty_dir(const Key& dir)
+{
+    int dfd = TRY(dir_fd(dir, Create::No));
+    if (dfd < 0)
+        return true;
+    int fd = ::openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return io_error("cannot list", dir, errno);
+    DIR* d = ::fdopendir(fd);
+    if (!d) {
+        int err = errno;
+        ::close(fd);
+        return io_error("cannot list", dir, err);
+    }
+    bool empty = true;
+    while (auto* entry = ::readdir(d))
+        if (entry->d_name[0] != '.') {
+            empty = false;
+            break;
+        }
+    ::closedir(d);
+    return empty;
+}
+
 } // namespace cnm

@@ -29,6 +29,7 @@ public:
     Result<void> remove_dir(const Key& key) override;
     Result<std::vector<std::string>> list(const Key& dir) override;
     Result<bool> exists(const Key& key) override;
+    Result<bool> empty_dir(const Key& dir) override;
     Result<std::unique_ptr<Lock>> lock(const Key& dir) override;
     Result<std::unique_ptr<Lock>> hold(const Key& key) override;
     Result<bool> held(const Key& key) override;

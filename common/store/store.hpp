@@ -58,6 +58,9 @@ public:
     virtual Result<void> remove_dir(const Key& key) = 0;
     /// Names directly under `dir` (documents and subdirectories), unsorted; absent dir → empty.
     virtual Result<std::vector<std::string>> list(const Key& dir) = 0;
+    /// True when `dir` holds no document or subdirectory (absent counts as empty). Stops at the
+    /// first entry: the cost does not grow with what the directory holds.
+    virtual Result<bool> empty_dir(const Key& dir) = 0;
     /// True when the key exists, without reading it.
     virtual Result<bool> exists(const Key& key) = 0;
     /// Takes an exclusive lock on the prefix `dir`, creating it if needed.
