@@ -5,6 +5,7 @@
 #include <memory>
 #include <optional>
 #include <poll.h>
+#include <system_error>
 #include <sys/socket.h>
 #include <thread>
 #include <unistd.h>
@@ -15,21 +16,28 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-/// Waits until fd has `events` or the deadline passes; false on the deadline, a hang-up with
-/// nothing to read, or an error.
-bool wait_for(int fd, short events, Clock::time_point deadline)
+enum class Wait { Ready, TimedOut, Failed };
+
+/// Waits until fd has `events` or the deadline passes; Failed on a hang-up with nothing to read
+/// or an error.
+Wait wait_until(int fd, short events, Clock::time_point deadline)
 {
     for (;;) {
-        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+        auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now()).count();
         if (left <= 0)
-            return false;
+            return Wait::TimedOut;
         pollfd p { fd, events, 0 };
         int n = ::poll(&p, 1, static_cast<int>(std::min<long long>(left, 60'000)));
         if (n < 0 && errno != EINTR)
-            return false;
+            return Wait::Failed;
         if (n > 0)
-            return (p.revents & (events | POLLHUP | POLLERR)) != 0;
+            return (p.revents & (events | POLLHUP | POLLERR)) != 0 ? Wait::Ready : Wait::Failed;
     }
+}
+
+bool wait_for(int fd, short events, Clock::time_point deadline)
+{
+    return wait_until(fd, events, deadline) == Wait::Ready;
 }
 
 /// The connection as the library's parser sees it: reads give up at the request's deadline (set
@@ -102,10 +110,10 @@ public:
 private:
     bool readable() const
     {
-        bool ok = wait_for(m_fd, POLLIN, m_read_deadline);
-        if (!ok && Clock::now() >= m_read_deadline)
+        Wait w = wait_until(m_fd, POLLIN, m_read_deadline);
+        if (w == Wait::TimedOut)
             m_timed_out = true;
-        return ok;
+        return w == Wait::Ready;
     }
     Clock::time_point write_deadline() const
     {
@@ -133,12 +141,19 @@ public:
             std::lock_guard lock(m_count->mutex);
             ++m_count->running;
         }
-        std::thread([count = m_count, fn = std::move(fn)] {
+        auto run = [count = m_count, fn = std::move(fn)] {
             fn();
             std::lock_guard lock(count->mutex);
             if (--count->running == 0)
                 count->done.notify_all();
-        }).detach();
+        };
+        try {
+            std::thread(run).detach();
+        } catch (const std::system_error&) {
+            // No thread to be had (a process or memory limit): serve it on the accepting thread,
+            // which the connection's own bounds release within seconds, rather than die.
+            run();
+        }
     }
     void shutdown() override
     {
@@ -155,8 +170,9 @@ private:
     std::shared_ptr<Count> m_count = std::make_shared<Count>();
 };
 
-/// The connection this thread serves, for post()'s handlers to mark.
+/// The connection this thread serves, for post()'s handlers to mark and the error handler to ask.
 thread_local std::function<void(bool)>* current_handling = nullptr;
+thread_local const DeadlineStream* current_stream = nullptr;
 
 } // namespace
 
@@ -179,6 +195,11 @@ BoundedServer& BoundedServer::post(const std::string& pattern, Handler handler)
             (*current_handling)(false);
     });
     return *this;
+}
+
+bool BoundedServer::request_timed_out()
+{
+    return current_stream && current_stream->timed_out();
 }
 
 void BoundedServer::close_connections()
@@ -254,6 +275,7 @@ void BoundedServer::serve_connection(int fd, Iter self)
     DeadlineStream stream(fd, m_bounds.write_timeout);
     std::function<void(bool)> handling = [&](bool on) { set_state(self, on ? State::Handling : State::Writing); };
     current_handling = &handling;
+    current_stream = &stream;
     for (;;) {
         // Idle: wait for the next request's first byte (a pipelined one may be buffered already).
         if (!stream.has_buffered() && !wait_for(fd, POLLIN, Clock::now() + m_bounds.idle_timeout))
@@ -272,6 +294,7 @@ void BoundedServer::serve_connection(int fd, Iter self)
             break;
     }
     current_handling = nullptr;
+    current_stream = nullptr;
 }
 
 } // namespace cnm::shim

@@ -45,6 +45,8 @@ public:
     /// Closes every connection that is not being handled or answered and makes the rest close after
     /// their reply; call before stop() so that stopping does not wait for idle clients.
     void close_connections();
+    /// In an error handler: the request failed because it did not all arrive within request_timeout.
+    static bool request_timed_out();
 
 private:
     enum class State { Idle, Reading, Handling, Writing };

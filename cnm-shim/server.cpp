@@ -160,12 +160,14 @@ int serve(const ServeOptions& options)
     });
     // Errors the library produces itself (413 too large, 400 malformed, 404 for non-POST) get
     // the same JSON shape as ours.
-    server.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
+    server.set_error_handler([&](const httplib::Request& req, httplib::Response& res) {
         if (!res.body.empty())
             return;
         std::string msg = "cnm-shim: HTTP " + std::to_string(res.status) + " for " + req.method + " " + req.path;
         if (res.status == 413)
             msg = "cnm-shim: request body too large";
+        if (BoundedServer::request_timed_out())
+            msg = "cnm-shim: the request did not arrive within " + std::to_string(options.request_timeout.count()) + " s";
         if (size_t at = invalid_utf8_at(req.path); at != std::string_view::npos)
             msg = "cnm-shim: the request path is not valid UTF-8 (at byte " + std::to_string(at) + ")";
         error_reply(res, res.status, msg);
