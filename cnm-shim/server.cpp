@@ -1,6 +1,7 @@
 #include "server.hpp"
 
 #include "docker_api.hpp"
+#include "http_server.hpp"
 #include "kernel/kernel.hpp"
 #include "store/file_store.hpp"
 
@@ -12,6 +13,7 @@
 #include <filesystem>
 #include <mutex>
 #include <pthread.h>
+#include <string_view>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -57,7 +59,38 @@ bool clear_stale_socket(const std::string& path)
 void json_reply(httplib::Response& res, int status, const Json& body)
 {
     res.status = status;
-    res.set_content(body.dump() + "\n", mime);
+    // A string that is not UTF-8 (a name echoed from a request) must not make dump() throw.
+    res.set_content(body.dump(-1, ' ', false, Json::error_handler_t::replace) + "\n", mime);
+}
+
+void error_reply(httplib::Response& res, int status, const std::string& msg)
+{
+    json_reply(res, status, { { "Err", msg }, { "Error", msg } });
+}
+
+/// The offset of the first byte that is not part of well-formed UTF-8 (RFC 3629: no overlong
+/// forms, no surrogates, nothing past U+10FFFF), or npos.
+size_t invalid_utf8_at(std::string_view s)
+{
+    size_t i = 0;
+    while (i < s.size()) {
+        auto b = static_cast<unsigned char>(s[i]);
+        size_t len = b < 0x80 ? 1 : (b >> 5) == 0x6 ? 2 : (b >> 4) == 0xe ? 3 : (b >> 3) == 0x1e ? 4 : 0;
+        if (len == 0 || i + len > s.size())
+            return i;
+        unsigned cp = len == 1 ? b : len == 2 ? (b & 0x1f) : len == 3 ? (b & 0x0f) : (b & 0x07);
+        for (size_t k = 1; k < len; ++k) {
+            auto c = static_cast<unsigned char>(s[i + k]);
+            if ((c & 0xc0) != 0x80)
+                return i;
+            cp = (cp << 6) | (c & 0x3f);
+        }
+        static constexpr unsigned least[] = { 0, 0, 0x80, 0x800, 0x10000 };
+        if (cp < least[len] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+            return i;
+        i += len;
+    }
+    return std::string_view::npos;
 }
 
 } // namespace
@@ -95,19 +128,24 @@ int serve(const ServeOptions& options)
     if (!clear_stale_socket(options.socket))
         return 1;
 
-    httplib::Server server;
+    HttpBounds bounds { options.request_timeout, options.idle_timeout, options.write_timeout, options.max_connections };
+    BoundedServer server(bounds, log_line);
     server.set_address_family(AF_UNIX);
     server.set_payload_max_length(options.max_body);
-    server.set_read_timeout(options.io_timeout.count(), 0);
-    server.set_write_timeout(options.io_timeout.count(), 0);
-    server.set_keep_alive_timeout(options.io_timeout.count());
-    server.Post(".*", [&](const httplib::Request& req, httplib::Response& res) {
+    server.post(".*", [&](const httplib::Request& req, httplib::Response& res) {
         std::string method = req.path.size() > 1 ? req.path.substr(1) : "";
+        // Caught here rather than as the JSON parser's error: a 400 that says what is wrong.
+        for (auto [what, text] : { std::pair { "path", std::string_view(req.path) }, std::pair { "body", std::string_view(req.body) } }) {
+            if (size_t at = invalid_utf8_at(text); at != std::string_view::npos) {
+                error_reply(res, 400, std::string("cnm-shim: the request ") + what + " is not valid UTF-8 (at byte " + std::to_string(at) + ")");
+                log_line("a request with a " + std::string(what) + " that is not UTF-8 -> 400");
+                return;
+            }
+        }
         auto start = std::chrono::steady_clock::now();
         std::unique_lock lock(busy, std::defer_lock);
         if (!lock.try_lock_for(options.busy_timeout)) {
-            std::string msg = "cnm-shim is busy with another call; try again";
-            json_reply(res, 503, { { "Err", msg }, { "Error", msg } });
+            error_reply(res, 503, "cnm-shim is busy with another call; try again");
             log_line(method + " -> 503 (busy)");
             return;
         }
@@ -122,13 +160,17 @@ int serve(const ServeOptions& options)
     });
     // Errors the library produces itself (413 too large, 400 malformed, 404 for non-POST) get
     // the same JSON shape as ours.
-    server.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
+    server.set_error_handler([&](const httplib::Request& req, httplib::Response& res) {
         if (!res.body.empty())
             return;
         std::string msg = "cnm-shim: HTTP " + std::to_string(res.status) + " for " + req.method + " " + req.path;
         if (res.status == 413)
             msg = "cnm-shim: request body too large";
-        json_reply(res, res.status, { { "Err", msg }, { "Error", msg } });
+        if (BoundedServer::request_timed_out())
+            msg = "cnm-shim: the request did not arrive within " + std::to_string(options.request_timeout.count()) + " s";
+        if (size_t at = invalid_utf8_at(req.path); at != std::string_view::npos)
+            msg = "cnm-shim: the request path is not valid UTF-8 (at byte " + std::to_string(at) + ")";
+        error_reply(res, res.status, msg);
     });
     server.set_exception_handler([](const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {
         std::string what = "unknown";
@@ -138,8 +180,7 @@ int serve(const ServeOptions& options)
             what = e.what();
         } catch (...) {
         }
-        std::string msg = "cnm-shim: internal error in " + req.path + ": " + what;
-        json_reply(res, 500, { { "Err", msg }, { "Error", msg } });
+        error_reply(res, 500, "cnm-shim: internal error in " + req.path + ": " + what);
     });
 
     if (!server.bind_to_port(options.socket, 80)) {
@@ -154,6 +195,7 @@ int serve(const ServeOptions& options)
         int sig = 0;
         sigwait(&signals, &sig);
         log_line(std::string("stopping on ") + (sig == SIGTERM ? "SIGTERM" : "SIGINT"));
+        server.close_connections();
         server.stop();
     });
     waiter.detach();

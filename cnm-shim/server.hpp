@@ -1,6 +1,7 @@
 #pragma once
-// The HTTP side of cnm-shim: cpp-httplib on a Unix socket, every request handed to DockerApi under
-// one lock (the store and netlink socket are per-process), replies in Docker's plugin MIME type.
+// The HTTP side of cnm-shim: cpp-httplib on a Unix socket (with the connection bounds of
+// http_server.hpp), every request handed to DockerApi under one lock (the store and netlink socket
+// are per-process), replies in Docker's plugin MIME type.
 
 #include <chrono>
 #include <cstddef>
@@ -17,7 +18,10 @@ struct ServeOptions {
     std::string socket = default_socket;
     std::string state_dir;
     size_t max_body = 1 << 20;                      // larger requests get 413
-    std::chrono::seconds io_timeout { 5 };          // a client that stalls mid-request is dropped
+    std::chrono::seconds request_timeout { 5 };     // a request's headers and body arrive within this, or it is dropped
+    std::chrono::seconds idle_timeout { 5 };        // a kept-alive connection with no request is closed after this
+    std::chrono::seconds write_timeout { 5 };       // a reply the client does not take within this is dropped
+    size_t max_connections = 128;                   // more displace the idlest (see http_server.hpp)
     std::chrono::seconds busy_timeout { 10 };       // waiting for another call to finish → 503
     std::chrono::milliseconds lock_timeout { 5000 }; // waiting for a plugin's lock on the state → 500
 };

@@ -9,6 +9,8 @@ packages=(
     libcpp-httplib-dev
     # tests and demo: the reference plugins for interop, netns tooling, JSON assertions
     containernetworking-plugins iproute2 iputils-ping iptables nftables jq util-linux procps coreutils findutils
+    # slow and idle HTTP clients for tests/e2e/shim-bounds.sh
+    python3-minimal
     # a real CNI client (libcni): podman with runc, and a busybox for its offline image
     podman runc busybox-static
     # a real go-cni client: containerd's CRI plugin, driven by a Python CRI client (tests/e2e/cri/)

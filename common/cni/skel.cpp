@@ -1,7 +1,9 @@
 #include "cni/skel.hpp"
 
 #include "cni/version.hpp"
+#include "util/log.hpp"
 
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <unistd.h>
@@ -44,7 +46,45 @@ std::string guess_version(std::string_view stdin_text)
     return std::string(latest_version);
 }
 
-Result<std::string> run(const Plugin& plugin, const Getenv& getenv, std::string_view stdin_text)
+// The log names a bad value: the verb fails, as for any conf error. The file cannot be opened:
+// stderr says so and the verb goes on (a broken log must not break networking).
+Result<void> open_log(const Json& conf, const Getenv& getenv)
+{
+    auto opened = log::open_from(conf, getenv);
+    if (opened || opened.error().code != Code::Io)
+        return opened;
+    std::string note = "cnm: " + opened.error().msg + ": " + opened.error().details + "\n";
+    (void)!::write(STDERR_FILENO, note.data(), note.size());
+    return {};
+}
+
+/// "<plugin> <VERB> <container> <ifname>" from the raw variables (they may be what failed).
+std::string log_context(const Plugin& plugin, const Getenv& getenv)
+{
+    std::string out = plugin.name;
+    for (const char* name : { "CNI_COMMAND", "CNI_CONTAINERID", "CNI_IFNAME" }) {
+        const char* value = getenv(name);
+        std::string_view v = value && *value ? value : "-";
+        out += ' ';
+        for (char c : v.substr(0, 128))
+            out += c > ' ' && c < 0x7f ? c : '?';
+    }
+    return out;
+}
+
+void log_outcome(const Result<std::string>& printed, std::chrono::steady_clock::time_point start)
+{
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start).count();
+    if (printed) {
+        log::line(log::Level::Info, "ok " + std::to_string(ms) + "ms");
+        return;
+    }
+    const Error& e = printed.error();
+    log::line(log::Level::Error, "error " + std::to_string(static_cast<int>(e.code)) + " " + std::to_string(ms) + "ms: " + e.msg
+            + (e.details.empty() ? "" : ": " + e.details));
+}
+
+Result<std::string> run(const Plugin& plugin, const Getenv& getenv, std::string_view stdin_text, bool& log_opened)
 {
     Env env = TRY(parse_env(getenv));
     if (env.command == Command::Version) {
@@ -54,6 +94,8 @@ Result<std::string> run(const Plugin& plugin, const Getenv& getenv, std::string_
     // Not TRY() inside the braces: an early return from a statement expression in the middle of an
     // aggregate initialisation skips the destructors of the members already built.
     NetConf conf = TRY(parse_conf(stdin_text));
+    log_opened = true;
+    TRY(open_log(conf.raw, getenv));
     Context ctx { std::move(env), std::move(conf) };
     const auto& version = ctx.conf.cni_version;
     Command command = ctx.env.command;
@@ -107,12 +149,23 @@ Outcome dispatch(const Plugin& plugin, const Getenv& getenv, std::string_view st
 {
     // Handlers report errors as values; an exception reaching here is a bug, but it still becomes a
     // CNI error object rather than an abort with nothing on stdout.
+    auto start = std::chrono::steady_clock::now();
+    log::set_context(log_context(plugin, getenv));
     Result<std::string> printed = make_error(Code::Internal, "internal error");
     try {
-        printed = run(plugin, getenv, stdin_text);
+        bool log_opened = false;
+        printed = run(plugin, getenv, stdin_text, log_opened);
+        // VERSION, or a failure before the conf was read: the log is the one the variables or a
+        // conf that is at least JSON names.
+        if (!log_opened) {
+            Json doc = json_depth_ok(stdin_text) ? Json::parse(stdin_text, nullptr, false) : Json();
+            (void)open_log(doc.is_object() ? doc : Json::object(), getenv);
+        }
     } catch (const std::exception& e) {
         printed = make_error(Code::Internal, "internal error", e.what());
     }
+    log_outcome(printed, start);
+    log::close(); // each dispatch() its own, for the tests that run many in one process
     if (printed)
         return { 0, printed.release_value() };
     return { 1, error_json(printed.error(), guess_version(stdin_text)) };

@@ -94,4 +94,20 @@ expect_eq "dir mode" 700 "$(stat -c %a "$CNM_STATE_DIR/networks/tiny")"
 alt="$WORK/alt"
 cni "$IPAM" ADD d1 /run/netns/x eth0 "{\"cniVersion\":\"1.0.0\",\"name\":\"dd\",\"type\":\"x\",\"ipam\":{\"type\":\"ipam\",\"dataDir\":\"$alt\",\"subnet\":\"10.213.42.0/24\"}}"
 expect_eq "ipam.dataDir honoured" true "$([ -f "$alt/networks/dd/network.json" ] && echo true || echo false)"
+
+# The plugin log (logFile): an ADD and a failing ADD write one line each; stdout is as without it.
+LOG=$WORK/plugin.log
+logconf() { echo "{\"cniVersion\":\"1.0.0\",\"name\":\"logged\",\"type\":\"bridge\"${1:-},\"ipam\":{\"type\":\"ipam\",\"subnet\":\"10.213.43.0/30\"}}"; }
+cni "$IPAM" ADD l1 /run/netns/x eth0 "$(logconf)"; plain_ok=$OUT
+cni "$IPAM" ADD l2 /run/netns/x eth0 "$(logconf)"; plain_err=$OUT
+cni "$IPAM" DEL l1 /run/netns/x eth0 "$(logconf)"
+expect_eq "no log file without logFile" "no" "$([ -e "$LOG" ] && echo yes || echo no)"
+cni "$IPAM" ADD l1 /run/netns/x eth0 "$(logconf ",\"logFile\":\"$LOG\"")"
+expect_eq "ADD with a log prints what it prints without" "$plain_ok" "$OUT"
+cni "$IPAM" ADD l2 /run/netns/x eth0 "$(logconf ",\"logFile\":\"$LOG\"")"
+expect_eq "…and so does a failing ADD" "$plain_err" "$OUT"
+expect_eq "one line per ADD" 2 "$(wc -l <"$LOG")"
+expect_eq "the ADD's line" 1 "$(sed -n 1p "$LOG" | grep -cE '^[0-9-]{10}T[0-9:.]{12}Z ipam\[[0-9]+\] ADD l1 eth0 ok [0-9]+ms$')"
+expect_eq "the failing ADD's line has its code and message" 1 "$(sed -n 2p "$LOG" | grep -cE ' ipam\[[0-9]+\] ADD l2 eth0 error [0-9]+ [0-9]+ms: .*no IP addresses available')"
+expect_eq "the log is 0600" 600 "$(stat -c %a "$LOG")"
 finish
