@@ -440,9 +440,10 @@ Result<std::string> FileStore::write_temp(int dfd, const Key& key, const Json& d
         // Claim it (see reclaim_temp): a sweeper that took the flock first has removed the name,
         // so go to another. A file system without flock: no claim, and no sweeper can reclaim it.
         struct stat st;
-        if (::flock(fd, LOCK_EX | LOCK_NB) < 0 && errno != EWOULDBLOCK)
+        int claimed = ::flock(fd, LOCK_EX | LOCK_NB);
+        if (claimed < 0 && errno != EWOULDBLOCK)
             break;
-        if (::fstat(fd, &st) == 0 && st.st_nlink > 0)
+        if (claimed == 0 && ::fstat(fd, &st) == 0 && st.st_nlink > 0)
             break;
         ::close(fd);
         fd = -1;
