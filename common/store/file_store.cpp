@@ -90,18 +90,25 @@ Version now_ns()
 }
 
 // Gives the file `fd` a version above `previous`: its mtime set to max(now, previous + 1), read
-// back. A file system that keeps coarser times (whole seconds) gets the next whole second instead.
-// 0, with errno set, when neither sticks.
-Version stamp(int fd, Version previous)
+// back until the file system has once kept a time exactly (`exact`, per store). A file system that
+// keeps coarser times (whole seconds) gets the next whole second instead. 0, with errno set, when
+// neither sticks.
+Version stamp(int fd, Version previous, bool& exact)
 {
     Version want = std::max(now_ns(), previous + 1);
     for (int attempt = 0; attempt < 2; ++attempt) {
         struct timespec times[2] = { { 0, UTIME_OMIT },
             { static_cast<time_t>(want / 1000000000u), static_cast<long>(want % 1000000000u) } };
-        struct stat st;
-        if (::futimens(fd, times) < 0 || ::fstat(fd, &st) < 0)
+        if (::futimens(fd, times) < 0)
             return 0;
-        if (Version got = version_of(st); got > previous)
+        if (exact)
+            return want;
+        struct stat st;
+        if (::fstat(fd, &st) < 0)
+            return 0;
+        Version got = version_of(st);
+        exact = got == want;
+        if (got > previous)
             return got;
         want = (previous / 1000000000u + 1) * 1000000000u;
     }
@@ -116,7 +123,7 @@ Version stamp(int fd, Version previous)
 // may leave a mix, which readers treat as corrupt, as a Hint allows. 0 when the name is not a
 // plain file with one link (a symlink, FIFO or hard link is replaced by the atomic path instead);
 // else the new version.
-Version rewrite_in_place(int dfd, const std::string& name, const Json& doc)
+Version rewrite_in_place(int dfd, const std::string& name, const Json& doc, bool& exact)
 {
     int fd = ::openat(dfd, name.c_str(), O_WRONLY | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, file_mode);
     if (fd < 0)
@@ -128,7 +135,7 @@ Version rewrite_in_place(int dfd, const std::string& name, const Json& doc)
         if (text.size() < static_cast<size_t>(st.st_size))
             text.append(static_cast<size_t>(st.st_size) - text.size(), ' ');
         if (::pwrite(fd, text.data(), text.size(), 0) == static_cast<ssize_t>(text.size())) {
-            version = stamp(fd, version_of(st));
+            version = stamp(fd, version_of(st), exact);
             struct stat after;
             if (version == 0 && ::fstat(fd, &after) == 0) // written, but the stamp did not stick
                 version = std::max<Version>(version_of(after), 1);
@@ -452,7 +459,7 @@ Result<std::string> FileStore::write_temp(int dfd, const Key& key, const Json& d
     }
     auto written = write_all(fd, doc.dump(2, ' ', false, Json::error_handler_t::replace) + "\n");
     int err = written ? 0 : errno;
-    if (written && (version = stamp(fd, previous)) == 0)
+    if (written && (version = stamp(fd, previous, m_exact_times)) == 0)
         err = errno;
     if (err) {
         ::close(fd);
@@ -506,7 +513,7 @@ long long current_version(int dfd, const std::string& name)
 Result<Version> FileStore::write_doc(int dfd, const Key& key, const Json& doc, Durability durability, std::optional<Version> previous)
 {
     if (durability == Durability::Hint)
-        if (Version v = rewrite_in_place(dfd, key.back(), doc))
+        if (Version v = rewrite_in_place(dfd, key.back(), doc, m_exact_times))
             return v;
     if (!previous) {
         long long v = current_version(dfd, key.back());
@@ -635,6 +642,7 @@ void FileStore::forget_dirs(const Key& dir)
     for (auto it = m_dirs.lower_bound(dir); it != m_dirs.end() && it->first.size() >= dir.size()
          && std::equal(dir.begin(), dir.end(), it->first.begin());) {
         m_unsynced_dirs.erase(std::remove(m_unsynced_dirs.begin(), m_unsynced_dirs.end(), it->second), m_unsynced_dirs.end());
+        m_swept.erase(std::remove(m_swept.begin(), m_swept.end(), it->second), m_swept.end());
         ::close(it->second);
         it = m_dirs.erase(it);
     }
@@ -675,6 +683,7 @@ Result<void> FileStore::remove_dir(const Key& key)
         return {};
     if (auto it = m_dirs.find(key); it != m_dirs.end()) {
         TRY(sync()); // its fd may be queued for an fsync
+        m_swept.erase(std::remove(m_swept.begin(), m_swept.end(), it->second), m_swept.end());
         ::close(it->second);
         m_dirs.erase(it);
     }
@@ -728,8 +737,12 @@ Result<bool> FileStore::exists(const Key& key)
 
 void FileStore::sweep_temps(int dfd)
 {
-    // Only a small directory (one block on ext4/xfs, ~200 entries on tmpfs): a lock stays cheap
-    // however many leases or sandboxes there are; list() sweeps the large ones.
+    // Once per directory and store (a verb locks one directory several times), and only a small
+    // directory (one block on ext4/xfs, ~200 entries on tmpfs): a lock stays cheap however many
+    // leases or sandboxes there are; list() sweeps the large ones.
+    if (std::find(m_swept.begin(), m_swept.end(), dfd) != m_swept.end())
+        return;
+    m_swept.push_back(dfd);
     struct stat st;
     if (::fstat(dfd, &st) < 0 || st.st_size > 4096)
         return;

@@ -13,13 +13,17 @@
 // therefore never blocks a later one, whatever PID it gets.
 //
 // Versions: a document's version is its mtime in nanoseconds, which every write through the store
-// sets to max(now, previous + 1) before the rename (or after an in-place Hint rewrite) and reads
-// back. Guarantee: while the key exists, each write through the store gives it a strictly larger
-// version, and an edit from outside (an editor, cp) gives it the edit time, which differs unless it
-// lands in the same nanosecond. Across a remove, a re-created key starts again at "now": a version
-// from before the remove comes back only if the clock stepped back to that very nanosecond. Not
-// covered: a kill -9 between an in-place Hint rewrite and its stamp leaves the kernel's (coarse)
-// time, which may be older than the previous version; use PerBoot or Sync for keys under CAS.
+// sets to max(now, previous + 1) before the rename (or after an in-place Hint rewrite); it is read
+// back until the file system has shown it keeps nanoseconds (one that keeps whole seconds gets the
+// next whole second). Guarantee: while the key exists, each write through the store gives it a
+// strictly larger version, and an edit from outside (an editor, cp) gives it the edit time, which
+// differs unless it lands in the same nanosecond. Across a remove, a re-created key starts again
+// at "now": a version from before the remove comes back only if the clock stepped back to that
+// very nanosecond. put_if/remove_if compare and write under lock(dir of key), so they exclude each
+// other and every writer holding that lock; a plain put() by a process not holding it is not
+// excluded (its write may land between the compare and the rename and be replaced). put_if never
+// rewrites in place (Hint is taken as PerBoot): a kill -9 between an in-place rewrite and its
+// stamp would leave the kernel's coarse time, possibly below the previous version.
 
 #include "store/store.hpp"
 
@@ -88,6 +92,8 @@ private:
     std::map<std::string, int> m_unsynced_paths; // key → fd in m_unsynced_files
     std::vector<int> m_unsynced_dirs;
     std::chrono::milliseconds m_lock_timeout { 0 };
+    bool m_exact_times = false;     // the file system kept a version exactly: no more read-backs
+    std::vector<int> m_swept;       // directories lock() has swept of dead writers' temps
 };
 
 } // namespace cnm
