@@ -1,9 +1,7 @@
 #include "admin.hpp"
 
+#include "cnm/endpoint.hpp"
 #include "cnm/registry.hpp"
-#include "dataplane.hpp"
-#include "driver.hpp"
-#include "ipam/ipam.hpp"
 
 #include <algorithm>
 #include <cctype>
@@ -169,12 +167,13 @@ Result<Json> inspect(Store& store, const std::string& network, const std::string
     return make_error(Code::InvalidConfig, "no network \"" + network + "\" in the state directory");
 }
 
-Result<Json> gc(Store& store, Dataplane* dataplane, bool dry_run)
+Result<Json> gc(Store& store, Kernel* kernel, bool dry_run)
 {
     Registry registry(store);
     Json removed = Json::array();
     std::vector<std::string> errors;
     for (auto& name : TRY(registry.list_networks())) {
+        auto network = TRY(registry.load_network(name));
         std::vector<EndpointRecord> dead;
         for (auto& key : TRY(registry.list_endpoints(name))) {
             auto ep = TRY(registry.load_endpoint(name, key));
@@ -186,48 +185,18 @@ Result<Json> gc(Store& store, Dataplane* dataplane, bool dry_run)
                 continue;
             dead.push_back(r);
         }
+        // The lifecycle's one way to remove what an endpoint recorded: its firewall elements
+        // (masquerade, MAC spoof check, ports), its links, its sandbox membership and record.
+        // CNI endpoints give back their leases by the record; Docker's are Docker's to release.
+        Endpoints endpoints(registry, kernel, network.ok() ? find_driver(network.record.driver) : nullptr);
+        PoolAddresses leases { ipam::IpamConf {} };
         for (auto& r : dead) {
             removed.push_back({ { "network", name }, { "endpoint", r.container_id }, { "ifname", r.ifname },
                 { "frontend", frontend_name(r.frontend) }, { "netns", r.netns } });
             if (dry_run)
                 continue;
-            auto step = [&](Result<void> done) {
-                if (!done)
-                    errors.push_back(r.container_id + ": " + done.error().msg);
-            };
-            if (dataplane) {
-                if (r.driver_state.contains("ipMasq") && r.driver_state["ipMasq"] == true)
-                    for (auto& a : r.addresses)
-                        step(dataplane->del_masquerade(a.address));
-                if (r.driver_state.contains("ports")) {
-                    std::vector<firewall::PortMap> ports;
-                    for (auto& p : r.driver_state["ports"])
-                        if (auto m = firewall::port_map_from_json(p))
-                            ports.push_back(*m);
-                    step(dataplane->del_ports(ports));
-                }
-                for (const char* link : { "hostVeth", "containerVeth", "childLink" })
-                    if (r.driver_state.contains(link) && r.driver_state[link].is_string())
-                        step(dataplane->delete_link(r.driver_state[link].get<std::string>()));
-            }
-            std::string key = endpoint_key(r.container_id, r.ifname);
-            if (r.frontend == Frontend::Cni) {
-                ipam::Request request;
-                request.network = name;
-                request.driver = r.driver_state.contains("driver") && r.driver_state["driver"].is_string() ? r.driver_state["driver"].get<std::string>() : "";
-                request.container_id = r.container_id;
-                request.ifname = r.ifname;
-                step(ipam::del(registry, nullptr, request));
-            } else {
-                auto lock = registry.lock_network(name);
-                if (!lock) {
-                    step(lock.release_error());
-                    continue;
-                }
-                if (!r.sandbox.empty())
-                    step(registry.sandbox_leave(r.sandbox, { name, key }));
-                step(registry.remove_endpoint(name, key));
-            }
+            if (auto done = endpoints.forget(r, r.frontend == Frontend::Cni ? &leases : nullptr); !done)
+                errors.push_back(r.container_id + ": " + done.error().msg + (done.error().details.empty() ? "" : " (" + done.error().details + ")"));
         }
     }
     TRY(store.sync());

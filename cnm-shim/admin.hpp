@@ -2,6 +2,7 @@
 // The admin commands of cnm-shim, over the same state directory: list, inspect, gc, dot.
 // Plain tables for people, JSON (--json) for scripts.
 
+#include "kernel/kernel.hpp"
 #include "store/store.hpp"
 #include "util/json.hpp"
 
@@ -9,17 +10,17 @@
 
 namespace cnm::shim {
 
-class Dataplane;
-
 /// {"networks":[{…record…, "endpoints":[…]}]}
 Result<Json> list_state(Store& store);
 std::string list_table(const Json& listing);
 /// One network (with its endpoints and Docker ids), or one of its endpoints (an id prefix).
 Result<Json> inspect(Store& store, const std::string& network, const std::string& endpoint);
-/// Removes endpoints whose sandbox (netns) no longer exists: their links, firewall state and
-/// sandbox membership; CNI endpoints also give back their leases (Docker releases its own
-/// addresses through ReleaseAddress). Returns what was (or, with dry_run, would be) removed.
-Result<Json> gc(Store& store, Dataplane* dataplane, bool dry_run);
+/// Removes endpoints whose sandbox (netns) no longer exists through the lifecycle's one
+/// detach/remove (Endpoints::forget): their firewall elements, links and sandbox membership; CNI
+/// endpoints also give back their leases (Docker releases its own addresses through
+/// ReleaseAddress). `kernel` null: records only. Returns what was (or, with dry_run, would be)
+/// removed.
+Result<Json> gc(Store& store, Kernel* kernel, bool dry_run);
 /// Graphviz DOT: networks → endpoints → sandboxes.
 std::string dot(const Json& listing);
 

@@ -4,7 +4,7 @@
 //   cnm-shim list [--json] | inspect NETWORK [ENDPOINT] | gc [--dry-run] [--json] | dot
 
 #include "admin.hpp"
-#include "dataplane.hpp"
+#include "kernel/kernel.hpp"
 #include "server.hpp"
 #include "store/file_store.hpp"
 
@@ -122,10 +122,14 @@ int run(int argc, char** argv)
         return 0;
     }
     if (gc->parsed()) {
-        auto dataplane = cnm::shim::kernel_dataplane();
-        if (!dataplane)
-            return fail(dataplane.error());
-        auto done = cnm::shim::gc(**store, dataplane->get(), dry_run);
+        std::unique_ptr<cnm::Kernel> kernel;
+        if (!dry_run) {
+            auto opened = cnm::netlink_kernel();
+            if (!opened)
+                return fail(opened.error());
+            kernel = opened.release_value();
+        }
+        auto done = cnm::shim::gc(**store, kernel.get(), dry_run);
         if (!done)
             return fail(done.error());
         if (json) {

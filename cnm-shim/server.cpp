@@ -1,7 +1,7 @@
 #include "server.hpp"
 
-#include "dataplane.hpp"
-#include "driver.hpp"
+#include "docker_api.hpp"
+#include "kernel/kernel.hpp"
 #include "store/file_store.hpp"
 
 #include <httplib.h>
@@ -81,13 +81,13 @@ int serve(const ServeOptions& options)
         log_line("cannot open the state directory " + options.state_dir + ": " + store.error().msg + " " + store.error().details);
         return 1;
     }
-    auto dataplane = kernel_dataplane();
-    if (!dataplane) {
-        log_line("netlink is unavailable: " + dataplane.error().msg);
+    auto kernel = netlink_kernel();
+    if (!kernel) {
+        log_line("netlink is unavailable: " + kernel.error().msg);
         return 1;
     }
     (*store)->set_lock_timeout(options.lock_timeout);
-    Driver driver(**store, **dataplane);
+    DockerApi api(**store, **kernel);
     std::timed_mutex busy;
 
     std::error_code ec;
@@ -111,7 +111,7 @@ int serve(const ServeOptions& options)
             log_line(method + " -> 503 (busy)");
             return;
         }
-        Reply reply = driver.handle(method, req.body);
+        Reply reply = api.handle(method, req.body);
         lock.unlock();
         json_reply(res, reply.status, reply.body);
         auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start).count();

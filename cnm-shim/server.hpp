@@ -1,5 +1,5 @@
 #pragma once
-// The HTTP side of cnm-shim: cpp-httplib on a Unix socket, every request handed to Driver under
+// The HTTP side of cnm-shim: cpp-httplib on a Unix socket, every request handed to DockerApi under
 // one lock (the store and netlink socket are per-process), replies in Docker's plugin MIME type.
 
 #include <chrono>

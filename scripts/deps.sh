@@ -11,8 +11,14 @@ packages=(
     containernetworking-plugins iproute2 iputils-ping iptables nftables jq util-linux procps coreutils findutils
     # a real CNI client (libcni): podman with runc, and a busybox for its offline image
     podman runc busybox-static
+    # a real go-cni client: containerd's CRI plugin, driven by a Python CRI client (tests/e2e/cri/)
+    containerd protobuf-compiler python3-grpcio python3-protobuf
+    # systemd-analyze, to verify the systemd units the README installs (tests/e2e/readme-paths.sh)
+    systemd
     # a real CNM client for cnm-shim: Docker 20.10 (dockerd is started by the tests themselves)
     docker.io curl
+    # the cluster store for multi-host networks (tests start their own etcd on loopback)
+    etcd-server
     # fuzzing: libFuzzer with ASan/UBSan
     clang libclang-rt-14-dev
     # the VM tier (tests/vm): qemu, and xz/cpio to unpack the kernel and pack the initramfs

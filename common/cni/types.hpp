@@ -2,6 +2,7 @@
 // One internal model of a CNI result (the 1.1.0 superset), printed in whichever cniVersion the conf
 // asks for and read from any version (a prevResult may differ from the conf's version).
 
+#include "net/config.hpp"
 #include "net/ip.hpp"
 #include "util/json.hpp"
 #include "util/result.hpp"
@@ -12,41 +13,11 @@
 
 namespace cnm::cni {
 
-struct Interface {
-    std::string name;
-    std::string mac;
-    std::optional<int> mtu;       // 1.1.0
-    std::string sandbox;
-    std::string socket_path;      // 1.1.0
-    std::string pci_id;           // 1.1.0
-};
-
-struct IpConfig {
-    IpNet address;                // interface address with its prefix
-    std::optional<IpAddr> gateway;
-    std::optional<int> interface; // index into interfaces; absent in IPAM results
-};
-
-struct Route {
-    IpNet dst;
-    std::optional<IpAddr> gw;
-    std::optional<int> mtu, advmss, priority, table, scope; // 1.1.0
-};
-
-struct Dns {
-    std::vector<std::string> nameservers;
-    std::string domain;
-    std::vector<std::string> search;
-    std::vector<std::string> options;
-    bool empty() const { return nameservers.empty() && domain.empty() && search.empty() && options.empty(); }
-};
-
-struct CniResult {
-    std::vector<Interface> interfaces;
-    std::vector<IpConfig> ips;
-    std::vector<Route> routes;
-    Dns dns;
-};
+using Interface = cnm::Interface;
+using IpConfig = cnm::IpConfig;
+using Route = cnm::Route;
+using Dns = cnm::Dns;
+using CniResult = cnm::NetSetup;
 
 /// Prints `result` in the shape of `version`. Fails (code 1) when the shape cannot hold it, e.g.
 /// two IPv4 addresses in a 0.2.0 result.

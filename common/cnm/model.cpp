@@ -1,5 +1,7 @@
 #include "cnm/model.hpp"
 
+#include <ctime>
+
 #include <cstdio>
 #include <chrono>
 
@@ -110,6 +112,7 @@ Json EndpointRecord::to_json() const
         { "addresses", addrs },
         { "mac", mac },
         { "created", created },
+        { "readyAtMs", ready_at_ms },
         { "driver", driver_state },
     };
 }
@@ -130,6 +133,8 @@ Result<EndpointRecord> EndpointRecord::from_json(const Json& doc)
     if (phase != "ready" && phase != "creating")
         return bad("endpoint", "unknown phase \"" + phase + "\"");
     r.phase = phase == "ready" ? Phase::Ready : Phase::Creating;
+    if (auto it = doc.find("readyAtMs"); it != doc.end() && it->is_number_integer()) // absent in records before it
+        r.ready_at_ms = it->get<int64_t>();
     auto addrs = doc.value("addresses", Json::array());
     if (!addrs.is_array())
         return bad("endpoint", "addresses must be a list");
@@ -189,6 +194,13 @@ Result<SandboxRecord> SandboxRecord::from_json(const Json& doc)
         r.endpoints.push_back(std::move(member));
     }
     return r;
+}
+
+int64_t now_ms()
+{
+    timespec ts {};
+    ::clock_gettime(CLOCK_REALTIME, &ts);
+    return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
 }
 
 } // namespace cnm

@@ -57,6 +57,7 @@ struct EndpointRecord {
     std::vector<EndpointAddress> addresses;
     std::string mac;
     std::string created;
+    int64_t ready_at_ms = 0;            // when it became ready (ms since the epoch; 0: unknown)
     Json driver_state = Json::object(); // what the driver needs to undo its work (host veth name, …)
 
     Json to_json() const;
@@ -79,5 +80,7 @@ struct SandboxRecord {
 };
 
 std::string now_rfc3339();
+/// Milliseconds since the epoch (CLOCK_REALTIME).
+int64_t now_ms();
 
 } // namespace cnm

@@ -1,371 +1,246 @@
-// macvlan and ipvlan: a child link of a parent ("master") interface placed straight into the
-// sandbox. The two kinds differ in their modes, in the MAC (an ipvlan child shares the master's,
-// so a custom one is refused), in the neighbour notifications and in chaining (ipvlan may take its
-// master and addresses from prevResult); everything else — IPAM, rollback, DEL, CHECK, STATUS, GC,
-// crash points — is one code path.
-#include "drivers/ipvlan.hpp"
-#include "drivers/macvlan.hpp"
-
-#include "cnm/options.hpp"
-#include "cnm/state.hpp"
+// macvlan and ipvlan: a child link of a parent ("master") interface, placed straight into the
+// sandbox (CNI) or left in the host for Docker to move. The two kinds differ in their modes, in
+// the MAC (an ipvlan child shares the master's, so a custom one is refused), in the neighbour
+// notifications and in Docker's gateway; everything else is this one class.
+//
+// macvlan modes: "bridge" (children of one master reach each other inside the kernel), "private"
+// (they never do), "vepa" (their traffic hairpins through the external switch), "passthru" (one
+// child takes over the master). ipvlan modes: "l2" (the default), "l3" and "l3s" (the master
+// routes between its children; no ARP or broadcast). A child cannot talk to its master's own
+// addresses — a kernel property. The link is created with IFLA_NET_NS_FD under a temporary name
+// and renamed inside the sandbox: names need only be unique there. Mode and parent cannot change
+// after creation. On a kernel without CONFIG_IPVLAN the kernel's refusal becomes code 105
+// "ipvlan is not supported by this kernel".
 #include "drivers/common.hpp"
+
 #include "util/fault.hpp"
-#include "util/guard.hpp"
 
 #include <algorithm>
-#include <array>
-#include <vector>
 #include <linux/if_link.h>
 
 namespace cnm::drivers {
 
 namespace {
 
-using netlink::Mac;
-using netlink::Socket;
-
 struct Kind {
     std::string_view name;
-    const Json& (*defaults)();
-    std::vector<std::pair<std::string_view, uint32_t>> modes; // the first is the default
+    Json defaults;
+    std::vector<std::pair<std::string, uint32_t>> modes; // the first is the default
     bool custom_mac;  // macvlan: yes; ipvlan children share the master's MAC
     bool notify;      // arp_notify/ndisc_notify on the new interface (macvlan, as the reference)
-    bool chained;     // ipvlan: master and addresses may come from prevResult
 };
 
-const Kind macvlan_kind { "macvlan", macvlan_network_defaults,
-    { { "bridge", MACVLAN_MODE_BRIDGE }, { "private", MACVLAN_MODE_PRIVATE }, { "vepa", MACVLAN_MODE_VEPA }, { "passthru", MACVLAN_MODE_PASSTHRU } },
-    true, true, false };
-const Kind ipvlan_kind { "ipvlan", ipvlan_network_defaults, { { "l2", IPVLAN_MODE_L2 }, { "l3", IPVLAN_MODE_L3 }, { "l3s", IPVLAN_MODE_L3S } }, false, false, true };
-
-struct ChildConf {
-    std::string master; // empty: the interface of the default route, found at ADD
+struct ChildKeys {
+    std::string master; // empty: the interface of the default route
     std::string mode;
     uint32_t mode_value = 0;
     std::optional<int> mtu;
     std::optional<Mac> mac;
-    IpamPlan ipam;
-    bool addresses_from_prev = false; // chained ipvlan without IPAM: prevResult's addresses
     uint16_t ipvlan_flags = 0;
 };
 
-/// The conf with the keys it omits taken from an existing network of the same name (code 7 when
-/// they disagree), and whether that network exists.
-struct Effective {
-    Json raw;
-    bool network_exists = false;
-};
-Result<Effective> effective_conf(const Kind& kind, const cni::Context& ctx, Registry& registry)
-{
-    auto stored = TRY(registry.load_network(ctx.conf.name));
-    if (stored.absent())
-        return Effective { ctx.conf.raw, false };
-    if (!stored.ok())
-        return Effective { ctx.conf.raw, true };
-    Json raw = TRY(adopt_network_options(ctx.conf.name, stored.record.options, ctx.conf.raw, kind.defaults(), "this config"));
-    return Effective { std::move(raw), true };
-}
-
-/// `raw` is the conf with the keys it omits taken from an existing network of the same name.
-Result<ChildConf> parse_conf(const Kind& kind, const cni::Context& ctx, const Json& raw, bool need_ipam)
-{
-    ChildConf c;
-    c.mode = std::string(kind.modes.front().first);
-    c.mode_value = kind.modes.front().second;
-    c.master = TRY(json_string(raw, "master", "")).value_or("");
-    if (!c.master.empty() && !cni::validate_ifname(c.master))
-        return invalid("\"master\" = \"" + c.master + "\" is not a usable interface name");
-    if (auto mode = TRY(json_string(raw, "mode", "")); mode && !mode->empty()) {
-        auto it = std::find_if(kind.modes.begin(), kind.modes.end(), [&](auto& m) { return m.first == *mode; });
-        if (it == kind.modes.end()) {
-            std::string known;
-            for (auto& m : kind.modes)
-                known += (known.empty() ? "" : ", ") + std::string(m.first);
-            return invalid("unknown " + std::string(kind.name) + " mode \"" + *mode + "\" (" + known + ")");
-        }
-        c.mode = *mode;
-        c.mode_value = it->second;
-    }
-    if (auto mtu = TRY(json_int(raw, "mtu", "", 0, 65535)); mtu && *mtu > 0)
-        c.mtu = static_cast<int>(*mtu);
-    if (auto text = TRY(json_string(raw, "mac", "")); text && !text->empty()) {
-        c.mac = netlink::parse_mac(*text);
-        if (!c.mac)
-            return invalid("\"mac\" = \"" + *text + "\" is not a MAC address");
-    }
-    if (auto asked = TRY(requested_mac(ctx)))
-        c.mac = asked;
-    if (kind.name == "ipvlan") {
-        // Docker's ipvlan_flag (the reference CNI ipvlan has no such key; ours takes "flag").
-        if (auto flag = TRY(json_string(raw, "flag", "")); flag && *flag != "bridge") {
-            if (*flag != "private" && *flag != "vepa")
-                return invalid("\"flag\" = \"" + *flag + "\" is not an ipvlan flag (bridge, private or vepa)");
-            c.ipvlan_flags = *flag == "private" ? IPVLAN_F_PRIVATE : IPVLAN_F_VEPA;
-        }
-    }
-    if (c.mac && !kind.custom_mac)
-        return invalid(std::string(kind.name) + " interfaces share their master's MAC address: a custom MAC (" + netlink::mac_str(*c.mac)
-            + ") cannot be set");
-    c.ipam = TRY(plan_ipam(ctx, need_ipam));
-    if (kind.chained) {
-        // Chained after a plugin that made one interface: that is the master (the reference's rule).
-        const auto& prev = ctx.conf.prev_result;
-        if (c.master.empty() && prev && prev->interfaces.size() == 1 && !prev->interfaces[0].name.empty())
-            c.master = prev->interfaces[0].name;
-        if (c.ipam.type.empty()) {
-            if (prev && !prev->ips.empty())
-                c.addresses_from_prev = true;
-            else if (need_ipam && ctx.env.command == cni::Command::Add)
-                return invalid("\"ipam\" must be given unless the plugin is chained after one whose prevResult has addresses");
-        }
-    }
-    return c;
-}
-
-Result<netlink::Link> find_master(Socket& host, const std::string& name)
-{
-    std::string wanted = name;
-    if (wanted.empty()) {
-        for (int family : { 4, 6 }) {
-            for (auto& r : TRY(netlink::list_routes(host, family)))
-                if (r.dst.prefix == 0 && r.oif > 0)
-                    if (auto link = TRY(netlink::get_link(host, r.oif)))
-                        return *link;
-        }
-        return invalid("no \"master\" given and no default route to take it from");
-    }
-    auto link = TRY(netlink::get_link(host, wanted));
-    if (!link)
-        return invalid("master interface \"" + wanted + "\" not found");
-    return *link;
-}
-
-ipam::Request child_request(const Kind& kind, const cni::Context& ctx, const std::string& master)
-{
-    return request_of(ctx, std::string(kind.name), Json { { "master", master } });
-}
-
-/// Deletes the sandbox's interface — under its final name, or under the temporary name the record
-/// kept if a crash came before the rename — if the sandbox still exists (its links die with it).
-Result<void> remove_link(const Kind& kind, const std::string& netns_path, const std::string& ifname, const EndpointRecord* record)
-{
-    if (netns_path.empty())
-        return {};
-    auto netns = Netns::open(netns_path);
-    if (!netns)
-        return {};
-    auto inside = TRY(socket_in(*netns));
-    std::vector<std::string> names { ifname };
-    if (record && record->driver_state.contains("tempName") && record->driver_state["tempName"].is_string())
-        names.push_back(record->driver_state["tempName"].get<std::string>());
-    for (auto& name : names)
-        if (auto link = TRY(netlink::get_link(*inside, name)); link && link->kind == kind.name)
-            TRY(netlink::delete_link(*inside, link->index));
-    return {};
-}
-
-/// After a failed first ADD: the network record (and pool users) it created go too, so a kernel
-/// without the link type leaves the state as it was.
-void drop_network_if_unused(Registry& registry, const std::string& network)
-{
-    auto lock = registry.lock_network(network);
-    auto endpoints = registry.list_endpoints(network);
-    auto stored = registry.load_network(network);
-    if (!lock || !endpoints || !endpoints->empty() || !stored || !stored->ok())
-        return;
-    ipam::Pools pools(registry.store());
-    for (auto& s : stored->record.subnets)
-        if (auto net = IpNet::parse(s))
-            (void)pools.remove_user({ stored->record.address_space, *net }, network);
-    (void)registry.store().remove(Registry::network_key(network));
-    (void)registry.store().remove_dir(Registry::endpoints_dir(network));
-}
-
-Result<cni::CniResult> cmd_add(const Kind& kind, const cni::Context& ctx)
-{
-    auto state = TRY(State::open(ctx.conf));
-    auto& registry = *state.registry;
-    Effective effective = TRY(effective_conf(kind, ctx, registry));
-    ChildConf c = TRY(parse_conf(kind, ctx, effective.raw, true));
-    auto host = TRY(Socket::open());
-    auto netns = Netns::open(ctx.env.netns);
-    if (!netns)
-        return make_error(Code::InvalidEnv, "failed to open netns \"" + ctx.env.netns + "\"", netns.error().msg);
-    auto inside = TRY(socket_in(*netns));
-    auto master = TRY(find_master(*host, c.master));
-    if (c.mtu && *c.mtu > master.mtu)
-        return invalid("\"mtu\" " + std::to_string(*c.mtu) + " is larger than the master's (" + std::to_string(master.mtu) + ")");
-
-    auto request = child_request(kind, ctx, master.name);
-    std::string temp_name = "cnm" + random_hex(4);
-    std::string point = std::string(kind.name);
-    bool new_network = !effective.network_exists;
-    EndpointRecord record = TRY(ipam::begin(registry, c.ipam.conf ? &*c.ipam.conf : nullptr, request,
-        Json { { "master", master.name }, { "mode", c.mode }, { "tempName", temp_name } },
-        [&](const EndpointRecord& stale) { return remove_link(kind, ctx.env.netns, ctx.env.ifname, &stale); }));
-    fault_point((point + "-after-intent").c_str());
-    bool have_ipam = false, have_link = false;
-    ArmedGuard undo([&] {
-        if (have_link) {
-            for (const std::string& name : { temp_name, ctx.env.ifname })
-                if (auto link = netlink::get_link(*inside, name); link && *link && (*link)->kind == kind.name)
-                    (void)netlink::delete_link(*inside, (*link)->index);
-        }
-        if (have_ipam)
-            (void)ipam_del(ctx, c.ipam, registry, &record, request);
-        (void)ipam::abandon(registry, record);
-        if (new_network)
-            drop_network_if_unused(registry, ctx.conf.name);
-        (void)state.store->sync();
-    });
-    cni::CniResult ipam_result;
-    if (c.addresses_from_prev) {
-        for (auto ip : ctx.conf.prev_result->ips) {
-            ip.interface.reset();
-            ipam_result.ips.push_back(ip);
-        }
-        ipam_result.routes = ctx.conf.prev_result->routes;
-        ipam_result.dns = ctx.conf.prev_result->dns;
-    } else {
-        ipam_result = TRY(ipam_add(ctx, c.ipam, registry, record, request));
-        have_ipam = true;
-    }
-    fault_point((point + "-after-ipam").c_str());
-    if (kind.name == "ipvlan")
-        TRY(netlink::create_ipvlan(*host, { temp_name, master.index, netns->fd(), c.mode_value, c.mtu, std::nullopt, c.ipvlan_flags }));
-    else
-        TRY(netlink::create_macvlan(*host, { temp_name, master.index, netns->fd(), c.mode_value, c.mtu, c.mac }));
-    have_link = true;
-    fault_point((point + "-after-link").c_str());
-    auto link = TRY(configure_container(*inside, {}, temp_name, ctx.env.ifname, ipam_result));
-    if (kind.notify) {
-        // Announce the new MAC at once (gratuitous ARP / unsolicited NA), as the reference does.
-        auto guard = TRY(NetnsGuard::enter(*netns));
-        TRY(write_sysctl("net/ipv4/conf/" + ctx.env.ifname + "/arp_notify", "1"));
-        (void)write_sysctl("net/ipv6/conf/" + ctx.env.ifname + "/ndisc_notify", "1"); // absent without IPv6
-    }
-    cni::CniResult result;
-    result.interfaces.push_back({ ctx.env.ifname, netlink::mac_str(link.mac), {}, ctx.env.netns, "", "" });
-    for (auto ip : ipam_result.ips) {
-        ip.interface = 0;
-        result.ips.push_back(ip);
-    }
-    result.routes = ipam_result.routes;
-    result.dns = ctx.conf.dns ? *ctx.conf.dns : ipam_result.dns;
-    record.mac = netlink::mac_str(link.mac);
-    if (!c.ipam.conf)
-        for (auto& ip : ipam_result.ips)
-            record.addresses.push_back({ ip.address, ip.gateway, "" });
-    TRY(ipam::commit(registry, record));
-    TRY(state.store->sync());
-    undo.disarm();
-    fault_point((point + "-after-commit").c_str());
-    return result;
-}
-
-Result<void> cmd_del(const Kind& kind, const cni::Context& ctx)
-{
-    auto parsed = parse_conf(kind, ctx, ctx.conf.raw, false);
-    ChildConf c = parsed ? parsed.release_value() : ChildConf {};
-    if (!parsed)
-        c.ipam = plan_ipam(ctx, false).release_value();
-    auto state = TRY(State::open(ctx.conf));
-    auto& registry = *state.registry;
-    std::string key = endpoint_key(ctx.env.container_id, ctx.env.ifname);
-    auto stored = TRY(registry.load_endpoint(ctx.conf.name, key));
-    const EndpointRecord* record = stored.ok() ? &stored.record : nullptr;
-    std::string master = record ? record->driver_state.value("master", c.master) : c.master;
-    auto request = child_request(kind, ctx, master);
-    std::string point = std::string(kind.name);
+class ChildDriver final : public Driver {
+public:
+    explicit ChildDriver(Kind kind) : m_kind(std::move(kind))
     {
-        auto lock = TRY(registry.lock_network(ctx.conf.name));
-        // IPAM first, then the link, as the reference plugins do.
-        TRY(ipam_del(ctx, c.ipam, registry, record, request));
-        fault_point((point + "-del-after-ipam").c_str());
+        std::vector<std::string> modes;
+        for (auto& m : m_kind.modes)
+            modes.push_back(m.first);
+        m_choices["mode"] = modes;
+        if (m_kind.name == "ipvlan")
+            m_choices["flag"] = { "bridge", "private", "vepa" };
     }
-    TRY(remove_link(kind, ctx.env.netns, ctx.env.ifname, record));
-    fault_point((point + "-del-after-link").c_str());
-    if (!stored.absent()) {
-        auto lock = TRY(registry.lock_network(ctx.conf.name));
-        std::string sandbox = record && !record->sandbox.empty() ? record->sandbox : ctx.env.container_id;
-        TRY(registry.sandbox_leave(sandbox, { ctx.conf.name, key }));
-        TRY(registry.remove_endpoint(ctx.conf.name, key));
+
+    std::string_view kind() const override { return m_kind.name; }
+    const Json& network_defaults() const override { return m_kind.defaults; }
+    const Json& attachment_defaults() const override
+    {
+        static const Json defaults = { { "mtu", 0 } };
+        return defaults;
     }
-    return state.store->sync();
-}
+    const std::map<std::string, std::vector<std::string>>& choices() const override { return m_choices; }
+    Json identity(const Json& options) const override
+    {
+        auto c = parse_keys(options);
+        return Json { { "master", c ? c->master : "" } };
+    }
+    bool own_mac() const override { return m_kind.custom_mac; }
 
-Result<void> cmd_check(const Kind& kind, const cni::Context& ctx)
-{
-    auto state = TRY(State::open(ctx.conf));
-    Effective effective = TRY(effective_conf(kind, ctx, *state.registry));
-    ChildConf c = TRY(parse_conf(kind, ctx, effective.raw, true));
-    auto checked = TRY(check_container(ctx, *state.registry, std::string(kind.name)));
-    if (c.ipam.conf)
-        return ipam::check(*state.registry, *c.ipam.conf, child_request(kind, ctx, checked.record.driver_state.value("master", "")),
-            *ctx.conf.prev_result);
-    return delegate_ipam(ctx, c.ipam, cni::Command::Check);
-}
+    Result<void> validate(const Json& options) const override
+    {
+        TRY(parse_keys(options));
+        return {};
+    }
 
-Result<void> cmd_status(const Kind& kind, const cni::Context& ctx)
-{
-    ChildConf c = TRY(parse_conf(kind, ctx, ctx.conf.raw, true));
-    return ipam_status(ctx, c.ipam);
-}
+    Result<void> ensure_network(Kernel& kernel, const Json& options, const std::vector<IpNet>&) override
+    {
+        auto c = TRY(parse_keys(options));
+        TRY(find_master(kernel, c.master));
+        return {};
+    }
 
-Result<void> cmd_gc(const Kind& kind, const cni::Context& ctx)
-{
-    // The links of stale attachments died with their netns (GC may assume it is gone); what is
-    // left is leases and records — the IPAM GC's job.
-    auto parsed = parse_conf(kind, ctx, ctx.conf.raw, true);
-    IpamPlan plan = parsed ? parsed->ipam : plan_ipam(ctx, false).release_value();
-    auto valid = TRY(cni::valid_attachments(ctx.conf)).value_or(std::vector<cni::Attachment> {});
-    auto state = TRY(State::open(ctx.conf));
-    auto done = ipam::gc(*state.registry, plan.conf ? &*plan.conf : nullptr, ctx.conf.name, valid);
-    if (done && !plan.conf)
-        done = delegate_ipam(ctx, plan, cni::Command::Gc);
-    TRY(state.store->sync());
-    return done;
-}
+    Result<void> probe(Kernel& kernel, const Json& options) override
+    {
+        auto c = TRY(parse_keys(options));
+        auto master = TRY(find_master(kernel, c.master));
+        std::string name = "cnp" + random_hex(4);
+        TRY(kernel.create_child({ std::string(m_kind.name), name, master.index, host_ns, c.mode_value, c.ipvlan_flags, std::nullopt, std::nullopt }));
+        return delete_host_link(kernel, name);
+    }
+
+    Result<void> remove_network(Kernel&, const Json&) override { return {}; }
+
+    Json plan(const Json& options, const EndpointRecord&, const Target& target) override
+    {
+        auto c = parse_keys(options);
+        Json state = { { "master", c ? c->master : "" }, { "mode", c ? c->mode : m_kind.modes.front().first } };
+        if (target.host())
+            state["childLink"] = target.ifname;
+        else
+            state["tempName"] = "cnm" + random_hex(4);
+        return state;
+    }
+
+    Result<Attached> attach(Kernel& kernel, const Json& options, EndpointRecord& endpoint, const Target& target, const NetSetup& ipam) override
+    {
+        auto c = TRY(parse_keys(options));
+        auto master = TRY(find_master(kernel, c.master));
+        endpoint.driver_state["master"] = master.name;
+        if (c.mtu && *c.mtu > master.mtu)
+            return invalid("\"mtu\" " + std::to_string(*c.mtu) + " is larger than the master's (" + std::to_string(master.mtu) + ")");
+        std::optional<Mac> mac = c.mac;
+        if (!endpoint.mac.empty())
+            mac = netlink::parse_mac(endpoint.mac);
+        if (mac && !m_kind.custom_mac)
+            return invalid(std::string(m_kind.name) + " interfaces share their master's MAC address: a custom MAC (" + netlink::mac_str(*mac)
+                + ") cannot be set");
+        NsId ns = host_ns;
+        std::string name = target.host() ? target.ifname : state_string(endpoint.driver_state, "tempName");
+        if (!target.host())
+            ns = TRY(open_sandbox(kernel, target));
+        TRY(kernel.create_child({ std::string(m_kind.name), name, master.index, ns, c.mode_value, c.ipvlan_flags, c.mtu, mac }));
+        fault_point((std::string(m_kind.name) + "-after-link").c_str());
+
+        Attached out;
+        out.setup = ipam;
+        out.disable_gateway_service = true;
+        // As Docker's own drivers: the subnet's gateway is the router outside, except in ipvlan
+        // l3/l3s, where the parent routes and the default route is "connected".
+        bool routed = m_kind.name == "ipvlan" && c.mode != "l2";
+        out.announce_gateway = !routed;
+        if (routed)
+            for (auto& ip : ipam.ips)
+                out.static_routes.push_back({ IpNet { IpAddr { ip.address.addr.family, 0 }, 0 }, std::nullopt, {}, {}, {}, {}, {} });
+        Link link;
+        if (target.host()) {
+            auto made = TRY(kernel.get_link(host_ns, name));
+            if (!made)
+                return make_error(Code::Kernel, "the " + std::string(m_kind.name) + " link " + name + " is missing");
+            link = *made;
+        } else {
+            link = TRY(configure_container(kernel, ns, {}, name, target.ifname, out.setup));
+            if (m_kind.notify) {
+                // Announce the new MAC at once (gratuitous ARP / unsolicited NA), as the reference does.
+                TRY(kernel.write_sysctl(ns, "net/ipv4/conf/" + target.ifname + "/arp_notify", "1"));
+                (void)kernel.write_sysctl(ns, "net/ipv6/conf/" + target.ifname + "/ndisc_notify", "1"); // absent without IPv6
+            }
+        }
+        if (m_kind.custom_mac)
+            endpoint.mac = netlink::mac_str(link.mac);
+        out.setup.interfaces.clear();
+        if (!target.host())
+            out.setup.interfaces.push_back({ target.ifname, netlink::mac_str(link.mac), {}, target.netns, "", "" });
+        for (auto& ip : out.setup.ips)
+            ip.interface = target.host() ? std::nullopt : std::optional(0);
+        return out;
+    }
+
+    FirewallState firewall(const Json&, const EndpointRecord&) const override { return {}; }
+
+    Result<void> detach(Kernel& kernel, const EndpointRecord& endpoint) override
+    {
+        const Json& d = endpoint.driver_state;
+        TRY(delete_host_link(kernel, state_string(d, "childLink"), std::string(m_kind.name)));
+        if (endpoint.frontend == Frontend::Docker)
+            return {};
+        // Under its final name, or under the temporary one if a crash came before the rename.
+        return delete_in_sandbox(kernel, endpoint.netns, { endpoint.ifname, state_string(d, "tempName") }, std::string(m_kind.name));
+    }
+
+    Result<void> check(Kernel& kernel, const Json&, const EndpointRecord& endpoint, const NetSetup& prev) override
+    {
+        TRY(check_container(kernel, endpoint, std::string(m_kind.name), prev));
+        return {};
+    }
+
+private:
+    Result<ChildKeys> parse_keys(const Json& raw) const
+    {
+        ChildKeys c;
+        c.mode = m_kind.modes.front().first;
+        c.mode_value = m_kind.modes.front().second;
+        c.master = TRY(json_string(raw, "master", "")).value_or("");
+        if (!c.master.empty() && !valid_ifname(c.master))
+            return invalid("\"master\" = \"" + c.master + "\" is not a usable interface name");
+        if (auto mode = TRY(json_string(raw, "mode", "")); mode && !mode->empty()) {
+            auto it = std::find_if(m_kind.modes.begin(), m_kind.modes.end(), [&](auto& m) { return m.first == *mode; });
+            if (it == m_kind.modes.end()) {
+                std::string known;
+                for (auto& m : m_kind.modes)
+                    known += (known.empty() ? "" : ", ") + m.first;
+                return invalid("unknown " + std::string(m_kind.name) + " mode \"" + *mode + "\" (" + known + ")");
+            }
+            c.mode = *mode;
+            c.mode_value = it->second;
+        }
+        c.mtu = TRY(positive_int(raw, "mtu", 65535));
+        c.mac = TRY(mac_key(raw, "mac"));
+        if (m_kind.name == "ipvlan") {
+            // Docker's ipvlan_flag (the reference CNI ipvlan has no such key; ours takes "flag").
+            if (auto flag = TRY(json_string(raw, "flag", "")); flag && *flag != "bridge") {
+                if (*flag != "private" && *flag != "vepa")
+                    return invalid("\"flag\" = \"" + *flag + "\" is not an ipvlan flag (bridge, private or vepa)");
+                c.ipvlan_flags = *flag == "private" ? IPVLAN_F_PRIVATE : IPVLAN_F_VEPA;
+            }
+        }
+        if (c.mac && !m_kind.custom_mac)
+            return invalid(std::string(m_kind.name) + " interfaces share their master's MAC address: a custom MAC (" + netlink::mac_str(*c.mac)
+                + ") cannot be set");
+        return c;
+    }
+
+    static Result<Link> find_master(Kernel& kernel, const std::string& name)
+    {
+        if (name.empty()) {
+            if (auto link = TRY(kernel.default_route_link(host_ns)))
+                return *link;
+            return invalid("no \"master\" given and no default route to take it from");
+        }
+        auto link = TRY(kernel.get_link(host_ns, name));
+        if (!link)
+            return invalid("master interface \"" + name + "\" not found");
+        return *link;
+    }
+
+    Kind m_kind;
+    std::map<std::string, std::vector<std::string>> m_choices;
+};
 
 } // namespace
 
-const Json& macvlan_network_defaults()
+Driver& macvlan_driver()
 {
-    static const Json defaults = { { "master", "" }, { "mode", "bridge" }, { "mtu", 0 } };
-    return defaults;
+    static ChildDriver driver({ "macvlan", { { "master", "" }, { "mode", "bridge" } },
+        { { "bridge", MACVLAN_MODE_BRIDGE }, { "private", MACVLAN_MODE_PRIVATE }, { "vepa", MACVLAN_MODE_VEPA }, { "passthru", MACVLAN_MODE_PASSTHRU } },
+        true, true });
+    return driver;
 }
 
-const Json& ipvlan_network_defaults()
+Driver& ipvlan_driver()
 {
-    static const Json defaults = { { "master", "" }, { "mode", "l2" }, { "mtu", 0 }, { "flag", "bridge" } };
-    return defaults;
-}
-
-namespace {
-
-cni::Plugin child_plugin(const Kind& kind)
-{
-    return cni::Plugin {
-        .name = std::string(kind.name),
-        .known_args = { "IP", "MAC" },
-        .add = [&kind](const cni::Context& ctx) { return cmd_add(kind, ctx); },
-        .del = [&kind](const cni::Context& ctx) { return cmd_del(kind, ctx); },
-        .check = [&kind](const cni::Context& ctx) { return cmd_check(kind, ctx); },
-        .status = [&kind](const cni::Context& ctx) { return cmd_status(kind, ctx); },
-        .gc = [&kind](const cni::Context& ctx) { return cmd_gc(kind, ctx); },
-    };
-}
-
-} // namespace
-
-cni::Plugin macvlan_plugin()
-{
-    return child_plugin(macvlan_kind);
-}
-
-cni::Plugin ipvlan_plugin()
-{
-    return child_plugin(ipvlan_kind);
+    static ChildDriver driver({ "ipvlan", { { "master", "" }, { "mode", "l2" }, { "flag", "bridge" } },
+        { { "l2", IPVLAN_MODE_L2 }, { "l3", IPVLAN_MODE_L3 }, { "l3s", IPVLAN_MODE_L3S } }, false, false });
+    return driver;
 }
 
 } // namespace cnm::drivers

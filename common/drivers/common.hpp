@@ -1,14 +1,9 @@
 #pragma once
-// What every driver's plugin shares: the MAC the runtime asked for, the IPAM plan (in-process or
-// delegated), and configuring the container end of a link once it is in the sandbox.
+// What the drivers share: configuring the sandbox end of a link once it is in its namespace,
+// checking it against a kept result, names and MACs. Over the Kernel seam only.
 
-#include "cni/skel.hpp"
-#include "cnm/registry.hpp"
-#include "ipam/ipam.hpp"
-#include "netlink/route.hpp"
-#include "netns/netns.hpp"
+#include "cnm/driver.hpp"
 
-#include <memory>
 #include <optional>
 #include <string>
 
@@ -16,27 +11,11 @@ namespace cnm::drivers {
 
 Error invalid(const std::string& msg);
 std::string random_hex(size_t bytes);
-/// A socket inside `netns`; the guard has returned before this returns.
-Result<std::unique_ptr<netlink::Socket>> socket_in(const Netns& netns);
+/// The string at `key` of a record's driver state, or "".
+std::string state_string(const Json& state, const char* key);
 
-/// MAC for the container interface: runtimeConfig.mac wins over args.cni.mac over CNI_ARGS MAC.
-Result<std::optional<netlink::Mac>> requested_mac(const cni::Context& ctx);
-
-struct IpamPlan {
-    std::string type;                    // empty: L2 only
-    std::optional<ipam::IpamConf> conf;  // set when our ipam runs in-process
-};
-/// `parse` false: DEL/GC must work even when the IPAM section no longer parses.
-Result<IpamPlan> plan_ipam(const cni::Context& ctx, bool parse);
-
-ipam::Request request_of(const cni::Context& ctx, const std::string& driver, const Json& identity);
-
-Result<void> delegate_ipam(const cni::Context& ctx, const IpamPlan& plan, cni::Command command);
-/// ADD: in-process (leases recorded in `record.addresses`) or delegated.
-Result<cni::CniResult> ipam_add(const cni::Context& ctx, const IpamPlan& plan, Registry& registry, EndpointRecord& record,
-    const ipam::Request& request);
-Result<void> ipam_del(const cni::Context& ctx, const IpamPlan& plan, Registry& registry, const EndpointRecord* record,
-    const ipam::Request& request);
+/// The sandbox of a Netns target, or an error naming the path (code 4: the runtime's CNI_NETNS).
+Result<NsId> open_sandbox(Kernel& kernel, const Target& target);
 
 struct ContainerSetup {
     bool up = true;
@@ -44,19 +23,21 @@ struct ContainerSetup {
     bool default_gateway = false; // add a default route via the gateway when IPAM gave none
 };
 /// Renames `temp_name` to `ifname` inside the sandbox, brings it up, adds the addresses and routes
-/// of `result` (appending a default route when asked). Returns the link as it is then.
-Result<netlink::Link> configure_container(netlink::Socket& inside, const ContainerSetup& setup, const std::string& temp_name,
-    const std::string& ifname, cni::CniResult& result);
+/// of `setup` (appending a default route to it when asked). Returns the link as it is then.
+Result<Link> configure_container(Kernel& kernel, NsId ns, const ContainerSetup& how, const std::string& temp_name,
+    const std::string& ifname, NetSetup& setup);
 
-/// The part of CHECK every driver shares: the attachment has a ready endpoint record, and the
-/// sandbox holds `ifname` as a link of `kind` with the MAC, addresses and routes prevResult lists.
-struct CheckedContainer {
-    EndpointRecord record;
-    netlink::Link link;
-};
-Result<CheckedContainer> check_container(const cni::Context& ctx, Registry& registry, const std::string& kind);
+/// The sandbox holds `endpoint.ifname` as a link of `kind` with the MAC, addresses and routes `prev` lists.
+Result<Link> check_container(Kernel& kernel, const EndpointRecord& endpoint, const std::string& kind, const NetSetup& prev);
 
-/// STATUS: the in-process pool has a free address, or the delegated IPAM plugin says it is ready.
-Result<void> ipam_status(const cni::Context& ctx, const IpamPlan& plan);
+/// Deletes the links named `names` inside the endpoint's sandbox if it still exists (its links
+/// die with it otherwise), when they are of `kind`.
+Result<void> delete_in_sandbox(Kernel& kernel, const std::string& netns, const std::vector<std::string>& names, const std::string& kind);
+/// Deletes a host link by name when it exists (of `kind`, when given).
+Result<void> delete_host_link(Kernel& kernel, const std::string& name, const std::string& kind = "");
+
+/// An optional positive int key (mtu), an optional MAC key.
+Result<std::optional<int>> positive_int(const Json& options, const char* key, long long max);
+Result<std::optional<Mac>> mac_key(const Json& options, const char* key);
 
 } // namespace cnm::drivers

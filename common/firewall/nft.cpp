@@ -90,9 +90,59 @@ Outcome run(const std::string& commands)
     return { rc == 0, out ? out : "", err ? err : "" };
 }
 
+/// A concurrent ruleset update can interrupt a command (EINTR, EBUSY): run it again, a few times.
+Outcome run_retrying(const std::string& commands)
+{
+    Outcome o;
+    for (int attempt = 0; attempt < 8; ++attempt) {
+        o = run(commands);
+        bool transient = o.error.find("Interrupted system call") != std::string::npos
+            || o.error.find("Resource temporarily unavailable") != std::string::npos
+            || o.error.find("Device or resource busy") != std::string::npos;
+        if (o.ok || !transient)
+            break;
+    }
+    return o;
+}
+
+/// The kernel's "no such element / set / table" — the only failure that means "absent".
+bool absent(const Outcome& o)
+{
+    return !o.ok && (o.error.find("No such file or directory") != std::string::npos || o.error.find("does not exist") != std::string::npos);
+}
+
+Result<void> fail(const std::string& what, const Outcome& o)
+{
+    if (o.error.find("Operation not supported") != std::string::npos || o.error.find("Protocol not supported") != std::string::npos)
+        return make_error(Code::Kernel, what + ": the kernel lacks nftables support (CONFIG_NF_TABLES and its nat/bridge parts)", o.error);
+    return make_error(Code::Kernel, what + " with nftables failed", o.error);
+}
+
+/// Deletes one element or object; absent is success, any other failure is an error (never read
+/// as "absent"). No check first: a check-then-delete races with a parallel delete.
+Result<void> delete_or_absent(const std::string& what, const std::string& command)
+{
+    auto o = run_retrying(command);
+    if (o.ok || absent(o))
+        return {};
+    return fail(what, o);
+}
+
+/// True when present, false when absent, an error for anything else.
+Result<bool> present(const std::string& what, const std::string& command)
+{
+    auto o = run_retrying(command);
+    if (o.ok)
+        return true;
+    if (absent(o))
+        return false;
+    TRY(fail(what, o));
+    return false;
+}
+
 Result<void> run_or_fail(const std::string& what, const std::string& commands)
 {
-    auto o = run(commands);
+    auto o = run_retrying(commands);
     if (o.ok)
         return {};
     if (o.error.find("Operation not supported") != std::string::npos || o.error.find("Protocol not supported") != std::string::npos)
@@ -147,16 +197,25 @@ Result<void> add_masquerade(const std::string& network, const IpNet& address)
 
 Result<void> del_masquerade(const IpNet& address)
 {
-    if (!TRY(has_masquerade(address)))
-        return {};
-    return run_or_fail("removing masquerading for " + address.addr.str(),
+    return delete_or_absent("removing masquerading for " + address.addr.str(),
         std::string("delete element ") + family(address) + " cnm masq { " + address.addr.str() + " }\n");
 }
 
 Result<bool> has_masquerade(const IpNet& address)
 {
-    auto o = run(std::string("get element ") + family(address) + " cnm masq { " + address.addr.str() + " }\n");
-    return o.ok;
+    return present("looking up masquerading for " + address.addr.str(),
+        std::string("get element ") + family(address) + " cnm masq { " + address.addr.str() + " }\n");
+}
+
+Result<void> remove_network(const std::string& network)
+{
+    // The network's chain, once no masquerade element jumps to it (a busy chain stays).
+    for (const char* f : { "ip", "ip6" }) {
+        auto o = run_retrying(std::string("delete chain ") + f + " cnm " + chain_of(network) + "\n");
+        if (!o.ok && !absent(o) && o.error.find("Device or resource busy") == std::string::npos)
+            TRY(fail("removing the firewall chain of network " + network, o));
+    }
+    return {};
 }
 
 Result<void> add_mac_guard(const std::string& host_ifname, const std::string& mac)
@@ -175,68 +234,18 @@ Result<void> add_mac_guard(const std::string& host_ifname, const std::string& ma
 
 Result<void> del_mac_guard(const std::string& host_ifname, const std::string& mac)
 {
-    if (!TRY(has_mac_guard(host_ifname, mac)))
-        return {};
-    return run_or_fail("removing MAC spoof checking on " + host_ifname,
-        "delete element bridge cnm guarded { \"" + host_ifname + "\" }\n"
+    // Two elements, each removed on its own: one absent must not keep the other.
+    auto guarded = delete_or_absent("removing MAC spoof checking on " + host_ifname, "delete element bridge cnm guarded { \"" + host_ifname + "\" }\n");
+    auto allowed = delete_or_absent("removing MAC spoof checking on " + host_ifname,
         "delete element bridge cnm allowed { \"" + host_ifname + "\" . " + mac + " }\n");
+    if (!guarded)
+        return guarded;
+    return allowed;
 }
 
 Result<bool> has_mac_guard(const std::string& host_ifname, const std::string& mac)
 {
-    auto o = run("get element bridge cnm allowed { \"" + host_ifname + "\" . " + mac + " }\n");
-    return o.ok;
-}
-
-std::optional<std::string> proto_name(int proto)
-{
-    switch (proto) {
-    case 6:
-        return "tcp";
-    case 17:
-        return "udp";
-    case 132:
-        return "sctp";
-    default:
-        return std::nullopt;
-    }
-}
-
-Json port_map_json(const PortMap& m)
-{
-    Json doc = { { "proto", m.proto }, { "hostPort", m.host_port }, { "container", m.container.str() }, { "port", m.port } };
-    if (m.host_ip)
-        doc["hostIP"] = m.host_ip->str();
-    return doc;
-}
-
-std::optional<PortMap> port_map_from_json(const Json& doc)
-{
-    try {
-        PortMap m;
-        m.proto = doc.at("proto").get<int>();
-        m.host_port = doc.at("hostPort").get<uint16_t>();
-        m.port = doc.at("port").get<uint16_t>();
-        auto container = IpAddr::parse(doc.at("container").get<std::string>());
-        if (!container)
-            return std::nullopt;
-        m.container = *container;
-        if (doc.contains("hostIP")) {
-            m.host_ip = IpAddr::parse(doc["hostIP"].get<std::string>());
-            if (!m.host_ip)
-                return std::nullopt;
-        }
-        return m;
-    } catch (const std::exception&) {
-        return std::nullopt;
-    }
-}
-
-std::string PortMap::str() const
-{
-    std::string host = host_ip ? (host_ip->family == 6 ? "[" + host_ip->str() + "]" : host_ip->str()) : "*";
-    std::string to = container.family == 6 ? "[" + container.str() + "]" : container.str();
-    return proto_name(proto).value_or("?") + " " + host + ":" + std::to_string(host_port) + " -> " + to + ":" + std::to_string(port);
+    return present("looking up MAC spoof checking on " + host_ifname, "get element bridge cnm allowed { \"" + host_ifname + "\" . " + mac + " }\n");
 }
 
 namespace {
@@ -305,11 +314,16 @@ Result<void> add_port_maps(const std::vector<PortMap>& maps)
 
 Result<void> del_port_maps(const std::vector<PortMap>& maps)
 {
+    std::optional<Error> first;
     for (auto& m : maps) {
-        if (!proto_name(m.proto) || !TRY(has_port_map(m)))
+        if (!proto_name(m.proto))
             continue;
-        TRY(run_or_fail("unpublishing " + m.str(), std::string("delete element ") + family(m.container) + " cnm " + element_key(m) + " }\n"));
+        auto done = delete_or_absent("unpublishing " + m.str(), std::string("delete element ") + family(m.container) + " cnm " + element_key(m) + " }\n");
+        if (!done && !first)
+            first = done.release_error();
     }
+    if (first)
+        return *first;
     return {};
 }
 
@@ -317,8 +331,7 @@ Result<bool> has_port_map(const PortMap& m)
 {
     if (!proto_name(m.proto))
         return false;
-    auto o = run(std::string("get element ") + family(m.container) + " cnm " + element_key(m) + " }\n");
-    return o.ok;
+    return present("looking up " + m.str(), std::string("get element ") + family(m.container) + " cnm " + element_key(m) + " }\n");
 }
 
 } // namespace cnm::firewall

@@ -33,6 +33,9 @@ Result<void> add_masquerade(const std::string& network, const IpNet& address);
 Result<void> del_masquerade(const IpNet& address);
 Result<bool> has_masquerade(const IpNet& address);
 
+/// The network's own chain (n-<network>); absent, or still in use, is fine.
+Result<void> remove_network(const std::string& network);
+
 Result<void> add_mac_guard(const std::string& host_ifname, const std::string& mac);
 Result<void> del_mac_guard(const std::string& host_ifname, const std::string& mac);
 Result<bool> has_mac_guard(const std::string& host_ifname, const std::string& mac);

@@ -1,12 +1,8 @@
 #pragma once
-// host-local's configuration, read as host-local reads it (reference/cni.md §2.5): range sets in
-// "ranges" (plus runtimeConfig.ipRanges before them and the legacy top-level subnet/rangeStart/
-// rangeEnd/gateway as the first set), "routes", "resolvConf", and the requested addresses from
-// CNI_ARGS IP=, args.cni.ips and runtimeConfig.ips.
+// An IPAM configuration as values: range sets, routes, dns, requested addresses. Read from a CNI
+// conf by cni/ipam_conf.hpp; the pools (ipam/pool.hpp) allocate from it.
 
-#include "cni/conf.hpp"
-#include "cni/env.hpp"
-#include "cni/types.hpp"
+#include "net/config.hpp"
 #include "net/ip.hpp"
 
 #include <optional>
@@ -34,16 +30,14 @@ std::string range_set_str(const RangeSet& set);
 struct IpamConf {
     std::string type;
     std::string address_space = "local";
+    /// False when the conf names no address space: then each network allocates on its own
+    /// (host-local's rule), in the space "cni:<network>". A space the conf names is shared by
+    /// every network that names it.
+    bool shared_space = false;
     std::vector<RangeSet> range_sets;
-    std::vector<cni::Route> routes;
-    cni::Dns dns;                  // from resolvConf
+    std::vector<Route> routes;
+    Dns dns;                     // from resolvConf
     std::vector<IpAddr> requested; // in the order given
 };
-
-/// Parses and validates; every problem is code 7 naming the key (or 4 for CNI_ARGS).
-Result<IpamConf> parse_ipam_conf(const cni::NetConf& conf, const cni::CniArgs& args);
-
-/// Parses a resolv.conf body into CNI dns.
-cni::Dns parse_resolv_conf(std::string_view text);
 
 } // namespace cnm::ipam

@@ -168,8 +168,25 @@ Result<void> Pools::docker_release(const PoolId& pool)
         doc["dockerRefs"] = refs - 1;
     else
         doc.erase("dockerRefs");
+    if (!doc.contains("dockerRefs")) {
+        // Docker's last reference: every lease Docker took goes with it (a shim killed between
+        // RequestAddress and CreateEndpoint leaves one that no ReleaseAddress will name), and so
+        // does the gateway Docker reserved, unless a CNI network uses the pool.
+        for (auto& name : TRY(m_store.list(pool.leases_dir()))) {
+            auto address = IpAddr::parse(name);
+            if (!address)
+                continue;
+            Loaded lease = TRY(m_store.get(pool.lease(*address)));
+            auto holder = lease.ok() ? owner_from(lease.doc) : std::nullopt;
+            if (holder && holder->frontend == Frontend::Docker)
+                TRY(m_store.remove(pool.lease(*address)));
+        }
+        if (users_of(doc).empty())
+            doc.erase("gateway");
+    }
     if (users_of(doc).empty() && !doc.contains("dockerRefs") && TRY(m_store.list(pool.leases_dir())).empty()) {
-        TRY(m_store.remove(pool.cursor(), Durability::Hint));
+        // The cursor stays: a network made again on this subnet (an edited conf) goes on where
+        // the round-robin was, so a just-freed address is not handed out again at once.
         TRY(m_store.remove(pool.doc()));
         TRY(m_store.remove_dir(pool.leases_dir()));
         return m_store.remove_dir(pool.dir());
@@ -230,7 +247,8 @@ Result<size_t> Pools::remove_user(const PoolId& pool, const std::string& network
     std::vector<std::string> users = users_of(doc);
     users.erase(std::remove(users.begin(), users.end(), network), users.end());
     if (users.empty() && docker_refs(doc) == 0 && TRY(m_store.list(pool.leases_dir())).empty()) {
-        TRY(m_store.remove(pool.cursor(), Durability::Hint));
+        // The cursor stays: a network made again on this subnet (an edited conf) goes on where
+        // the round-robin was, so a just-freed address is not handed out again at once.
         TRY(m_store.remove(pool.doc()));
         TRY(m_store.remove_dir(pool.leases_dir()));
         TRY(m_store.remove_dir(pool.dir()));
@@ -291,7 +309,11 @@ Result<EndpointAddress> Pools::allocate(const std::string& space, const RangeSet
             if (taken)
                 continue;
             fault_point("ipam-after-lease");
-            TRY(m_store.put(pool.cursor(), Json { { "last", candidate.str() } }, Durability::Hint));
+            // A cursor that cannot be written (ENOSPC) must not leave the fresh lease behind.
+            if (auto moved = m_store.put(pool.cursor(), Json { { "last", candidate.str() } }, Durability::Hint); !moved) {
+                (void)m_store.remove(pool.lease(candidate));
+                return moved.release_error();
+            }
             return address;
         }
     }

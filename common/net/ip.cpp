@@ -119,3 +119,22 @@ std::optional<IpAddr> parse_ip_maybe_cidr(std::string_view text)
 }
 
 } // namespace cnm
+
+#include "net/config.hpp"
+
+namespace cnm {
+
+bool valid_ifname(std::string_view name)
+{
+    if (name.empty() || name.size() > 15 || name == "." || name == "..")
+        return false;
+    for (char c : name) {
+        auto u = static_cast<unsigned char>(c);
+        // Stricter than the kernel: names are stored in JSON records, which must round-trip.
+        if (c == '/' || c == ':' || u <= 0x20 || u >= 0x7f)
+            return false;
+    }
+    return true;
+}
+
+} // namespace cnm

@@ -13,6 +13,15 @@ Request::Request(uint16_t type, uint16_t flags, size_t family_header_size)
     mnl_nlmsg_put_extra_header(m_header, family_header_size);
 }
 
+Request::Request(Request&& other) noexcept
+    : m_buffer(std::move(other.m_buffer))
+    , m_header(other.m_header)
+    , m_overflow(other.m_overflow)
+{
+    other.m_header = nullptr;
+    other.m_overflow = true; // a moved-from request is never sent
+}
+
 void Request::put_u8(uint16_t type, uint8_t v)
 {
     m_overflow |= !mnl_attr_put_u8_check(m_header, room(), type, v);

@@ -9,6 +9,7 @@
 #include <libmnl/libmnl.h>
 
 #include <cstdint>
+#include <span>
 #include <string_view>
 #include <vector>
 
@@ -21,6 +22,10 @@ public:
     Request(uint16_t type, uint16_t flags, size_t family_header_size);
     Request(const Request&) = delete;
     Request& operator=(const Request&) = delete;
+    /// Movable, so that a verb's request can be built by a function (and compared byte for byte
+    /// in the unit tests) and sent by another. The header stays where the buffer's storage is.
+    Request(Request&& other) noexcept;
+    Request& operator=(Request&&) = delete;
 
     nlmsghdr* header() { return m_header; }
     template<typename T>
@@ -48,6 +53,13 @@ public:
 
     /// False when an attribute did not fit (the request must not be sent).
     bool complete() const { return !m_overflow; }
+
+    /// The message as it stands (nlmsg_len bytes; sequence number and NLM_F_ACK are set only when
+    /// a Socket sends it).
+    std::span<const uint8_t> bytes() const
+    {
+        return { reinterpret_cast<const uint8_t*>(m_header), m_header->nlmsg_len };
+    }
 
 private:
     size_t room() const { return m_buffer.size(); }

@@ -42,12 +42,14 @@ std::string ext_ack_message(const nlmsghdr* nlh)
 Result<std::unique_ptr<Socket>> Socket::open()
 {
     mnl_socket* socket = mnl_socket_open2(NETLINK_ROUTE, SOCK_CLOEXEC);
-    if (!socket)
-        return make_error(Code::Kernel, "cannot open a netlink socket", std::strerror(errno));
+    if (!socket) {
+        int err = errno;
+        return errno_error(Code::Kernel, err, "cannot open a netlink socket", std::strerror(err));
+    }
     if (mnl_socket_bind(socket, 0, MNL_SOCKET_AUTOPID) < 0) {
         int err = errno;
         mnl_socket_close(socket);
-        return make_error(Code::Kernel, "cannot bind a netlink socket", std::strerror(err));
+        return errno_error(Code::Kernel, err, "cannot bind a netlink socket", std::strerror(err));
     }
     int one = 1;
     mnl_socket_setsockopt(socket, NETLINK_EXT_ACK, &one, sizeof one);
@@ -71,23 +73,22 @@ Socket::~Socket()
 Result<void> Socket::run(Request& request, const std::string& what, const std::function<void(const nlmsghdr*)>* on_message, bool& interrupted)
 {
     interrupted = false;
-    m_last_errno = 0;
     if (!request.complete())
-        return make_error(Code::Internal, what + ": netlink request too large");
+        return errno_error(Code::Internal, EMSGSIZE, what + ": netlink request too large");
     nlmsghdr* nlh = request.header();
     nlh->nlmsg_seq = ++m_seq;
     nlh->nlmsg_flags |= NLM_F_ACK;
     if (mnl_socket_sendto(m_socket, nlh, nlh->nlmsg_len) < 0) {
-        m_last_errno = errno;
-        return make_error(Code::Kernel, what + ": " + std::strerror(errno));
+        int e = errno;
+        return errno_error(Code::Kernel, e, what + ": " + std::strerror(e));
     }
     for (;;) {
         ssize_t n = mnl_socket_recvfrom(m_socket, m_buffer.get(), buffer_size);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
-            m_last_errno = errno;
-            return make_error(Code::Kernel, what + ": " + std::strerror(errno));
+            int e = errno;
+            return errno_error(Code::Kernel, e, what + ": " + std::strerror(e));
         }
         auto* msg = reinterpret_cast<const nlmsghdr*>(m_buffer.get());
         size_t len = static_cast<size_t>(n);
@@ -100,9 +101,9 @@ Result<void> Socket::run(Request& request, const std::string& what, const std::f
                 auto* err = static_cast<const nlmsgerr*>(mnl_nlmsg_get_payload(msg));
                 if (err->error == 0)
                     return {};
-                m_last_errno = -err->error;
+                int e = -err->error;
                 std::string reason = ext_ack_message(msg);
-                return make_error(Code::Kernel, what + ": " + std::strerror(m_last_errno), reason);
+                return errno_error(Code::Kernel, e, what + ": " + std::strerror(e), reason);
             }
             if (msg->nlmsg_type == NLMSG_DONE)
                 return {};
@@ -134,8 +135,7 @@ Result<void> Socket::query(Request& request, const std::string& what, const std:
             return {};
         }
     }
-    m_last_errno = EINTR;
-    return make_error(Code::TryAgainLater, what + ": the dump kept changing under us", "NLM_F_DUMP_INTR 5 times");
+    return errno_error(Code::TryAgainLater, EINTR, what + ": the dump kept changing under us", "NLM_F_DUMP_INTR 5 times");
 }
 
 } // namespace cnm::netlink

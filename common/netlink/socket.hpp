@@ -12,11 +12,6 @@
 
 namespace cnm::netlink {
 
-/// The errno of a failed request is kept so callers can treat EEXIST or ENODEV as expected.
-struct KernelError {
-    int err = 0;
-};
-
 class Socket {
 public:
     static Result<std::unique_ptr<Socket>> open();
@@ -25,13 +20,13 @@ public:
     Socket& operator=(const Socket&) = delete;
 
     /// Sends a request that expects only an ack. On failure the Error's code is Code::Kernel,
-    /// its msg says `what` failed and why, and last_errno() holds the errno.
+    /// its msg says `what` failed and why, and its sys_errno holds the errno (EEXIST, ENODEV …)
+    /// for the caller to match on.
     Result<void> transact(Request& request, const std::string& what);
     /// Sends a request and hands every reply message to `on_message` (dumps included).
     /// NLM_F_DUMP_INTR: the dump is retried up to 5 times (a link changed meanwhile), then the
     /// call fails with EINTR; partial results are never returned.
     Result<void> query(Request& request, const std::string& what, const std::function<void(const nlmsghdr*)>& on_message);
-    int last_errno() const { return m_last_errno; }
 
 private:
     explicit Socket(mnl_socket* socket);
@@ -40,7 +35,6 @@ private:
     mnl_socket* m_socket;
     uint32_t m_port;
     uint32_t m_seq;
-    int m_last_errno = 0;
     // Not a std::vector: zero-filling 32 KiB touched eight pages per socket on every exec, where a
     // reply is written into the first one or two.
     static constexpr size_t buffer_size = 32768;

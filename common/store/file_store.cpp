@@ -328,6 +328,13 @@ Result<std::unique_ptr<FileStore>> FileStore::open(const std::string& root)
     return std::unique_ptr<FileStore>(new FileStore(root, fd));
 }
 
+Result<void> FileStore::check_writable() const
+{
+    if (::faccessat(m_root_fd, ".", W_OK, AT_EACCESS) != 0)
+        return make_error(Code::Io, "the state directory " + m_root + " cannot be written", std::strerror(errno));
+    return {};
+}
+
 FileStore::~FileStore()
 {
     (void)sync();
@@ -805,6 +812,90 @@ Result<std::unique_ptr<Lock>> FileStore::lock(const Key& dir)
     }
     locks[id] = { fd, 1 };
     return std::unique_ptr<Lock>(new FileLock(id));
+}
+
+// ---- holds ---------------------------------------------------------------------------------------
+// A hold is a flocked file ".<name>.held" beside where the document <name> would be (the leading
+// dot keeps it out of list()). The holder unlinks it before closing; a prober that opened the old
+// inode meanwhile finds it unlocked, which is right: the holder is done.
+
+namespace {
+
+class HoldLock final : public Lock {
+public:
+    HoldLock(int dfd, std::string name, int fd) : m_dfd(dfd), m_name(std::move(name)), m_fd(fd) { }
+    ~HoldLock() override
+    {
+        ::unlinkat(m_dfd, m_name.c_str(), 0);
+        ::close(m_fd);
+        ::close(m_dfd);
+    }
+
+private:
+    int m_dfd;
+    std::string m_name;
+    int m_fd;
+};
+
+std::string hold_name(const Key& key)
+{
+    return "." + key.back() + ".held";
+}
+
+} // namespace
+
+Result<std::unique_ptr<Lock>> FileStore::hold(const Key& key)
+{
+    if (key.empty() || !valid_segment(key.back()))
+        return make_error(Code::Internal, "invalid hold key " + key_str(key));
+    Key dir(key.begin(), key.end() - 1);
+    int dfd = TRY(dir_fd(dir, Create::Yes));
+    std::string name = hold_name(key);
+    int fd = ::openat(dfd, name.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, file_mode);
+    if (fd < 0)
+        return io_error("cannot open hold", key, errno);
+    while (::flock(fd, LOCK_EX) < 0) {
+        if (errno == EINTR)
+            continue;
+        int err = errno;
+        ::close(fd);
+        return io_error("cannot hold", key, err);
+    }
+    // Its own handle on the directory: the cached one may be closed by a remove_dir meanwhile.
+    int own = ::fcntl(dfd, F_DUPFD_CLOEXEC, 0);
+    if (own < 0) {
+        int err = errno;
+        ::close(fd);
+        return io_error("cannot hold", key, err);
+    }
+    return std::unique_ptr<Lock>(new HoldLock(own, name, fd));
+}
+
+Result<bool> FileStore::held(const Key& key)
+{
+    if (key.empty() || !valid_segment(key.back()))
+        return false;
+    int dfd = TRY(dir_fd(Key(key.begin(), key.end() - 1), Create::No));
+    if (dfd < 0)
+        return false;
+    std::string name = hold_name(key);
+    int fd = ::openat(dfd, name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) {
+        if (errno == ENOENT)
+            return false;
+        return io_error("cannot probe hold", key, errno);
+    }
+    bool busy = false;
+    while (::flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        if (errno == EINTR)
+            continue;
+        busy = errno == EWOULDBLOCK;
+        break;
+    }
+    if (!busy)
+        ::unlinkat(dfd, name.c_str(), 0); // a crashed holder's: nobody else will remove it
+    ::close(fd);
+    return busy;
 }
 
 } // namespace cnm

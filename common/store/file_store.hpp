@@ -56,9 +56,13 @@ public:
     Result<std::vector<std::string>> list(const Key& dir) override;
     Result<bool> exists(const Key& key) override;
     Result<std::unique_ptr<Lock>> lock(const Key& dir) override;
+    Result<std::unique_ptr<Lock>> hold(const Key& key) override;
+    Result<bool> held(const Key& key) override;
     Result<void> sync() override;
 
     const std::string& root() const { return m_root; }
+    /// STATUS: an error naming the root when it cannot be written (a read-only mount).
+    Result<void> check_writable() const;
     /// Zero (the default, for the plugins): lock() waits as long as it takes. Otherwise lock()
     /// gives up with TryAgainLater after this long — cnm-shim's bound on a handler's time.
     void set_lock_timeout(std::chrono::milliseconds timeout) { m_lock_timeout = timeout; }

@@ -99,6 +99,12 @@ public:
     virtual Result<bool> exists(const Key& key) = 0;
     /// Takes an exclusive lock on the prefix `dir`, creating it if needed.
     virtual Result<std::unique_ptr<Lock>> lock(const Key& dir) = 0;
+    /// A marker lock on one key, held for the life of the Lock and removed with it: an ADD in
+    /// flight holds its attachment's, so a GC can tell it from a crashed one. Not a document:
+    /// list() and get() never see it.
+    virtual Result<std::unique_ptr<Lock>> hold(const Key& key) = 0;
+    /// True while some process holds `key` (a crashed holder's hold is released by the kernel).
+    virtual Result<bool> held(const Key& key) = 0;
     /// Makes every write since the last sync durable (fsync of each file written, then of each
     /// directory changed). A verb calls it once, before it reports success.
     virtual Result<void> sync() = 0;

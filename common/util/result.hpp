@@ -34,6 +34,10 @@ struct Error {
     Code code = Code::Internal;
     std::string msg;
     std::string details;
+    /// The errno behind a failed system or netlink call (EEXIST, ENODEV, …), 0 when there is
+    /// none. Callers match on it instead of re-reading a side channel. Last, so that the
+    /// aggregate order (code, msg, details) stays valid.
+    int sys_errno = 0;
 
     /// Prepends context to the message: "reading network x: <msg>".
     Error context(const std::string& what) &&
@@ -46,6 +50,12 @@ struct Error {
 inline Error make_error(Code code, std::string msg, std::string details = {})
 {
     return Error { code, std::move(msg), std::move(details) };
+}
+
+/// An error that keeps the errno of the call that failed.
+inline Error errno_error(Code code, int sys_errno, std::string msg, std::string details = {})
+{
+    return Error { code, std::move(msg), std::move(details), sys_errno };
 }
 
 template<typename T>

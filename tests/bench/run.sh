@@ -1,20 +1,33 @@
 #!/usr/bin/env bash
 # Builds and runs a benchmark: our plugins against the reference ones from Debian's
 # containernetworking-plugins (/usr/lib/cni), interleaved in one run.
-#   tests/bench/run.sh ipam   [--reps N]   ipam vs host-local, and ADD at 0…20000 leases
-#   tests/bench/run.sh bridge [--reps N]   bridge+ipam vs bridge+host-local, in a throwaway host netns
-#   tests/bench/run.sh macvlan [--reps N]  macvlan+ipam vs macvlan+host-local, likewise
+#   tests/bench/run.sh ipam     [--reps N] [--base DIR]  ipam vs host-local (and base), ADD at 0…20000 leases
+#   tests/bench/run.sh bridge   [--reps N] [--base DIR]  bridge+ipam vs bridge+host-local (and base)
+#   tests/bench/run.sh macvlan  [--reps N] [--base DIR]  macvlan+ipam vs macvlan+host-local, likewise
+#   tests/bench/run.sh fill     [--reps N] [--kind macvlan] [--endpoints 1000]  ADD/DEL/CHECK/STATUS at N vs 1, GC
+#   tests/bench/run.sh nets     [--reps N] [--networks 500]  bridge ADD with 500 networks on the host vs none
+#   tests/bench/run.sh gc       [--reps N] [--attachments 10000]  ipam GC, µs per attachment
+#   tests/bench/run.sh parallel [--reps N] [--width 64]  64 ADDs at once vs one after the other
+# --base DIR: a second build of our plugins (e.g. the landed one's build/plugins), in the same rounds.
+# CNM_BENCH_TRACE=DIR (fill, nets): one more ADD and DEL at N and at the empty case under strace.
+# tests/bench/syscalls.sh bridge|macvlan OURS BASE [--lone]: per-syscall counts of one ADD/DEL of two builds.
+# Every netns is named cnmbn-<this script's pid>-…, made by the bench in its own host namespaces,
+# and removed at exit (the bench's exit hook, and this script's trap after a crash).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 scripts/deps.sh
-scripts/build.sh >/dev/null
+if [ ! -f build/build.ninja ]; then
+    meson setup build >/dev/null
+fi
+ninja -C build plugins/bridge plugins/ipam plugins/macvlan tests/bench/cni-bench tests/bench/exec-shim >/dev/null
 what=${1:-ipam}
 shift || true
-if [ "$what" == bridge ] || [ "$what" == macvlan ]; then
-    host="cnm-bench-host-$$"
-    ip netns add "$host"
-    trap 'ip netns del "$host"' EXIT
-    ip netns exec "$host" build/tests/bench/cni-bench "$what" --ours build/plugins "$@"
-else
-    build/tests/bench/cni-bench "$what" --ours build/plugins "$@"
-fi
+tag=$$
+cleanup() {
+    local ns
+    for ns in $(ip netns list | awk '{print $1}' | grep "^cnmbn-$tag-" || true); do
+        ip netns del "$ns" 2>/dev/null || true
+    done
+}
+trap cleanup EXIT
+build/tests/bench/cni-bench "$what" --ours build/plugins --tag "$tag" "$@"

@@ -55,7 +55,7 @@ expect_eq "no lease left after DELs" 0 "$(lease_count)"
 # CHECK fails once the lease is gone behind our back.
 cni "$IPAM" ADD c1 /run/netns/x eth0 "$(conf 1.0.0)"
 prev=$OUT
-rm -f "$CNM_STATE_DIR/ipam/local/10.213.40.0_24/leases/$(jq -r '.ips[0].address' <<<"$prev" | cut -d/ -f1)"
+rm -f "$CNM_STATE_DIR/ipam/cni:e2enet/10.213.40.0_24/leases/$(jq -r '.ips[0].address' <<<"$prev" | cut -d/ -f1)"
 cni "$IPAM" CHECK c1 /run/netns/x eth0 "$(conf 1.0.0 ",\"prevResult\":$prev")"
 expect_eq "CHECK of a lost lease fails" 1 "$RC"
 cni "$IPAM" DEL c1 "" eth0 "$(conf 1.0.0)"

@@ -11,6 +11,9 @@ REF=/usr/lib/cni
 TEST_NAME=$(basename "$0" .sh)
 WORK=$(mktemp -d "/tmp/cnm-e2e-$TEST_NAME-XXXXXX")
 export CNM_STATE_DIR="$WORK/state"
+# Tests of GC free what they just added: no grace (the default keeps a just-added attachment
+# from a GC whose list was computed while its ADD was in flight).
+export CNM_GC_GRACE_MS=0
 PIDS=()
 FAILS=0
 CHECKS=0

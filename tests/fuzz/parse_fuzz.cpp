@@ -7,7 +7,7 @@
 #include "cni/skel.hpp"
 #include "cni/types.hpp"
 #include "cni/version.hpp"
-#include "ipam/config.hpp"
+#include "cni/ipam_conf.hpp"
 
 #include <cstdint>
 #include <string_view>

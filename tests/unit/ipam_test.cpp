@@ -1,10 +1,13 @@
 #include "cni/conf.hpp"
-#include "ipam/ipam.hpp"
+#include "cni/ipam_conf.hpp"
+#include "cnm/endpoint.hpp"
+#include "ipam/pool.hpp"
 #include "store/file_store.hpp"
 #include "helpers.hpp"
 
 #include <doctest/doctest.h>
 
+#include <cstdlib>
 #include <fstream>
 
 using namespace cnm;
@@ -22,25 +25,104 @@ Result<IpamConf> conf_of(const std::string& ipam_json, const std::string& cni_ar
     return parse_ipam_conf(*conf, *args);
 }
 
+/// GC spares attachments that became ready less than CNM_GC_GRACE_MS ago (the runtime may have
+/// computed its list while their ADD was in flight); GC tests run with none.
+struct NoGcGrace {
+    std::string old;
+    bool had = false;
+    NoGcGrace()
+    {
+        if (const char* v = std::getenv("CNM_GC_GRACE_MS"))
+            old = v, had = true;
+        ::setenv("CNM_GC_GRACE_MS", "0", 1);
+    }
+    ~NoGcGrace()
+    {
+        if (had)
+            ::setenv("CNM_GC_GRACE_MS", old.c_str(), 1);
+        else
+            ::unsetenv("CNM_GC_GRACE_MS");
+    }
+};
+
+/// The ipam plugin's lifecycle (cni/ipam_frontend.cpp): Endpoints with no kernel and no driver,
+/// addresses from PoolAddresses.
 struct Fixture {
     test::TempDir tmp;
     std::unique_ptr<FileStore> store = FileStore::open(tmp.path()).release_value();
     Registry registry { *store };
+    Endpoints endpoints { registry, nullptr, nullptr };
+    NetworkSpec network { "net1", "bridge", Frontend::Cni, Json::object() };
 
-    Request req(const std::string& id, const std::string& ifname = "eth0")
+    static std::string netns(const std::string& id) { return "/var/run/netns/" + id; }
+
+    Result<Added> add_full(const IpamConf& conf, const std::string& id, const std::string& ifname = "eth0")
     {
-        return { "net1", "bridge", Frontend::Cni, id, ifname, "/var/run/netns/" + id, Json::object() };
+        PoolAddresses source(conf);
+        return endpoints.add({ network, id, ifname, netns(id), Target::in_netns(netns(id), ifname), "" }, source);
+    }
+    /// The addresses ADD recorded (and checks that the result reports the same ones).
+    Result<std::vector<EndpointAddress>> add(const IpamConf& conf, const std::string& id, const std::string& ifname = "eth0")
+    {
+        auto added = add_full(conf, id, ifname);
+        if (!added)
+            return added.release_error();
+        auto& ips = added->attached.setup.ips;
+        REQUIRE(ips.size() == added->endpoint.addresses.size());
+        for (size_t i = 0; i < ips.size(); ++i) {
+            CHECK(ips[i].address == added->endpoint.addresses[i].address);
+            CHECK(ips[i].gateway == added->endpoint.addresses[i].gateway);
+            CHECK_FALSE(ips[i].interface); // an IPAM result names no interface
+        }
+        return added->endpoint.addresses;
+    }
+    /// `conf` null: the conf's IPAM section no longer parses (DEL and GC must still free).
+    Result<void> del(const IpamConf* conf, const std::string& id, const std::string& ifname = "eth0")
+    {
+        PoolAddresses source(conf ? *conf : IpamConf {});
+        return endpoints.del(network, id, ifname, netns(id), source);
+    }
+    Result<void> check(const IpamConf& conf, const std::string& id, const NetSetup& prev, const std::string& ifname = "eth0")
+    {
+        PoolAddresses source(conf);
+        return endpoints.check(network, id, ifname, netns(id), prev, source);
+    }
+    Result<void> status(const IpamConf& conf)
+    {
+        PoolAddresses source(conf);
+        return endpoints.status(network.name, source);
+    }
+    Result<void> gc(const IpamConf* conf, const std::vector<std::pair<std::string, std::string>>& valid)
+    {
+        PoolAddresses source(conf ? *conf : IpamConf {});
+        return endpoints.gc(network, valid, source);
     }
     std::string add_one(const IpamConf& conf, const std::string& id)
     {
-        auto got = add(registry, conf, req(id));
+        auto got = add(conf, id);
         if (!got.ok())
             FAIL(got.error().msg);
         return got->front().address.addr.str();
     }
+    /// The pool directory of a subnet ("10.213.0.0_24"), in whichever address space holds it (a
+    /// conf that names none gets its network's own).
+    Key pool(const std::string& subnet_dir)
+    {
+        auto spaces = store->list({ "ipam" });
+        for (auto& space : spaces.value())
+            if (store->exists({ "ipam", space, subnet_dir, "pool.json" }).value() || store->exists({ "ipam", space, subnet_dir, "leases" }).value())
+                return { "ipam", space, subnet_dir };
+        return { "ipam", "cni:net1", subnet_dir };
+    }
+    Key in_pool(const std::string& subnet_dir, const std::string& name)
+    {
+        Key k = pool(subnet_dir);
+        k.push_back(name);
+        return k;
+    }
     size_t leases(const std::string& subnet_dir)
     {
-        auto names = store->list({ "ipam", "local", subnet_dir, "leases" });
+        auto names = store->list(in_pool(subnet_dir, "leases"));
         return names->size();
     }
 };
@@ -119,12 +201,12 @@ TEST_CASE("allocation is round-robin: a freed address is not handed out again at
     auto c = *conf_of(R"({"ranges":[[{"subnet":"10.213.0.0/29"}]]})"); // .2 … .6 usable
     CHECK(f.add_one(c, "a") == "10.213.0.2");
     CHECK(f.add_one(c, "b") == "10.213.0.3");
-    REQUIRE(del(f.registry, &c, f.req("a")).ok());
+    REQUIRE(f.del(&c, "a").ok());
     CHECK(f.add_one(c, "c") == "10.213.0.4");
     CHECK(f.add_one(c, "d") == "10.213.0.5");
     CHECK(f.add_one(c, "e") == "10.213.0.6");
     CHECK(f.add_one(c, "g") == "10.213.0.2"); // wrapped, skipping network .0, gateway .1, broadcast .7
-    auto full = add(f.registry, c, f.req("h"));
+    auto full = f.add(c, "h");
     REQUIRE_FALSE(full.ok());
     CHECK(full.error().code == Code::AddressUnavailable);
     CHECK(full.error().msg.find("no IP addresses available") != std::string::npos);
@@ -138,7 +220,7 @@ TEST_CASE("several ranges in one set, and one address per set (IPv4 + IPv6)")
     Fixture f;
     auto c = *conf_of(R"({"ranges":[[{"subnet":"10.213.0.0/30"},{"subnet":"10.213.1.0/24","rangeStart":"10.213.1.100","rangeEnd":"10.213.1.101"}],
         [{"subnet":"fd00:213::/64","rangeStart":"fd00:213::100"}]]})");
-    auto first = add(f.registry, c, f.req("a"));
+    auto first = f.add(c, "a");
     REQUIRE(first.ok());
     REQUIRE(first->size() == 2);
     CHECK((*first)[0].address.str() == "10.213.0.2/30");
@@ -146,21 +228,21 @@ TEST_CASE("several ranges in one set, and one address per set (IPv4 + IPv6)")
     CHECK((*first)[1].gateway->str() == "fd00:213::1");
     CHECK(f.add_one(c, "b") == "10.213.1.100"); // /30 has one usable address; the next range takes over
     CHECK(f.add_one(c, "c") == "10.213.1.101");
-    CHECK(add(f.registry, c, f.req("d")).error().code == Code::AddressUnavailable);
+    CHECK(f.add(c, "d").error().code == Code::AddressUnavailable);
 }
 
 TEST_CASE("requested addresses: granted, refused when taken, gateway or outside")
 {
     Fixture f;
     auto c = *conf_of(R"({"ranges":[[{"subnet":"10.213.0.0/24"}]]})", "IP=10.213.0.77");
-    auto got = add(f.registry, c, f.req("a"));
+    auto got = f.add(c, "a");
     REQUIRE(got.ok());
     CHECK(got->front().address.str() == "10.213.0.77/24");
-    auto taken = add(f.registry, c, f.req("b"));
+    auto taken = f.add(c, "b");
     REQUIRE_FALSE(taken.ok());
     CHECK(taken.error().msg.find("already allocated") != std::string::npos);
-    CHECK_FALSE(add(f.registry, *conf_of(R"({"ranges":[[{"subnet":"10.213.0.0/24"}]]})", "IP=10.213.0.1"), f.req("c")).ok());
-    CHECK_FALSE(add(f.registry, *conf_of(R"({"ranges":[[{"subnet":"10.213.0.0/24"}]]})", "IP=10.213.5.1"), f.req("c")).ok());
+    CHECK_FALSE(f.add(*conf_of(R"({"ranges":[[{"subnet":"10.213.0.0/24"}]]})", "IP=10.213.0.1"), "c").ok());
+    CHECK_FALSE(f.add(*conf_of(R"({"ranges":[[{"subnet":"10.213.0.0/24"}]]})", "IP=10.213.5.1"), "c").ok());
     CHECK(f.leases("10.213.0.0_24") == 1);
 }
 
@@ -169,16 +251,16 @@ TEST_CASE("ADD twice for one attachment is refused; DEL is idempotent and frees"
     Fixture f;
     auto c = *conf_of(R"({"ranges":[[{"subnet":"10.213.0.0/24"}]]})");
     f.add_one(c, "a");
-    auto again = add(f.registry, c, f.req("a"));
+    auto again = f.add(c, "a");
     REQUIRE_FALSE(again.ok());
     CHECK(again.error().code == Code::AlreadyAttached);
     CHECK(f.add_one(c, "a2") == "10.213.0.3"); // same container, other id
-    auto other_if = add(f.registry, c, f.req("a", "net1"));
+    auto other_if = f.add(c, "a", "net1");
     REQUIRE(other_if.ok()); // (containerID, ifname) is the identity
-    CHECK(del(f.registry, &c, f.req("a")).ok());
-    CHECK(del(f.registry, &c, f.req("a")).ok());
-    CHECK(del(f.registry, &c, f.req("never-added")).ok());
-    CHECK(del(f.registry, nullptr, f.req("a", "net1")).ok());
+    CHECK(f.del(&c, "a").ok());
+    CHECK(f.del(&c, "a").ok());
+    CHECK(f.del(&c, "never-added").ok());
+    CHECK(f.del(nullptr, "a", "net1").ok());
     CHECK(f.leases("10.213.0.0_24") == 1);
     CHECK(f.registry.load_sandbox("a")->absent());
     CHECK(f.registry.load_sandbox("a2")->ok());
@@ -188,7 +270,7 @@ TEST_CASE("a network's subnet cannot change under it (code 7 naming both)")
 {
     Fixture f;
     f.add_one(*conf_of(R"({"ranges":[[{"subnet":"10.213.0.0/24"}]]})"), "a");
-    auto other = add(f.registry, *conf_of(R"({"ranges":[[{"subnet":"10.213.7.0/24"}]]})"), f.req("b"));
+    auto other = f.add(*conf_of(R"({"ranges":[[{"subnet":"10.213.7.0/24"}]]})"), "b");
     REQUIRE_FALSE(other.ok());
     CHECK(other.error().code == Code::InvalidConfig);
     CHECK(other.error().msg.find("10.213.0.0/24") != std::string::npos);
@@ -202,35 +284,39 @@ TEST_CASE("CHECK compares the lease with prevResult")
     f.add_one(c, "a");
     cni::CniResult prev;
     prev.ips.push_back({ *IpNet::parse("10.213.0.2/24"), std::nullopt, std::nullopt });
-    CHECK(check(f.registry, c, f.req("a"), prev).ok());
+    CHECK(f.check(c, "a", prev).ok());
     cni::CniResult wrong;
     wrong.ips.push_back({ *IpNet::parse("10.213.0.9/24"), std::nullopt, std::nullopt });
-    CHECK(check(f.registry, c, f.req("a"), wrong).error().code == Code::CheckFailed);
-    CHECK(check(f.registry, c, f.req("b"), prev).error().code == Code::CheckFailed);
-    REQUIRE(f.store->remove(ipam::PoolId { "local", *IpNet::parse("10.213.0.0/24") }.lease(*IpAddr::parse("10.213.0.2"))).ok());
-    CHECK(check(f.registry, c, f.req("a"), prev).error().code == Code::CheckFailed);
+    CHECK(f.check(c, "a", wrong).error().code == Code::CheckFailed);
+    CHECK(f.check(c, "b", prev).error().code == Code::CheckFailed);
+    Key lease = f.in_pool("10.213.0.0_24", "leases");
+    lease.push_back("10.213.0.2");
+    REQUIRE(f.store->exists(lease).value());
+    REQUIRE(f.store->remove(lease).ok());
+    CHECK(f.check(c, "a", prev).error().code == Code::CheckFailed);
 }
 
 TEST_CASE("STATUS reports 50 when a range set is full")
 {
     Fixture f;
     auto c = *conf_of(R"({"ranges":[[{"subnet":"10.213.0.0/30"}]]})");
-    CHECK(status(f.registry, c).ok());
+    CHECK(f.status(c).ok());
     f.add_one(c, "a");
-    CHECK(status(f.registry, c).error().code == Code::NotAvailable);
+    CHECK(f.status(c).error().code == Code::NotAvailable);
 }
 
 TEST_CASE("GC frees every attachment not in the valid list; an empty list frees all")
 {
+    NoGcGrace grace;
     Fixture f;
     auto c = *conf_of(R"({"ranges":[[{"subnet":"10.213.0.0/24"}]]})");
     for (auto id : { "a", "b", "c" })
         f.add_one(c, id);
-    REQUIRE(gc(f.registry, &c, "net1", { { "b", "eth0" } }).ok());
+    REQUIRE(f.gc(&c, { { "b", "eth0" } }).ok());
     CHECK(f.leases("10.213.0.0_24") == 1);
     CHECK(f.registry.load_endpoint("net1", endpoint_key("b", "eth0"))->ok());
     CHECK(f.registry.load_endpoint("net1", endpoint_key("a", "eth0"))->absent());
-    REQUIRE(gc(f.registry, &c, "net1", {}).ok());
+    REQUIRE(f.gc(&c, {}).ok());
     CHECK(f.leases("10.213.0.0_24") == 0);
     CHECK(f.registry.list_endpoints("net1")->empty());
     CHECK(f.registry.list_sandboxes()->empty());
@@ -238,6 +324,7 @@ TEST_CASE("GC frees every attachment not in the valid list; an empty list frees 
 
 TEST_CASE("corrupt endpoint records: ADD refuses, DEL and GC clean up by owner")
 {
+    NoGcGrace grace;
     Fixture f;
     auto c = *conf_of(R"({"ranges":[[{"subnet":"10.213.0.0/24"}]]})");
     f.add_one(c, "a");
@@ -245,12 +332,12 @@ TEST_CASE("corrupt endpoint records: ADD refuses, DEL and GC clean up by owner")
     std::string dir = f.tmp.path() + "/networks/net1/endpoints/";
     std::ofstream(dir + "a@eth0.json", std::ios::trunc) << "";
     std::ofstream(dir + "b@eth0.json", std::ios::trunc) << "{\"network\":";
-    auto add_again = add(f.registry, c, f.req("a"));
+    auto add_again = f.add(c, "a");
     REQUIRE_FALSE(add_again.ok());
     CHECK(add_again.error().code == Code::StateCorrupt);
-    CHECK(del(f.registry, &c, f.req("a")).ok());
+    CHECK(f.del(&c, "a").ok());
     CHECK(f.leases("10.213.0.0_24") == 1);
-    CHECK(gc(f.registry, &c, "net1", {}).ok());
+    CHECK(f.gc(&c, {}).ok());
     CHECK(f.leases("10.213.0.0_24") == 0);
     CHECK(f.registry.list_sandboxes()->empty()); // b's membership went with its corrupt record
     CHECK(f.add_one(c, "a") == "10.213.0.4");
@@ -276,14 +363,15 @@ TEST_CASE("the round-robin cursor is a hint: kept in its own file, a lost or cor
     REQUIRE(c.ok());
     CHECK(f.add_one(*c, "a") == "10.213.0.2");
     CHECK(f.add_one(*c, "b") == "10.213.0.3");
-    auto cursor = f.store->get({ "ipam", "local", "10.213.0.0_29", "cursor" });
+    auto cursor = f.store->get(f.in_pool("10.213.0.0_29", "cursor"));
     REQUIRE(cursor.ok());
     REQUIRE(cursor->ok());
     CHECK(cursor->doc["last"] == "10.213.0.3");
-    auto pool = f.store->get({ "ipam", "local", "10.213.0.0_29", "pool.json" });
+    auto pool = f.store->get(f.in_pool("10.213.0.0_29", "pool.json"));
     CHECK_FALSE(pool->doc.contains("last")); // pool.json (durable) is not rewritten per ADD
     // a power failure may leave the hint empty: allocation goes on from the start of the range
-    std::ofstream(f.tmp.path() + "/ipam/local/10.213.0.0_29/cursor", std::ios::trunc).flush();
+    Key cursor_key = f.in_pool("10.213.0.0_29", "cursor");
+    std::ofstream(f.tmp.path() + "/" + key_str(cursor_key), std::ios::trunc).flush();
     CHECK(f.add_one(*c, "c") == "10.213.0.4");
 }
 
@@ -295,7 +383,7 @@ TEST_CASE("a corrupt sandbox record (an index) is rebuilt from the endpoint reco
     f.add_one(*c, "pod");
     std::ofstream(f.tmp.path() + "/sandboxes/pod.json", std::ios::trunc) << "{not json";
     // a second attachment of the same sandbox (another ifname)
-    REQUIRE(add(f.registry, *c, f.req("pod", "eth1")).ok());
+    REQUIRE(f.add(*c, "pod", "eth1").ok());
     auto sb = f.registry.load_sandbox("pod");
     REQUIRE(sb.ok());
     REQUIRE(sb->ok());

@@ -3,6 +3,7 @@
 
 #include <doctest/doctest.h>
 
+#include <cerrno>
 #include <linux/if_link.h>
 #include <linux/rtnetlink.h>
 #include <map>
@@ -62,4 +63,16 @@ TEST_CASE("MAC addresses parse strictly")
     CHECK(mac_str(*parse_mac("02:13:AB:cd:00:ff")) == "02:13:ab:cd:00:ff");
     for (const char* bad : { "", "02:13:ab:cd:00", "02:13:ab:cd:00:ff:", "0213abcd00ff", "zz:13:ab:cd:00:ff", "02-13-ab-cd-00-ff" })
         CHECK_FALSE(parse_mac(bad));
+}
+
+TEST_CASE("Error carries the errno as its last member; aggregate order code, msg, details still holds")
+{
+    Error plain { Code::Kernel, "m", "d" };
+    CHECK(plain.sys_errno == 0);
+    auto e = errno_error(Code::Kernel, EEXIST, "adding x", "File exists");
+    CHECK(e.sys_errno == EEXIST);
+    auto wrapped = std::move(e).context("creating network n");
+    CHECK(wrapped.sys_errno == EEXIST);
+    CHECK(wrapped.msg == "creating network n: adding x");
+    CHECK(make_error(Code::Io, "x").sys_errno == 0);
 }

@@ -1,120 +1,41 @@
 // cnm-shim's handlers without a socket or a kernel: the requests are the ones Docker 20.10 sent in
-// the recorded trace (reference/cnm.md, appendix), the kernel is a fake that records what it was
-// asked to do, the state is a real FileStore in a temp dir.
+// the recorded trace (reference/cnm.md, appendix), the kernel is the FakeKernel (fake_kernel.hpp)
+// that the drivers work on through the lifecycle, the state is a real FileStore in a temp dir.
 
 #include "admin.hpp"
-#include "driver.hpp"
+#include "docker_api.hpp"
+#include "request.hpp"
 
 #include "cni/conf.hpp"
+#include "cni/ipam_conf.hpp"
+#include "cnm/endpoint.hpp"
 #include "cnm/options.hpp"
 #include "cnm/state.hpp"
-#include "ipam/ipam.hpp"
-#include "store/file_store.hpp"
+#include "fake_kernel.hpp"
 #include "helpers.hpp"
+#include "store/file_store.hpp"
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <filesystem>
-#include <functional>
 #include <fstream>
+#include <functional>
+#include <linux/if_link.h>
 #include <map>
 #include <set>
 #include <sstream>
 
 using namespace cnm;
 using namespace cnm::shim;
+using cnm::test::FakeKernel;
+using cnm::test::FakeLink;
 
 namespace {
 
 const std::string nid = "da2dbabbc001fd752c86181098ea3dc70422a5011b62c10d17e1fb2c57492dbe";
 const std::string eid1 = "8884321cade15f0924ee4c083e31319122cba09f7aed9a41fc5dfc1b44e00fac";
 const std::string eid2 = "3c18b07afd0bfcffe1626a97a8593e54fe11cb3e65f09ee10a98d2f8b4e8fe7c";
-
-class FakeDataplane final : public Dataplane {
-public:
-    std::vector<std::string> calls;
-    std::map<std::string, VethPlan> veths;
-    std::vector<firewall::PortMap> ports;
-    bool fail_veth = false;
-
-    Result<void> ensure_bridge(const drivers::BridgeKeys& keys, const std::vector<IpNet>& gateways) override
-    {
-        std::string call = "bridge " + keys.bridge;
-        for (auto& g : gateways)
-            call.append(" ").append(g.str());
-        calls.push_back(call);
-        return {};
-    }
-    Result<void> delete_bridge(const std::string& name) override
-    {
-        calls.push_back("delbridge " + name);
-        return {};
-    }
-    Result<void> create_veth(const VethPlan& plan) override
-    {
-        if (fail_veth)
-            return make_error(Code::Kernel, "no veth today");
-        calls.push_back("veth " + plan.host + " " + plan.container + " " + plan.bridge + " " + plan.mac);
-        veths[plan.host] = plan;
-        return {};
-    }
-    std::vector<std::string> parents { "eth9" };
-    Result<void> create_child(const ChildPlan& plan) override
-    {
-        if (fail_veth)
-            return make_error(Code::Kernel, "no veth today");
-        calls.push_back(plan.kind + " " + plan.name + " " + plan.master + " " + plan.mode + " " + plan.mac);
-        veths[plan.name] = { plan.name, plan.name, plan.master, plan.mtu, plan.mac, false };
-        return {};
-    }
-    Result<void> probe_child(const std::string& kind, const std::string& master) override
-    {
-        calls.push_back("probe " + kind + " " + master);
-        return {};
-    }
-    Result<bool> ensure_parent(const std::string& name) override
-    {
-        if (std::find(parents.begin(), parents.end(), name) != parents.end())
-            return false;
-        if (name.find('.') == std::string::npos)
-            return make_error(Code::InvalidConfig, "parent interface " + name + " does not exist");
-        parents.push_back(name);
-        calls.push_back("vlan " + name);
-        return true;
-    }
-    Result<void> delete_link(const std::string& name) override
-    {
-        if (auto it = std::find(parents.begin(), parents.end(), name); it != parents.end()) {
-            parents.erase(it);
-            calls.push_back("dellink " + name);
-        }
-        if (veths.erase(name))
-            calls.push_back("dellink " + name);
-        return {};
-    }
-    Result<void> add_masquerade(const std::string& network, const IpNet& address) override
-    {
-        calls.push_back("masq " + network + " " + address.str());
-        return {};
-    }
-    Result<void> del_masquerade(const IpNet& address) override
-    {
-        calls.push_back("unmasq " + address.str());
-        return {};
-    }
-    Result<void> add_ports(const std::vector<firewall::PortMap>& maps) override
-    {
-        for (auto& m : maps)
-            ports.push_back(m);
-        return {};
-    }
-    Result<void> del_ports(const std::vector<firewall::PortMap>& maps) override
-    {
-        for (auto& m : maps)
-            std::erase(ports, m);
-        return {};
-    }
-};
 
 /// Every document under the state dir, by path (lock files left out): "no state change" is
 /// this being equal before and after.
@@ -132,15 +53,22 @@ std::map<std::string, std::string> snapshot(const std::string& root)
     return out;
 }
 
+bool has_address(const FakeLink* link, const std::string& address)
+{
+    auto want = IpNet::parse(address);
+    return link && want && std::find(link->addresses.begin(), link->addresses.end(), *want) != link->addresses.end();
+}
+
 struct Fixture {
     test::TempDir tmp;
     std::unique_ptr<FileStore> store = FileStore::open(tmp.path()).release_value();
-    FakeDataplane kernel;
-    Driver driver { *store, kernel };
+    Registry registry { *store };
+    FakeKernel kernel;
+    DockerApi api { *store, kernel };
 
     Reply call(const std::string& method, const std::string& body = "")
     {
-        return driver.handle(method, body);
+        return api.handle(method, body);
     }
     Json ok(const std::string& method, const std::string& body = "")
     {
@@ -168,6 +96,57 @@ struct Fixture {
             { "Options", { { "com.docker.network.enable_ipv6", false }, { "com.docker.network.generic", generic } } },
             { "IPv4Data", { { { "AddressSpace", "local" }, { "Gateway", gw["Address"] }, { "Pool", subnet } } } }, { "IPv6Data", Json::array() } }.dump());
     }
+
+    /// A Docker endpoint: an address from the pool, CreateEndpoint, Join. Returns the Join reply.
+    Json run(const std::string& network_id, const std::string& endpoint_id, const std::string& pool, const std::string& sandbox)
+    {
+        auto a = ok("IpamDriver.RequestAddress", Json { { "PoolID", "local/" + pool }, { "Address", "" } }.dump());
+        ok("NetworkDriver.CreateEndpoint", Json { { "NetworkID", network_id }, { "EndpointID", endpoint_id },
+            { "Interface", { { "Address", a["Address"] }, { "AddressIPv6", "" }, { "MacAddress", "" } } } }.dump());
+        return ok("NetworkDriver.Join", Json { { "NetworkID", network_id }, { "EndpointID", endpoint_id }, { "SandboxKey", "/run/docker/netns/" + sandbox } }.dump());
+    }
+
+    /// The record of a Docker endpoint.
+    EndpointRecord docker_endpoint(const std::string& network, const std::string& endpoint_id)
+    {
+        auto stored = registry.load_endpoint(network, endpoint_key_of(endpoint_id));
+        REQUIRE(stored.ok());
+        REQUIRE(stored->ok());
+        return stored->record;
+    }
+
+    /// A CNI ADD through the lifecycle, with the in-process IPAM of the conf, into a sandbox the
+    /// fake kernel has at `netns`.
+    Result<Added> cni_add(const std::string& conf_text, const std::string& container_id, const std::string& netns, const std::string& ifname = "eth0")
+    {
+        auto conf = TRY(cni::parse_conf(conf_text));
+        PoolAddresses source(TRY(ipam::parse_ipam_conf(conf, cni::CniArgs {})));
+        kernel.add_netns(netns);
+        Endpoints endpoints(registry, &kernel, find_driver(conf.type));
+        AddRequest request { { conf.name, conf.type, Frontend::Cni, network_options(conf) }, container_id, ifname, netns,
+            Target::in_netns(netns, ifname), "" };
+        auto added = endpoints.add(request, source);
+        TRY(store->sync());
+        return added;
+    }
+    Result<void> cni_del(const std::string& conf_text, const std::string& container_id, const std::string& netns, const std::string& ifname = "eth0")
+    {
+        auto conf = TRY(cni::parse_conf(conf_text));
+        PoolAddresses source(TRY(ipam::parse_ipam_conf(conf, cni::CniArgs {})));
+        Endpoints endpoints(registry, &kernel, find_driver(conf.type));
+        return endpoints.del({ conf.name, conf.type, Frontend::Cni, network_options(conf) }, container_id, ifname, netns, source);
+    }
+
+    /// The links a driver made in the host namespace, of `kind`.
+    std::vector<FakeLink> host_links(const std::string& kind)
+    {
+        std::vector<FakeLink> out;
+        for (auto& l : kernel.links(host_ns))
+            if (!l.fixture && l.link.kind == kind)
+                out.push_back(l);
+        return out;
+    }
+    const FakeLink* host(const std::string& name) { return kernel.find(host_ns, name); }
 };
 
 std::string ep_body(const std::string& net, const std::string& ep, const std::string& addr, const std::string& mac = "", const Json& options = Json::object())
@@ -195,6 +174,7 @@ TEST_CASE("shim: activation and capabilities take Docker's empty bodies")
     auto r = f.call("NetworkDriver.NoSuchMethod", "{}");
     CHECK(r.status == 404);
     CHECK(r.body.value("Err", "").find("unknown method") != std::string::npos);
+    CHECK(f.kernel.mutations() == 0);
 }
 
 TEST_CASE("shim: the recorded Docker 20.10 trace, end to end")
@@ -207,8 +187,15 @@ TEST_CASE("shim: the recorded Docker 20.10 trace, end to end")
     auto gw = f.ok("IpamDriver.RequestAddress", R"({"PoolID": "local/10.213.32.0/24", "Address": "", "Options": {"RequestAddressType": "com.docker.network.gateway"}})");
     CHECK(gw["Address"] == "10.213.32.1/24");
     f.ok("NetworkDriver.CreateNetwork", R"({"NetworkID": ")" + nid + R"(", "Options": {"com.docker.network.enable_ipv6": false, "com.docker.network.generic": {"cnm.network": "n2"}}, "IPv4Data": [{"AddressSpace": "local", "Gateway": "10.213.32.1/24", "Pool": "10.213.32.0/24"}], "IPv6Data": []})");
-    CHECK(f.kernel.calls.back() == "bridge br-da2dbabbc001 10.213.32.1/24");
-    auto bound = f.driver.bound_network(nid);
+    // Docker's default bridge name, routed through the bridge: the gateway on it, forwarding on
+    const FakeLink* bridge = f.host("br-da2dbabbc001");
+    REQUIRE(bridge);
+    CHECK(bridge->link.kind == "bridge");
+    CHECK(bridge->up());
+    CHECK(bridge->addresses == std::vector<IpNet> { *IpNet::parse("10.213.32.1/24") });
+    CHECK(f.kernel.sysctl(host_ns, "net/ipv4/ip_forward") == std::optional<std::string>("1"));
+    int bridge_index = bridge->link.index;
+    auto bound = f.api.bound_network(nid);
     REQUIRE(bound.ok());
     CHECK(bound.value() == std::optional<std::string>("n2"));
 
@@ -222,17 +209,25 @@ TEST_CASE("shim: the recorded Docker 20.10 trace, end to end")
     CHECK(join["InterfaceName"]["DstPrefix"] == "eth");
     std::string src = join["InterfaceName"]["SrcName"];
     CHECK(src.size() <= 15);
+    CHECK(src == container_link_name(eid1));
     CHECK(join["Gateway"] == "10.213.32.1");
     CHECK_FALSE(join.contains("DisableGatewayService"));
-    REQUIRE(f.kernel.veths.size() == 1);
-    CHECK(f.kernel.veths.begin()->second.container == src);
-    CHECK(f.kernel.veths.begin()->second.mac == mac);
-    CHECK(f.kernel.veths.begin()->second.bridge == "br-da2dbabbc001");
+    // one veth pair, both ends in the shim's netns: SrcName with the MAC, its peer a port of the bridge
+    REQUIRE(f.host_links("veth").size() == 2);
+    const FakeLink* container = f.host(src);
+    REQUIRE(container);
+    CHECK(container->link.kind == "veth");
+    CHECK(netlink::mac_str(container->link.mac) == mac);
+    const FakeLink* port = f.kernel.find(host_ns, container->link.peer_index);
+    REQUIRE(port);
+    CHECK(port->link.master == bridge_index);
+    CHECK(port->up());
     auto info = f.ok("NetworkDriver.EndpointOperInfo", ids(nid, eid1));
     CHECK(info["Value"]["cnm.network"] == "n2");
+    CHECK(info["Value"]["cnm.hostVeth"] == port->link.name);
     f.ok("NetworkDriver.Leave", ids(nid, eid1));
     f.ok("NetworkDriver.DeleteEndpoint", ids(nid, eid1));
-    CHECK(f.kernel.veths.empty());
+    CHECK(f.host_links("veth").empty());
     f.ok("IpamDriver.ReleaseAddress", R"({"PoolID": "local/10.213.32.0/24", "Address": "10.213.32.2"})");
 
     // 16–20: --ip 10.213.32.77 --mac-address …: the MAC Docker set is not echoed
@@ -242,8 +237,10 @@ TEST_CASE("shim: the recorded Docker 20.10 trace, end to end")
     CHECK(dup.find("already allocated") != std::string::npos);
     auto ce2 = f.ok("NetworkDriver.CreateEndpoint", ep_body(nid, eid2, "10.213.32.77/24", "02:42:0a:d5:20:4d"));
     CHECK(ce2["Interface"] == Json::object());
-    f.ok("NetworkDriver.Join", R"({"NetworkID": ")" + nid + R"(", "EndpointID": ")" + eid2 + R"(", "SandboxKey": "/tmp/rc/docker/exec/netns/17e9eb4338d1", "Options": {}})");
-    CHECK(f.kernel.veths.begin()->second.mac == "02:42:0a:d5:20:4d");
+    auto join2 = f.ok("NetworkDriver.Join", R"({"NetworkID": ")" + nid + R"(", "EndpointID": ")" + eid2 + R"(", "SandboxKey": "/tmp/rc/docker/exec/netns/17e9eb4338d1", "Options": {}})");
+    const FakeLink* container2 = f.host(join2["InterfaceName"]["SrcName"].get<std::string>());
+    REQUIRE(container2);
+    CHECK(netlink::mac_str(container2->link.mac) == "02:42:0a:d5:20:4d");
     // the gateway cannot be requested as an endpoint address
     f.err("IpamDriver.RequestAddress", R"({"PoolID": "local/10.213.32.0/24", "Address": "10.213.32.1", "Options": null})");
 
@@ -253,9 +250,17 @@ TEST_CASE("shim: the recorded Docker 20.10 trace, end to end")
     f.ok("IpamDriver.ReleaseAddress", R"({"PoolID": "local/10.213.32.0/24", "Address": "10.213.32.77"})");
     f.ok("IpamDriver.ReleaseAddress", R"({"PoolID": "local/10.213.32.0/24", "Address": "10.213.32.1"})");
     f.ok("IpamDriver.ReleasePool", R"({"PoolID": "local/10.213.32.0/24"})");
+    CHECK(f.host("br-da2dbabbc001"));
     f.ok("NetworkDriver.DeleteNetwork", R"({"NetworkID": ")" + nid + R"("})");
-    CHECK(f.kernel.calls.back() == "delbridge br-da2dbabbc001");
-    CHECK(snapshot(f.tmp.path()).empty());
+    CHECK_FALSE(f.host("br-da2dbabbc001"));
+    std::string why;
+    CHECK_MESSAGE(f.kernel.empty_except_bridges(&why), why);
+    CHECK_MESSAGE(f.kernel.firewall_empty(&why), why);
+    // Nothing is left but the pool's round-robin cursor, which outlives the pool on purpose (a
+    // pool made again on the subnet goes on where it was).
+    auto left = snapshot(f.tmp.path());
+    CHECK(left.size() == 1);
+    CHECK(left.begin()->first == f.tmp.path() + "/ipam/local/10.213.32.0_24/cursor");
 }
 
 TEST_CASE("shim: calls for unknown ids after a restart succeed where Docker needs them to")
@@ -275,6 +280,7 @@ TEST_CASE("shim: calls for unknown ids after a restart succeed where Docker need
     f.err("NetworkDriver.ProgramExternalConnectivity", R"({"NetworkID":"abc","EndpointID":"def","Options":{}})");
     f.err("IpamDriver.RequestAddress", R"({"PoolID":"local/10.213.9.0/24","Address":"","Options":null})");
     CHECK(snapshot(f.tmp.path()) == before);
+    CHECK(f.kernel.mutations() == 0);
 }
 
 TEST_CASE("shim: hostile requests are clear errors and change nothing")
@@ -282,7 +288,7 @@ TEST_CASE("shim: hostile requests are clear errors and change nothing")
     Fixture f;
     f.create_network(nid, "10.213.33.0/24", { { "cnm.network", "h1" } });
     auto before = snapshot(f.tmp.path());
-    auto calls = f.kernel.calls.size();
+    auto mutations = f.kernel.mutations();
     for (auto& [method, body] : std::vector<std::pair<std::string, std::string>> {
              { "NetworkDriver.CreateNetwork", "{" },
              { "NetworkDriver.CreateNetwork", "[1,2]" },
@@ -319,26 +325,24 @@ TEST_CASE("shim: hostile requests are clear errors and change nothing")
         f.err(method, body);
     }
     CHECK(snapshot(f.tmp.path()) == before);
-    CHECK(f.kernel.calls.size() == calls);
+    CHECK(f.kernel.mutations() == mutations);
     // a 200 000-deep document is refused before parsing
     f.err("NetworkDriver.CreateNetwork", std::string(200000, '[') + std::string(200000, ']'));
     CHECK(snapshot(f.tmp.path()) == before);
 }
 
+
 TEST_CASE("shim: a Docker network joins a CNI network: one pool, one gateway, checked keys")
 {
     Fixture f;
-    // The CNI side first, as the bridge plugin's in-process IPAM records it.
-    auto conf = cni::parse_conf(R"({"cniVersion":"1.0.0","name":"shared","type":"bridge","bridge":"cnmsh0","isGateway":true,
-        "ipam":{"type":"ipam","subnet":"10.213.40.0/24","routes":[{"dst":"10.213.41.0/24"}]}})");
-    REQUIRE(conf.ok());
-    auto ipam_conf = ipam::parse_ipam_conf(*conf, cni::CniArgs {});
-    REQUIRE(ipam_conf.ok());
-    Registry registry(*f.store);
-    ipam::Request req { "shared", "bridge", Frontend::Cni, "pod1", "eth0", "/run/netns/pod1", network_options(*conf), Json { { "bridge", "cnmsh0" } } };
-    auto cni_addr = ipam::add(registry, *ipam_conf, req);
-    REQUIRE(cni_addr.ok());
-    CHECK(cni_addr->front().address.str() == "10.213.40.2/24");
+    // The CNI side first: a bridge ADD with the in-process IPAM, in the address space Docker's
+    // pools are in (a conf that names none allocates in its network's own).
+    const std::string conf = R"({"cniVersion":"1.0.0","name":"shared","type":"bridge","bridge":"cnmsh0","isGateway":true,
+        "ipam":{"type":"ipam","addressSpace":"local","subnet":"10.213.40.0/24","routes":[{"dst":"10.213.41.0/24"}]}})";
+    auto cni_added = f.cni_add(conf, "pod1", "/run/netns/pod1");
+    REQUIRE_MESSAGE(cni_added.ok(), (cni_added.ok() ? "" : cni_added.error().msg));
+    CHECK(cni_added->endpoint.addresses.front().address.str() == "10.213.40.2/24");
+    Registry& registry = f.registry;
 
     // Docker asks for the same subnet: the same pool, the CNI network's gateway.
     auto pool = f.ok("IpamDriver.RequestPool", R"({"AddressSpace":"local","Pool":"10.213.40.0/24","V6":false})");
@@ -357,11 +361,18 @@ TEST_CASE("shim: a Docker network joins a CNI network: one pool, one gateway, ch
         { "IPv4Data", { { { "AddressSpace", "local" }, { "Pool", "10.213.42.0/24" } } } } }.dump());
     CHECK(bad_subnet.find("10.213.40.0/24") != std::string::npos);
     CHECK(bad_subnet.find("10.213.42.0/24") != std::string::npos);
-    // …an agreeing one, or none, is fine: the network keeps its bridge.
+    CHECK_FALSE(f.host("other0"));
+    // …an agreeing one, or none, is fine: the network keeps its bridge, and CreateNetwork puts
+    // the gateway on it (taken away here to see it come back).
+    const FakeLink* bridge = f.host("cnmsh0");
+    REQUIRE(bridge);
+    REQUIRE(f.kernel.del_address(host_ns, bridge->link.index, *IpNet::parse("10.213.40.1/24")).ok());
+    REQUIRE_FALSE(has_address(f.host("cnmsh0"), "10.213.40.1/24"));
     f.ok("NetworkDriver.CreateNetwork", Json { { "NetworkID", nid },
         { "Options", { { "com.docker.network.generic", { { "cnm.network", "shared" }, { "bridge", "cnmsh0" } } } } },
         { "IPv4Data", { { { "AddressSpace", "local" }, { "Gateway", "10.213.40.1/24" }, { "Pool", "10.213.40.0/24" } } } } }.dump());
-    CHECK(f.kernel.calls.back() == "bridge cnmsh0 10.213.40.1/24");
+    CHECK(has_address(f.host("cnmsh0"), "10.213.40.1/24"));
+    CHECK(f.host_links("bridge").size() == 1);
 
     // Docker's addresses never collide with the CNI lease, nor with the gateway.
     CHECK(f.err("IpamDriver.RequestAddress", R"({"PoolID":"local/10.213.40.0/24","Address":"10.213.40.2"})").find("already allocated") != std::string::npos);
@@ -372,6 +383,12 @@ TEST_CASE("shim: a Docker network joins a CNI network: one pool, one gateway, ch
     f.ok("NetworkDriver.CreateEndpoint", ep_body(nid, eid1, "10.213.40.3/24"));
     auto join = f.ok("NetworkDriver.Join", Json { { "NetworkID", nid }, { "EndpointID", eid1 }, { "SandboxKey", "/run/docker/netns/abc" } }.dump());
     CHECK(join["Gateway"] == "10.213.40.1");
+    // the Docker container's veth is a port of the CNI network's bridge
+    const FakeLink* container = f.host(join["InterfaceName"]["SrcName"].get<std::string>());
+    REQUIRE(container);
+    const FakeLink* port = f.kernel.find(host_ns, container->link.peer_index);
+    REQUIRE(port);
+    CHECK(port->link.master == f.host("cnmsh0")->link.index);
     // the conf's route reaches Docker's container, via the gateway
     REQUIRE(join.contains("StaticRoutes"));
     CHECK(join["StaticRoutes"][0] == Json::parse(R"({"Destination":"10.213.41.0/24","RouteType":0,"NextHop":"10.213.40.1"})"));
@@ -388,12 +405,13 @@ TEST_CASE("shim: a Docker network joins a CNI network: one pool, one gateway, ch
     f.ok("IpamDriver.ReleaseAddress", R"({"PoolID":"local/10.213.40.0/24","Address":"10.213.40.3"})");
     f.ok("IpamDriver.ReleasePool", R"({"PoolID":"local/10.213.40.0/24"})");
     f.ok("NetworkDriver.DeleteNetwork", Json { { "NetworkID", nid } }.dump());
-    CHECK(f.kernel.calls.back() != "delbridge cnmsh0");
+    CHECK(f.host("cnmsh0"));
+    CHECK(f.kernel.find(*f.kernel.ns_of("/run/netns/pod1"), "eth0"));
     auto net = registry.load_network("shared");
     REQUIRE(net.ok());
     CHECK(net->ok());
     CHECK(net->record.docker_ids.empty());
-    CHECK(ipam::del(registry, &*ipam_conf, req).ok());
+    CHECK(f.cni_del(conf, "pod1", "/run/netns/pod1").ok());
 }
 
 TEST_CASE("shim: a network Docker creates is joined by a later CNI conf with its keys")
@@ -408,16 +426,27 @@ TEST_CASE("shim: a network Docker creates is joined by a later CNI conf with its
     CHECK(net->record.options["mtu"] == 1400);
     CHECK(net->record.options["ipMasq"] == true);
     CHECK(net->record.options["bridge"] == "br-da2dbabbc001");
-    // What the bridge plugin does with a conf that omits the bridge and sets another MTU.
-    auto merged = adopt_network_options("fromdocker", net->record.options, Json { { "type", "bridge" } }, drivers::bridge_network_defaults(), "this config");
+    const Json& defaults = find_driver("bridge")->network_defaults();
+    // What the bridge plugin does with a conf that omits the bridge: it is the network's, and so
+    // is ipMasq; the MTU is one attachment's key, which each conf says for itself.
+    auto merged = adopt_network_options("fromdocker", net->record.options, Json { { "type", "bridge" } }, defaults, "this config");
     REQUIRE(merged.ok());
     CHECK((*merged)["bridge"] == "br-da2dbabbc001");
-    CHECK((*merged)["mtu"] == 1400);
-    auto clash = adopt_network_options("fromdocker", net->record.options, Json { { "mtu", 9000 } }, drivers::bridge_network_defaults(), "this config");
+    CHECK((*merged)["ipMasq"] == true);
+    CHECK_FALSE(merged->contains("mtu"));
+    auto clash = adopt_network_options("fromdocker", net->record.options, Json { { "bridge", "other0" } }, defaults, "this config");
     REQUIRE_FALSE(clash.ok());
     CHECK(clash.error().code == Code::InvalidConfig);
-    CHECK(clash.error().msg.find("1400") != std::string::npos);
-    CHECK(clash.error().msg.find("9000") != std::string::npos);
+    CHECK(clash.error().msg.find("br-da2dbabbc001") != std::string::npos);
+    CHECK(clash.error().msg.find("other0") != std::string::npos);
+    CHECK(adopt_network_options("fromdocker", net->record.options, Json { { "mtu", 9000 } }, defaults, "this config").ok());
+    // the bridge has the MTU, a Docker container's veth too, and its address is masqueraded
+    CHECK(f.host("br-da2dbabbc001")->link.mtu == 1400);
+    auto join = f.run(nid, eid1, "10.213.44.0/24", "fd1");
+    CHECK(f.host(join["InterfaceName"]["SrcName"].get<std::string>())->link.mtu == 1400);
+    CHECK(f.kernel.masquerades().count(*IpAddr::parse("10.213.44.2")) == 1);
+    f.ok("NetworkDriver.Leave", ids(nid, eid1));
+    CHECK(f.kernel.masquerades().empty());
 }
 
 TEST_CASE("shim: published ports are programmed, replaced, revoked — never silently dropped")
@@ -437,24 +466,25 @@ TEST_CASE("shim: published ports are programmed, replaced, revoked — never sil
     f.err("NetworkDriver.ProgramExternalConnectivity", program(R"([{"Proto":1,"IP":"","Port":80,"HostIP":"","HostPort":18080}])"));
     f.err("NetworkDriver.ProgramExternalConnectivity", program(R"([{"Proto":6,"IP":"","Port":80,"HostIP":"fd00:213::1","HostPort":18080}])"));
     CHECK(snapshot(f.tmp.path()) == before);
-    CHECK(f.kernel.ports.empty());
+    CHECK(f.kernel.ports().empty());
 
     f.ok("NetworkDriver.ProgramExternalConnectivity", program(R"([{"Proto":6,"IP":"","Port":80,"HostIP":"","HostPort":18080,"HostPortEnd":18080},
         {"Proto":17,"IP":"","Port":53,"HostIP":"10.213.45.250","HostPort":5353,"HostPortEnd":5353}])"));
-    REQUIRE(f.kernel.ports.size() == 2);
-    CHECK(f.kernel.ports[0].str() == "tcp *:18080 -> 10.213.45.2:80");
-    CHECK(f.kernel.ports[1].str() == "udp 10.213.45.250:5353 -> 10.213.45.2:53");
+    REQUIRE(f.kernel.ports().size() == 2);
+    CHECK(f.kernel.ports()[0].str() == "tcp *:18080 -> 10.213.45.2:80");
+    CHECK(f.kernel.ports()[1].str() == "udp 10.213.45.250:5353 -> 10.213.45.2:53");
     // again, with one port: replaces
     f.ok("NetworkDriver.ProgramExternalConnectivity", program(R"([{"Proto":6,"IP":"","Port":8080,"HostIP":"","HostPort":18081}])"));
-    REQUIRE(f.kernel.ports.size() == 1);
-    CHECK(f.kernel.ports[0].str() == "tcp *:18081 -> 10.213.45.2:8080");
+    REQUIRE(f.kernel.ports().size() == 1);
+    CHECK(f.kernel.ports()[0].str() == "tcp *:18081 -> 10.213.45.2:8080");
     f.ok("NetworkDriver.RevokeExternalConnectivity", ids(nid, eid1));
-    CHECK(f.kernel.ports.empty());
+    CHECK(f.kernel.ports().empty());
     // DeleteEndpoint removes ports a missing Revoke left
     f.ok("NetworkDriver.ProgramExternalConnectivity", program(R"([{"Proto":6,"IP":"","Port":80,"HostIP":"","HostPort":18080}])"));
-    CHECK(f.kernel.ports.size() == 1);
+    CHECK(f.kernel.ports().size() == 1);
     f.ok("NetworkDriver.DeleteEndpoint", ids(nid, eid1));
-    CHECK(f.kernel.ports.empty());
+    CHECK(f.kernel.ports().empty());
+    CHECK(f.host_links("veth").empty());
 }
 
 TEST_CASE("shim: a failed Join leaves no link and no sandbox; a retry works")
@@ -463,22 +493,36 @@ TEST_CASE("shim: a failed Join leaves no link and no sandbox; a retry works")
     f.create_network(nid, "10.213.46.0/24", { { "cnm.network", "retry" } });
     auto a = f.ok("IpamDriver.RequestAddress", R"({"PoolID":"local/10.213.46.0/24","Address":""})");
     f.ok("NetworkDriver.CreateEndpoint", ep_body(nid, eid1, a["Address"]));
-    f.kernel.fail_veth = true;
     std::string join = Json { { "NetworkID", nid }, { "EndpointID", eid1 }, { "SandboxKey", "/run/docker/netns/abc" } }.dump();
-    CHECK(f.err("NetworkDriver.Join", join).find("no veth today") != std::string::npos);
-    CHECK(f.kernel.veths.empty());
+    f.kernel.fail_at("create_veth", 1);
+    CHECK(f.err("NetworkDriver.Join", join).find("injected") != std::string::npos);
+    CHECK(f.host_links("veth").empty());
     CHECK_FALSE(std::filesystem::exists(f.tmp.path() + "/sandboxes/abc.json"));
-    f.kernel.fail_veth = false;
-    f.ok("NetworkDriver.Join", join);
-    CHECK(f.kernel.veths.size() == 1);
+    // a failure after the veth exists (enslaving it) is undone too
+    f.kernel.fail_at("set_link", 1);
+    CHECK(f.err("NetworkDriver.Join", join).find("injected") != std::string::npos);
+    CHECK(f.host_links("veth").empty());
+    CHECK_FALSE(std::filesystem::exists(f.tmp.path() + "/sandboxes/abc.json"));
+    f.kernel.clear_failures();
+    auto reply = f.ok("NetworkDriver.Join", join);
+    CHECK(reply["InterfaceName"]["SrcName"] == container_link_name(eid1)); // the same name every time
+    CHECK(f.host_links("veth").size() == 2);
     CHECK(std::filesystem::exists(f.tmp.path() + "/sandboxes/abc.json"));
 }
 
 TEST_CASE("shim: macvlan and ipvlan networks, VLAN parents made on first use and removed with the last network")
 {
     Fixture f;
+    int eth9 = f.kernel.add_link(host_ns, "eth9");
     f.create_network(nid, "10.213.47.0/24", { { "cnm.driver", "macvlan" }, { "parent", "eth9.10" }, { "macvlan_mode", "private" }, { "cnm.network", "mv" } });
-    CHECK(std::find(f.kernel.calls.begin(), f.kernel.calls.end(), "vlan eth9.10") != f.kernel.calls.end());
+    const FakeLink* vlan = f.host("eth9.10");
+    REQUIRE(vlan);
+    CHECK(vlan->link.kind == "vlan");
+    CHECK(vlan->vid == 10);
+    CHECK(vlan->parent == eth9);
+    int vlan_index = vlan->link.index;
+    CHECK(f.kernel.calls("create_child") == 1); // the probe…
+    CHECK(f.host_links("macvlan").empty());     // …which left nothing
     Registry registry(*f.store);
     auto net = registry.load_network("mv");
     REQUIRE(net.ok());
@@ -490,6 +534,7 @@ TEST_CASE("shim: macvlan and ipvlan networks, VLAN parents made on first use and
     // a second network on the same VLAN parent
     const std::string nid2 = "b0b0b0b0b0b0" + nid.substr(12);
     f.create_network(nid2, "10.213.48.0/24", { { "cnm.driver", "macvlan" }, { "parent", "eth9.10" } });
+    CHECK(f.kernel.calls("create_vlan") == 1);
 
     auto a = f.ok("IpamDriver.RequestAddress", R"({"PoolID":"local/10.213.47.0/24","Address":""})");
     auto ce = f.ok("NetworkDriver.CreateEndpoint", ep_body(nid, eid1, a["Address"]));
@@ -499,22 +544,29 @@ TEST_CASE("shim: macvlan and ipvlan networks, VLAN parents made on first use and
     CHECK(join["InterfaceName"]["DstPrefix"] == "eth");
     CHECK(join["Gateway"] == "10.213.47.1");
     CHECK(join["DisableGatewayService"] == true);
-    CHECK(f.kernel.calls.back() == "macvlan " + join["InterfaceName"]["SrcName"].get<std::string>() + " eth9.10 private " + mac);
+    const FakeLink* child = f.host(join["InterfaceName"]["SrcName"].get<std::string>());
+    REQUIRE(child);
+    CHECK(child->link.kind == "macvlan");
+    CHECK(child->parent == vlan_index);
+    CHECK(child->mode == MACVLAN_MODE_PRIVATE);
+    CHECK(netlink::mac_str(child->link.mac) == mac);
     auto ports = Json { { "NetworkID", nid }, { "EndpointID", eid1 },
         { "Options", { { "com.docker.network.portmap", Json::parse(R"([{"Proto":6,"Port":80,"HostPort":8080}])") } } } }.dump();
     CHECK(f.err("NetworkDriver.ProgramExternalConnectivity", ports).find("not supported on macvlan") != std::string::npos);
+    CHECK(f.kernel.ports().empty());
     f.ok("NetworkDriver.Leave", ids(nid, eid1));
     f.ok("NetworkDriver.DeleteEndpoint", ids(nid, eid1));
-    CHECK(f.kernel.veths.empty());
+    CHECK(f.host_links("macvlan").empty());
     f.ok("IpamDriver.ReleaseAddress", R"({"PoolID":"local/10.213.47.0/24","Address":")" + IpNet::parse(a["Address"].get<std::string>())->addr.str() + R"("})");
 
     // the parent stays while another network uses it, and goes with the last one
     f.ok("NetworkDriver.DeleteNetwork", Json { { "NetworkID", nid } }.dump());
-    CHECK(std::find(f.kernel.parents.begin(), f.kernel.parents.end(), "eth9.10") != f.kernel.parents.end());
+    CHECK(f.host("eth9.10"));
     f.ok("NetworkDriver.DeleteNetwork", Json { { "NetworkID", nid2 } }.dump());
-    CHECK(std::find(f.kernel.parents.begin(), f.kernel.parents.end(), "eth9.10") == f.kernel.parents.end());
+    CHECK_FALSE(f.host("eth9.10"));
+    CHECK_FALSE(std::filesystem::exists(f.tmp.path() + "/docker/parents/eth9.10.json"));
     // a parent that existed before is never removed
-    CHECK(std::find(f.kernel.parents.begin(), f.kernel.parents.end(), "eth9") != f.kernel.parents.end());
+    CHECK(f.host("eth9"));
 
     // ipvlan l3: no MAC of its own, a connected default route instead of a gateway
     const std::string nid3 = "c0c0c0c0c0c0" + nid.substr(12);
@@ -526,10 +578,15 @@ TEST_CASE("shim: macvlan and ipvlan networks, VLAN parents made on first use and
     auto join3 = f.ok("NetworkDriver.Join", Json { { "NetworkID", nid3 }, { "EndpointID", eid2 }, { "SandboxKey", "/run/docker/netns/iv1" } }.dump());
     CHECK_FALSE(join3.contains("Gateway"));
     CHECK(join3["StaticRoutes"] == Json::parse(R"([{"Destination":"0.0.0.0/0","RouteType":1}])"));
-    CHECK(f.kernel.calls.back().starts_with("ipvlan "));
+    const FakeLink* ipvlan = f.host(join3["InterfaceName"]["SrcName"].get<std::string>());
+    REQUIRE(ipvlan);
+    CHECK(ipvlan->link.kind == "ipvlan");
+    CHECK(ipvlan->parent == eth9);
+    CHECK(ipvlan->mode == IPVLAN_MODE_L3);
 
     // refused, naming why: no parent, an unknown mode, a missing non-VLAN parent, an unknown driver
     auto before = snapshot(f.tmp.path());
+    auto mutations = f.kernel.mutations();
     auto create = [&](const Json& generic) {
         return Json { { "NetworkID", "d0d0" }, { "Options", { { "com.docker.network.generic", generic } } },
             { "IPv4Data", { { { "AddressSpace", "local" }, { "Pool", "10.213.49.0/24" } } } } }.dump();
@@ -539,30 +596,38 @@ TEST_CASE("shim: macvlan and ipvlan networks, VLAN parents made on first use and
     CHECK(f.err("NetworkDriver.CreateNetwork", create({ { "cnm.driver", "macvlan" }, { "parent", "nosuch0" } })).find("does not exist") != std::string::npos);
     CHECK(f.err("NetworkDriver.CreateNetwork", create({ { "cnm.driver", "vxlan" } })).find("not supported") != std::string::npos);
     CHECK(f.err("NetworkDriver.CreateNetwork", create({ { "cnm.driver", "macvlan" }, { "parent", "eth9" }, { "bridge", "x" } })).find("unknown macvlan network option") != std::string::npos);
+    CHECK(f.err("NetworkDriver.CreateNetwork", create({ { "cnm.driver", "ipvlan" }, { "parent", "eth9" }, { "macvlan_mode", "l2" } })).find("unknown ipvlan network option") != std::string::npos);
+    CHECK(snapshot(f.tmp.path()) == before);
+    CHECK(f.kernel.mutations() == mutations);
+    // a VLAN parent made for a network whose create then fails goes again
+    f.kernel.fail_at("create_child", 1);
+    CHECK(f.err("NetworkDriver.CreateNetwork", create({ { "cnm.driver", "macvlan" }, { "parent", "eth9.20" } })).find("injected") != std::string::npos);
+    CHECK_FALSE(f.host("eth9.20"));
     CHECK(snapshot(f.tmp.path()) == before);
 }
 
 TEST_CASE("shim admin: list shows both front-ends, gc removes endpoints whose sandbox is gone, dot draws the graph")
 {
     Fixture f;
-    f.create_network(nid, "10.213.50.0/24", { { "cnm.network", "adm" } });
+    f.create_network(nid, "10.213.50.0/24", { { "cnm.network", "adm" }, { "ipMasq", "true" } });
     // a Docker endpoint whose sandbox path does not exist (the container died with dockerd)
     auto a = f.ok("IpamDriver.RequestAddress", R"({"PoolID":"local/10.213.50.0/24","Address":""})");
     f.ok("NetworkDriver.CreateEndpoint", ep_body(nid, eid1, a["Address"]));
     f.ok("NetworkDriver.Join", Json { { "NetworkID", nid }, { "EndpointID", eid1 }, { "SandboxKey", f.tmp.path() + "/no-such-netns" } }.dump());
+    std::string docker_veth = f.docker_endpoint("adm", eid1).driver_state.value("hostVeth", "");
+    REQUIRE(f.host(docker_veth));
+    REQUIRE(f.host(container_link_name(eid1)));
     // a CNI endpoint in a live sandbox (this process's own netns)
-    Registry registry(*f.store);
-    auto conf = cni::parse_conf(R"({"cniVersion":"1.0.0","name":"adm","type":"bridge","ipam":{"type":"ipam","subnet":"10.213.50.0/24"}})");
-    REQUIRE(conf.ok());
-    auto ipam_conf = ipam::parse_ipam_conf(*conf, cni::CniArgs {});
-    REQUIRE(ipam_conf.ok());
-    ipam::Request req { "adm", "bridge", Frontend::Cni, "pod1", "eth0", "/proc/self/ns/net", network_options(*conf), Json::object() };
-    REQUIRE(ipam::add(registry, *ipam_conf, req).ok());
-    // and a CNI endpoint whose netns is gone
-    ipam::Request gone = req;
-    gone.container_id = "pod2";
-    gone.netns = f.tmp.path() + "/gone-netns";
-    REQUIRE(ipam::add(registry, *ipam_conf, gone).ok());
+    const std::string conf = R"({"cniVersion":"1.0.0","name":"adm","type":"bridge","ipam":{"type":"ipam","subnet":"10.213.50.0/24"}})";
+    REQUIRE(f.cni_add(conf, "pod1", "/proc/self/ns/net").ok());
+    // and a CNI endpoint whose netns is gone, with a MAC spoof check on its host veth
+    const std::string guarded = R"({"cniVersion":"1.0.0","name":"adm","type":"bridge","macspoofchk":true,"ipam":{"type":"ipam","subnet":"10.213.50.0/24"}})";
+    auto gone = f.cni_add(guarded, "pod2", f.tmp.path() + "/gone-netns");
+    REQUIRE(gone.ok());
+    std::string pod2_veth = gone->endpoint.driver_state.value("hostVeth", "");
+    CHECK(f.kernel.mac_guards() == std::set<std::pair<std::string, std::string>> { { pod2_veth, gone->endpoint.mac } });
+    CHECK(f.kernel.masquerades().size() == 3);
+    f.kernel.remove_netns(f.tmp.path() + "/gone-netns"); // the kernel takes the veth along, not the firewall elements
 
     auto listing = list_state(*f.store);
     REQUIRE(listing.ok());
@@ -574,12 +639,14 @@ TEST_CASE("shim admin: list shows both front-ends, gc removes endpoints whose sa
     CHECK(graph.find("\"net:adm\" -> \"ep:adm/pod1@eth0\"") != std::string::npos);
     CHECK(graph.find("-> \"sb:no-such-netns\"") != std::string::npos);
 
+    auto mutations = f.kernel.mutations();
     auto dry = gc(*f.store, &f.kernel, true);
     REQUIRE(dry.ok());
     CHECK((*dry)["removed"].size() == 2);
     CHECK(list_state(*f.store).value()["networks"][0]["endpoints"].size() == 3); // dry run: nothing gone
+    CHECK(f.kernel.mutations() == mutations);
     auto done = gc(*f.store, &f.kernel, false);
-    REQUIRE(done.ok());
+    REQUIRE_MESSAGE(done.ok(), (done.ok() ? "" : done.error().msg + " " + done.error().details));
     std::set<std::string> removed;
     for (auto& r : (*done)["removed"])
         removed.insert(r["endpoint"].get<std::string>());
@@ -587,7 +654,14 @@ TEST_CASE("shim admin: list shows both front-ends, gc removes endpoints whose sa
     auto after = list_state(*f.store).value()["networks"][0]["endpoints"];
     REQUIRE(after.size() == 1);
     CHECK(after[0]["containerID"] == "pod1");
-    CHECK(f.kernel.veths.empty()); // the Docker endpoint's links went
+    // the Docker endpoint's links went; pod1's stay
+    CHECK_FALSE(f.host(docker_veth));
+    CHECK_FALSE(f.host(container_link_name(eid1)));
+    CHECK(f.kernel.find(*f.kernel.ns_of("/proc/self/ns/net"), "eth0"));
+    // every firewall element of the dead endpoints went: pod2's MAC spoof check too
+    CHECK(f.kernel.mac_guards().empty());
+    CHECK(f.kernel.masquerades().size() == 1);
+    CHECK(f.kernel.masquerades().count(*IpAddr::parse("10.213.50.3")) == 1); // pod1's
     // pod2's lease went with it; Docker's stays for Docker's ReleaseAddress
     ipam::Pools pools(*f.store);
     auto leases = pools.leases(ipam::PoolId { "local", *IpNet::parse("10.213.50.0/24") });
@@ -611,7 +685,11 @@ TEST_CASE("shim: a dual-stack network (docker network create --ipv6)")
         { "Options", { { "com.docker.network.enable_ipv6", true }, { "com.docker.network.generic", { { "cnm.network", "ds" } } } } },
         { "IPv4Data", { { { "AddressSpace", "local" }, { "Gateway", g4["Address"] }, { "Pool", "10.213.51.0/24" } } } },
         { "IPv6Data", { { { "AddressSpace", "local" }, { "Gateway", g6["Address"] }, { "Pool", "fd00:213:51::/64" } } } } }.dump());
-    CHECK(f.kernel.calls.back() == "bridge br-da2dbabbc001 10.213.51.1/24 fd00:213:51::1/64");
+    const FakeLink* bridge = f.host("br-da2dbabbc001");
+    REQUIRE(bridge);
+    CHECK(has_address(bridge, "10.213.51.1/24"));
+    CHECK(has_address(bridge, "fd00:213:51::1/64"));
+    CHECK(f.kernel.sysctl(host_ns, "net/ipv6/conf/all/forwarding") == std::optional<std::string>("1"));
     auto a4 = f.ok("IpamDriver.RequestAddress", R"({"PoolID":"local/10.213.51.0/24"})");
     auto a6 = f.ok("IpamDriver.RequestAddress", R"({"PoolID":"local/fd00:213:51::/64"})");
     CHECK(a6["Address"] == "fd00:213:51::2/64");
@@ -620,6 +698,72 @@ TEST_CASE("shim: a dual-stack network (docker network create --ipv6)")
     auto join = f.ok("NetworkDriver.Join", Json { { "NetworkID", nid }, { "EndpointID", eid1 }, { "SandboxKey", "/run/docker/netns/ds" } }.dump());
     CHECK(join["Gateway"] == "10.213.51.1");
     CHECK(join["GatewayIPv6"] == "fd00:213:51::1");
+}
+
+TEST_CASE("shim: a Join on a bridge network with a VLAN and port isolation configures the port exactly as a CNI ADD does")
+{
+    Fixture f;
+    f.create_network(nid, "10.213.55.0/24", { { "cnm.network", "vl" }, { "vlan", "10" }, { "portIsolation", "true" } });
+    auto net = f.registry.load_network("vl");
+    REQUIRE(net.ok());
+    REQUIRE(net->ok());
+    CHECK(net->record.options["vlan"] == 10);
+    CHECK(net->record.options["portIsolation"] == true);
+    const FakeLink* bridge = f.host("br-da2dbabbc001");
+    REQUIRE(bridge);
+    CHECK(bridge->vlan_filtering);
+    int bridge_index = bridge->link.index;
+
+    f.run(nid, eid1, "10.213.55.0/24", "vl1");
+    const FakeLink* docker_port = f.host(f.docker_endpoint("vl", eid1).driver_state.value("hostVeth", ""));
+    REQUIRE(docker_port);
+    CHECK(docker_port->link.master == bridge_index);
+    CHECK(docker_port->vlans == std::map<uint16_t, bool> { { 10, true } }); // PVID 10 untagged, VLAN 1 gone
+    CHECK(docker_port->pvid() == std::optional<uint16_t>(10));
+    CHECK(docker_port->isolated);
+    CHECK_FALSE(docker_port->hairpin);
+
+    // a CNI ADD on the same network (its conf names neither key: they are the network's)
+    auto cni = f.cni_add(R"({"cniVersion":"1.0.0","name":"vl","type":"bridge","ipam":{"type":"ipam","subnet":"10.213.55.0/24"}})", "pod1", "/run/netns/vl-pod1");
+    REQUIRE_MESSAGE(cni.ok(), (cni.ok() ? "" : cni.error().msg));
+    const FakeLink* cni_port = f.host(cni->endpoint.driver_state.value("hostVeth", ""));
+    REQUIRE(cni_port);
+    CHECK(cni_port->link.master == bridge_index);
+    CHECK(cni_port->vlans == docker_port->vlans);
+    CHECK(cni_port->isolated == docker_port->isolated);
+    CHECK(cni_port->hairpin == docker_port->hairpin);
+    CHECK(cni_port->up() == docker_port->up());
+}
+
+TEST_CASE("shim: endpoint ids that share a prefix get their own links; deleting one leaves the other's")
+{
+    Fixture f;
+    const std::string a = "0123456789a" + std::string(53, '1');
+    const std::string b = "0123456789a" + std::string(53, '2');
+    CHECK(container_link_name(a) != container_link_name(b));
+    CHECK(container_link_name(a) == container_link_name(std::string(a))); // deterministic
+    CHECK(container_link_name(a).size() == 14);
+    CHECK(container_link_name(a).starts_with("cnc"));
+    f.create_network(nid, "10.213.56.0/24", { { "cnm.network", "pfx" } });
+    auto ja = f.run(nid, a, "10.213.56.0/24", "sa");
+    auto jb = f.run(nid, b, "10.213.56.0/24", "sb");
+    std::string link_a = ja["InterfaceName"]["SrcName"], link_b = jb["InterfaceName"]["SrcName"];
+    CHECK(link_a != link_b);
+    std::string veth_b = f.docker_endpoint("pfx", b).driver_state.value("hostVeth", "");
+    REQUIRE(f.host(link_a));
+    REQUIRE(f.host(link_b));
+    CHECK(f.host_links("veth").size() == 4);
+
+    f.ok("NetworkDriver.Leave", ids(nid, a));
+    f.ok("NetworkDriver.DeleteEndpoint", ids(nid, a));
+    CHECK_FALSE(f.host(link_a));
+    const FakeLink* still = f.host(link_b);
+    REQUIRE(still);
+    CHECK(still->link.peer_index == f.host(veth_b)->link.index);
+    CHECK(f.host(veth_b)->link.master == f.host("br-da2dbabbc001")->link.index);
+    CHECK(f.host_links("veth").size() == 2);
+    auto info = f.ok("NetworkDriver.EndpointOperInfo", ids(nid, b));
+    CHECK(info["Value"]["cnm.containerVeth"] == link_b);
 }
 
 TEST_CASE("shim: every field of every recorded request, given every wrong type, is a clear error or a success — never a crash")
@@ -655,7 +799,7 @@ TEST_CASE("shim: every field of every recorded request, given every wrong type, 
             mutated[at] = w;
             Reply r;
             try {
-                r = f.driver.handle(method, mutated.dump());
+                r = f.api.handle(method, mutated.dump());
             } catch (const std::exception& e) {
                 FAIL_CHECK(method << " " << at.to_string() << " = " << w.dump().substr(0, 40) << " threw " << e.what());
                 continue;
@@ -676,7 +820,7 @@ TEST_CASE("shim: every field of every recorded request, given every wrong type, 
     for (auto& [method, body] : requests) {
         walk(method, body, Json::json_pointer(""));
         // and the well-formed request still behaves after all that
-        Reply r = f.driver.handle(method, body.dump());
+        Reply r = f.api.handle(method, body.dump());
         CHECK((r.status == 200 || r.status == 500));
     }
     CHECK(calls > 500);

@@ -2,7 +2,7 @@
 // UTF-8 in a conf decoded the way the reference decodes it.
 #include "cni/conf.hpp"
 #include "cni/env.hpp"
-#include "ipam/config.hpp"
+#include "cni/ipam_conf.hpp"
 #include "util/boot_id.hpp"
 #include "util/file.hpp"
 #include "util/utf8.hpp"

@@ -1,0 +1,99 @@
+#include "docker_api.hpp"
+
+#include "request.hpp"
+
+#include <algorithm>
+#include <map>
+
+namespace cnm::shim {
+
+Reply error_reply(const Error& error)
+{
+    std::string text = error.msg + (error.details.empty() ? "" : " (" + error.details + ")");
+    return { 500, Json { { "Err", text }, { "Error", text } } };
+}
+
+Result<std::optional<std::string>> DockerApi::bound_network(const std::string& docker_id)
+{
+    Loaded loaded = TRY(m_store.get(binding_key(docker_id)));
+    if (!loaded.ok() || !loaded.doc.is_object() || !loaded.doc.contains("network") || !loaded.doc["network"].is_string())
+        return std::optional<std::string> {};
+    return std::optional<std::string>(loaded.doc["network"].get<std::string>());
+}
+
+Result<std::optional<DockerApi::EndpointCall>> DockerApi::open_endpoint(const Json& req, const std::string& method)
+{
+    std::string nid = TRY(id_field(req, "NetworkID", method));
+    EndpointCall call;
+    call.endpoint_id = TRY(id_field(req, "EndpointID", method));
+    auto name = TRY(bound_network(nid));
+    if (!name)
+        return std::optional<EndpointCall> {};
+    call.network = *name;
+    call.lock = TRY(m_registry.lock_network(call.network));
+    call.key = endpoint_key_of(call.endpoint_id);
+    call.stored = TRY(m_registry.load_endpoint(call.network, call.key));
+    return std::optional<EndpointCall>(std::move(call));
+}
+
+Reply DockerApi::handle(std::string_view method, std::string_view body)
+{
+    using Handler = Result<Json> (DockerApi::*)(const Json&);
+    static const std::map<std::string_view, Handler> handlers = {
+        { "NetworkDriver.CreateNetwork", &DockerApi::create_network },
+        { "NetworkDriver.DeleteNetwork", &DockerApi::delete_network },
+        { "NetworkDriver.CreateEndpoint", &DockerApi::create_endpoint },
+        { "NetworkDriver.DeleteEndpoint", &DockerApi::delete_endpoint },
+        { "NetworkDriver.EndpointOperInfo", &DockerApi::endpoint_info },
+        { "NetworkDriver.Join", &DockerApi::join },
+        { "NetworkDriver.Leave", &DockerApi::leave },
+        { "NetworkDriver.ProgramExternalConnectivity", &DockerApi::program_external },
+        { "NetworkDriver.RevokeExternalConnectivity", &DockerApi::revoke_external },
+        { "IpamDriver.RequestPool", &DockerApi::request_pool },
+        { "IpamDriver.ReleasePool", &DockerApi::release_pool },
+        { "IpamDriver.RequestAddress", &DockerApi::request_address },
+        { "IpamDriver.ReleaseAddress", &DockerApi::release_address },
+    };
+    static const std::map<std::string_view, Json> constants = {
+        { "Plugin.Activate", { { "Implements", { "NetworkDriver", "IpamDriver" } } } },
+        { "NetworkDriver.GetCapabilities", { { "Scope", "local" }, { "ConnectivityScope", "local" } } },
+        { "IpamDriver.GetCapabilities", { { "RequiresMACAddress", false }, { "RequiresRequestReplay", false } } },
+        { "IpamDriver.GetDefaultAddressSpaces", { { "LocalDefaultAddressSpace", docker_space }, { "GlobalDefaultAddressSpace", "global" } } },
+        // Swarm and cluster discovery: a local-scope driver has nothing to do.
+        { "NetworkDriver.DiscoverNew", Json::object() },
+        { "NetworkDriver.DiscoverDelete", Json::object() },
+        { "NetworkDriver.AllocateNetwork", { { "Options", Json::object() } } },
+        { "NetworkDriver.FreeNetwork", Json::object() },
+    };
+    auto handler = handlers.find(method);
+    auto constant = constants.find(method);
+    if (handler == handlers.end() && constant == constants.end())
+        return { 404, Json { { "Err", "cnm: unknown method " + std::string(method) }, { "Error", "cnm: unknown method " + std::string(method) } } };
+
+    // Docker sends no body for the calls without arguments.
+    bool blank = std::all_of(body.begin(), body.end(), [](char c) { return c == ' ' || c == '\n' || c == '\r' || c == '\t'; });
+    Json req = Json::object();
+    if (!blank) {
+        auto parsed = parse_json(body, Code::Decode, std::string(method) + " request");
+        if (!parsed)
+            return error_reply(parsed.error());
+        req = parsed.release_value();
+        if (req.is_null())
+            req = Json::object();
+        if (!req.is_object())
+            return error_reply(bad_request(std::string(method), "the request body must be a JSON object"));
+    }
+    if (constant != constants.end())
+        return { 200, constant->second };
+    auto out = (this->*handler->second)(req);
+    // One durability barrier per call, like the plugins' one per verb; also after a failure,
+    // whose undo wrote too.
+    auto synced = m_store.sync();
+    if (!out)
+        return error_reply(out.error());
+    if (!synced)
+        return error_reply(synced.error());
+    return { 200, out.release_value() };
+}
+
+} // namespace cnm::shim

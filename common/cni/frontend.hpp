@@ -1,0 +1,16 @@
+#pragma once
+// The CNI front-end: a plugin executable's verbs as translations of CNI input into the endpoint
+// lifecycle (cnm/endpoint.hpp). A plugin's main() is one call of plugin_main with one of these.
+
+#include "cni/skel.hpp"
+
+#include <string>
+
+namespace cnm::cni {
+
+/// A link plugin of a driver kind in the table (cnm/driver.hpp): "bridge", "macvlan", "ipvlan".
+Plugin link_plugin(const std::string& kind);
+/// The `ipam` plugin: addresses only, no kernel work (links statically, without libmnl).
+Plugin ipam_plugin();
+
+} // namespace cnm::cni

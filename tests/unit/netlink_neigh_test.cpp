@@ -1,0 +1,143 @@
+// Golden bytes of the overlay's per-peer requests: neighbours and FDB entries (RTM_NEWNEIGH /
+// RTM_DELNEIGH with an ndmsg), and routes replaced onlink or deleted (RTM_NEWROUTE /
+// RTM_DELROUTE with an rtmsg).
+
+#include "netlink_golden.hpp"
+
+#include "netlink/route.hpp"
+
+#include <doctest/doctest.h>
+
+using namespace cnm;
+using namespace cnm::netlink;
+using cnm::test::hex;
+
+namespace {
+
+IpAddr ip(const char* text)
+{
+    return *IpAddr::parse(text);
+}
+
+Mac mac(const char* text)
+{
+    return *parse_mac(text);
+}
+
+} // namespace
+
+TEST_CASE("neighbour replace: AF_INET, CREATE|REPLACE, NUD_PERMANENT, NDA_DST then NDA_LLADDR")
+{
+    auto r = build_neighbour_replace(4, ip("10.213.150.2"), mac("02:13:96:00:00:04"));
+    REQUIRE(r.complete());
+    std::vector<uint8_t> expected = {
+        0x30, 0x00, 0x00, 0x00, 0x1c, 0x00, 0x01, 0x05, // len 48, RTM_NEWNEIGH, REQUEST|REPLACE|CREATE
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x02, 0x00, 0x00, 0x00, // ndmsg: AF_INET
+        0x04, 0x00, 0x00, 0x00, // ifindex 4
+        0x80, 0x00, 0x00, 0x00, // state NUD_PERMANENT, flags 0, type 0
+        0x08, 0x00, 0x01, 0x00, 0x0a, 0xd5, 0x96, 0x02, // NDA_DST 10.213.150.2
+        0x0a, 0x00, 0x02, 0x00, 0x02, 0x13, 0x96, 0x00, 0x00, 0x04, 0x00, 0x00, // NDA_LLADDR
+    };
+    CHECK(hex(r) == hex(expected));
+}
+
+TEST_CASE("neighbour delete: AF_INET6, no flags, only NDA_DST")
+{
+    auto r = build_neighbour_delete(4, ip("fd00:213::2"));
+    std::vector<uint8_t> expected = {
+        0x30, 0x00, 0x00, 0x00, 0x1d, 0x00, 0x01, 0x00, // len 48, RTM_DELNEIGH, REQUEST
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x0a, 0x00, 0x00, 0x00, // AF_INET6
+        0x04, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00,
+        0x14, 0x00, 0x01, 0x00, // NDA_DST
+        0xfd, 0x00, 0x02, 0x13, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x02,
+    };
+    CHECK(hex(r) == hex(expected));
+}
+
+TEST_CASE("FDB replace: AF_BRIDGE, NTF_SELF, NUD_PERMANENT, NDA_LLADDR = the VTEP MAC, NDA_DST = the remote underlay IP")
+{
+    auto r = build_fdb_replace(5, mac("02:13:96:00:00:05"), ip("10.213.150.3"));
+    std::vector<uint8_t> expected = {
+        0x30, 0x00, 0x00, 0x00, 0x1c, 0x00, 0x01, 0x05, // RTM_NEWNEIGH, REQUEST|REPLACE|CREATE
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x07, 0x00, 0x00, 0x00, // AF_BRIDGE
+        0x05, 0x00, 0x00, 0x00, // ifindex 5
+        0x80, 0x00, 0x02, 0x00, // NUD_PERMANENT, NTF_SELF
+        0x0a, 0x00, 0x02, 0x00, 0x02, 0x13, 0x96, 0x00, 0x00, 0x05, 0x00, 0x00, // NDA_LLADDR
+        0x08, 0x00, 0x01, 0x00, 0x0a, 0xd5, 0x96, 0x03, // NDA_DST
+    };
+    CHECK(hex(r) == hex(expected));
+
+    // append differs only in the header flags: CREATE|APPEND instead of CREATE|REPLACE.
+    auto a = build_fdb_append(5, mac("02:13:96:00:00:05"), ip("10.213.150.3"));
+    expected[6] = 0x01;
+    expected[7] = 0x0c;
+    CHECK(hex(a) == hex(expected));
+}
+
+TEST_CASE("FDB delete: with a destination only that remote goes; without, the whole entry")
+{
+    auto all = build_fdb_delete(5, mac("02:13:96:00:00:05"), std::nullopt);
+    std::vector<uint8_t> expected = {
+        0x28, 0x00, 0x00, 0x00, 0x1d, 0x00, 0x01, 0x00, // len 40, RTM_DELNEIGH
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x07, 0x00, 0x00, 0x00,
+        0x05, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x02, 0x00, // state 0, NTF_SELF
+        0x0a, 0x00, 0x02, 0x00, 0x02, 0x13, 0x96, 0x00, 0x00, 0x05, 0x00, 0x00, // NDA_LLADDR
+    };
+    CHECK(hex(all) == hex(expected));
+    auto one = build_fdb_delete(5, mac("02:13:96:00:00:05"), ip("fd00:213::3"));
+    expected[0] = 0x3c; // + NDA_DST of 20 bytes
+    for (uint8_t b : { 0x14, 0x00, 0x01, 0x00, 0xfd, 0x00, 0x02, 0x13, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x03 })
+        expected.push_back(b);
+    CHECK(hex(one) == hex(expected));
+}
+
+TEST_CASE("route replace onlink: CREATE|REPLACE, RTNH_F_ONLINK in rtm_flags, universe scope with a gateway")
+{
+    RouteSpec route;
+    route.dst = *IpNet::parse("10.213.150.64/26");
+    route.gw = ip("10.213.150.64");
+    route.oif = 6;
+    route.onlink = true;
+    auto r = build_route_replace(route);
+    std::vector<uint8_t> expected = {
+        0x34, 0x00, 0x00, 0x00, 0x18, 0x00, 0x01, 0x05, // len 52, RTM_NEWROUTE, REQUEST|REPLACE|CREATE
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x02, 0x1a, 0x00, 0x00, // rtmsg: AF_INET, /26, src_len, tos
+        0xfe, 0x03, 0x00, 0x01, // table main, proto boot, scope universe, type unicast
+        0x04, 0x00, 0x00, 0x00, // flags RTNH_F_ONLINK
+        0x08, 0x00, 0x01, 0x00, 0x0a, 0xd5, 0x96, 0x40, // RTA_DST
+        0x08, 0x00, 0x05, 0x00, 0x0a, 0xd5, 0x96, 0x40, // RTA_GATEWAY
+        0x08, 0x00, 0x04, 0x00, 0x06, 0x00, 0x00, 0x00, // RTA_OIF 6
+    };
+    CHECK(hex(r) == hex(expected));
+
+    // add is the same route with CREATE|EXCL
+    auto added = build_route_add(route);
+    expected[7] = 0x06;
+    CHECK(hex(added) == hex(expected));
+}
+
+TEST_CASE("route delete: scope NOWHERE, protocol and type 0 (match any), no metrics")
+{
+    RouteSpec route;
+    route.dst = *IpNet::parse("10.213.150.64/26");
+    route.oif = 6;
+    route.mtu = 1400; // a metric is not part of the match
+    auto r = build_route_delete(route);
+    std::vector<uint8_t> expected = {
+        0x2c, 0x00, 0x00, 0x00, 0x19, 0x00, 0x01, 0x00, // len 44, RTM_DELROUTE, REQUEST
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x02, 0x1a, 0x00, 0x00,
+        0xfe, 0x00, 0xff, 0x00, // table main, proto 0, scope nowhere, type 0
+        0x00, 0x00, 0x00, 0x00,
+        0x08, 0x00, 0x01, 0x00, 0x0a, 0xd5, 0x96, 0x40, // RTA_DST (the network, host bits cleared)
+        0x08, 0x00, 0x04, 0x00, 0x06, 0x00, 0x00, 0x00, // RTA_OIF
+    };
+    CHECK(hex(r) == hex(expected));
+}
