@@ -23,15 +23,16 @@ bounded() {
     set -e
 }
 msg() { jq -r '.msg // empty' <<<"$OUT" 2>/dev/null || echo "unparsable: $OUT"; }
+leases_of() { find "$CNM_STATE_DIR/ipam" -type d -name leases -path "*:$1/$2_*" | head -1; } # <network> <subnet address>
 
 # --- 1. A dead writer's temp files under our PID never block a write ------------------------------
 N=10.213.210
 cni "$IPAM" ADD warm /run/netns/x eth0 "$(conf pidnet $N.0/24)"
 expect_eq "setup ADD" 0 "$RC"
-cni "$IPAM" DEL warm /run/netns/x eth0 "$(conf pidnet $N.0/24)"
+pid_leases=$(leases_of pidnet $N.0)
+[ -n "$pid_leases" ] || fail "no leases directory for pidnet"
 # Leave, in every directory of the tree, what a writer that was PID 1 left when killed (the
 # names a writer of the old scheme, .tmp-<pid>-<counter>, would take first), two minutes old.
-mkdir -p "$CNM_STATE_DIR/networks/pidnet/endpoints" "$CNM_STATE_DIR/ipam/local/${N}.0_24/leases"
 while read -r dir; do
     for n in $(seq 0 63); do echo -n '{"torn":' >"$dir/.tmp-1-$n"; done
     echo -n '{' >"$dir/.tmp-00112233445566ff"  # a new-scheme temp of a dead writer
@@ -47,7 +48,7 @@ for i in 1 2 3; do
     expect_eq "ADD $i as PID 1 over a dead PID 1's temp files" 0 "$RC"
     [ "$RC" -eq 0 ] || echo "  $(msg)" >&2
 done
-expect_eq "three leases" 3 "$(find "$CNM_STATE_DIR/ipam/local/${N}.0_24/leases" -type f ! -name '.*' | wc -l)"
+expect_eq "four leases" 4 "$(find "$pid_leases" -type f ! -name '.*' | wc -l)"
 set +e
 OUT=$(printf '%s' "$(conf pidnet $N.0/24)" | env CNI_COMMAND=DEL CNI_CONTAINERID=pid1-1 CNI_NETNS=/run/netns/x \
     CNI_IFNAME=eth0 CNI_PATH="$PLUGINS" timeout -s KILL 20 unshare --pid --fork "$IPAM")
@@ -55,13 +56,13 @@ RC=$?
 set -e
 expect_eq "DEL as PID 1" 0 "$RC"
 # A GC lists the lease and endpoint directories, and so sweeps their dead writers' temps.
-cni "$IPAM" GC "" "" "" "$(conf pidnet $N.0/24 ',"cni.dev/valid-attachments":[{"containerID":"pid1-2","ifname":"eth0"},{"containerID":"pid1-3","ifname":"eth0"}]')"
+cni "$IPAM" GC "" "" "" "$(conf pidnet $N.0/24 ',"cni.dev/valid-attachments":[{"containerID":"warm","ifname":"eth0"},{"containerID":"pid1-2","ifname":"eth0"},{"containerID":"pid1-3","ifname":"eth0"}]')"
 expect_eq "GC" 0 "$RC"
-expect_eq "GC swept the leases directory's dead temps" 0 "$(find "$CNM_STATE_DIR/ipam/local/${N}.0_24/leases" -name '.tmp-*' | wc -l)"
+expect_eq "GC swept the leases directory's dead temps" 0 "$(find "$pid_leases" -name '.tmp-*' | wc -l)"
 left=$(find "$CNM_STATE_DIR" -name '.tmp-*' | wc -l)
 CHECKS=$((CHECKS + 1))
 if [ "$left" -lt "$planted" ]; then pass "temps swept: $planted planted, $left left"; else fail "no temp swept ($left of $planted)"; fi
-for id in pid1-2 pid1-3; do cni "$IPAM" DEL $id /run/netns/x eth0 "$(conf pidnet $N.0/24)"; done
+for id in warm pid1-2 pid1-3; do cni "$IPAM" DEL $id /run/netns/x eth0 "$(conf pidnet $N.0/24)"; done
 
 # --- 2. A FIFO, a directory or an empty file where a record belongs ------------------------------
 N=10.213.211
@@ -79,11 +80,11 @@ CHECKS=$((CHECKS + 1))
 if [ "$RC" -ne 124 ]; then pass "ADD over a FIFO record returns: rc $RC $(msg)"; else fail "ADD over a FIFO record hung"; fi
 rm -f "$ep"; bounded 10 DEL f1 "$(conf $net $N.0/24)"
 
-leases="$CNM_STATE_DIR/ipam/local/${N}.0_24/leases"
 for kind in fifo dir empty; do
     cni "$IPAM" ADD "l-$kind" /run/netns/x eth0 "$(conf $net $N.0/24)"
     expect_eq "setup ADD l-$kind" 0 "$RC"
     ip=$(jq -r '.ips[0].address' <<<"$OUT" | cut -d/ -f1)
+    leases=$(leases_of $net $N.0)
     rm -f "$leases/$ip"
     case $kind in
         fifo) mkfifo "$leases/$ip" ;;
