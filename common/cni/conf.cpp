@@ -3,6 +3,7 @@
 #include "cni/env.hpp"
 #include "cni/version.hpp"
 #include "store/file_store.hpp"
+#include "util/utf8.hpp"
 
 #include <cstdlib>
 
@@ -12,6 +13,12 @@ Result<NetConf> parse_conf(std::string_view text)
 {
     if (text.size() > (16u << 20))
         return make_error(Code::Decode, "error decoding network config: larger than 16 MiB");
+    // Invalid UTF-8 inside strings is decoded as the reference decodes it (each bad byte, and each
+    // lone surrogate escape, becomes U+FFFD), so a conf the reference accepts is accepted, and a
+    // key the replacement makes invalid (the network name) is refused by name.
+    auto fixed = json_replace_invalid_utf8(text);
+    if (fixed)
+        text = *fixed;
     auto doc = TRY(parse_json(text, Code::Decode, "network config"));
     if (!doc.is_object())
         return make_error(Code::Decode, "error decoding network config: it must be a JSON object, not "

@@ -1,8 +1,8 @@
 #include "cni/ipam_conf.hpp"
 
 #include "cni/version.hpp"
+#include "util/file.hpp"
 
-#include <fstream>
 #include <sstream>
 
 namespace cnm::ipam {
@@ -170,12 +170,11 @@ Result<IpamConf> parse_ipam_conf(const cni::NetConf& conf, const cni::CniArgs& a
         out.routes.push_back(TRY(cni::route_from_json(r, "ipam.routes")));
 
     if (auto path = TRY(json_string(ipam, "resolvConf", "ipam")); path && !path->empty()) {
-        std::ifstream file(*path);
-        if (!file)
-            return invalid("cannot read \"ipam.resolvConf\" file " + *path);
-        std::stringstream body;
-        body << file.rdbuf();
-        out.dns = parse_resolv_conf(body.str());
+        // A regular file of at most 64 KiB: a FIFO would hang the plugin, /dev/zero fill memory.
+        auto body = read_regular_file(*path, conf_file_limit, "ipam.resolvConf");
+        if (!body)
+            return invalid(body.error().msg);
+        out.dns = parse_resolv_conf(*body);
     }
 
     // Requested addresses: every source is used, as host-local does.

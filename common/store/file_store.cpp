@@ -1,6 +1,9 @@
 #include "store/file_store.hpp"
 
+#include "util/file.hpp"
+
 #include <chrono>
+#include <ctime>
 #include <thread>
 
 #include <algorithm>
@@ -9,8 +12,11 @@
 #include <cstring>
 #include <dirent.h>
 #include <map>
+#include <optional>
+#include <vector>
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -65,35 +71,200 @@ Result<void> write_all(int fd, std::string_view bytes)
     return {};
 }
 
+// Documents larger than this are corrupt (ours are a few hundred bytes; a pool doc with many
+// Docker references a few KiB).
+constexpr size_t document_limit = 64u << 20;
+
+Version version_of(const struct stat& st)
+{
+    if (st.st_mtim.tv_sec < 0)
+        return 1;
+    return static_cast<Version>(st.st_mtim.tv_sec) * 1000000000u + static_cast<Version>(st.st_mtim.tv_nsec);
+}
+
+Version now_ns()
+{
+    struct timespec ts {};
+    ::clock_gettime(CLOCK_REALTIME, &ts);
+    return ts.tv_sec < 0 ? 1 : static_cast<Version>(ts.tv_sec) * 1000000000u + static_cast<Version>(ts.tv_nsec);
+}
+
+// Gives the file `fd` a version above `previous`: its mtime set to max(now, previous + 1), read
+// back until the file system has once kept a time exactly (`exact`, per store). A file system that
+// keeps coarser times (whole seconds) gets the next whole second instead. 0, with errno set, when
+// neither sticks.
+Version stamp(int fd, Version previous, bool& exact)
+{
+    Version want = std::max(now_ns(), previous + 1);
+    for (int attempt = 0; attempt < 2; ++attempt) {
+        struct timespec times[2] = { { 0, UTIME_OMIT },
+            { static_cast<time_t>(want / 1000000000u), static_cast<long>(want % 1000000000u) } };
+        if (::futimens(fd, times) < 0)
+            return 0;
+        if (exact)
+            return want;
+        struct stat st;
+        if (::fstat(fd, &st) < 0)
+            return 0;
+        Version got = version_of(st);
+        exact = got == want;
+        if (got > previous)
+            return got;
+        want = (previous / 1000000000u + 1) * 1000000000u;
+    }
+    errno = ERANGE;
+    return 0;
+}
+
 // A Hint document (written on every ADD: the cursor, a sandbox record) is rewritten in place: no
 // temp inode, no rename over the old one (which on ext4 starts the new file's writeback at once,
 // ~0.3-0.9 ms here). One pwrite, padded with spaces to the old length so no truncate is needed:
 // a kill -9 leaves the old or the new document (trailing spaces are valid JSON); a power failure
-// may leave a mix, which readers treat as corrupt, as a Hint allows. False when the name is not a
-// plain file with one link (a symlink, FIFO or hard link is replaced by the atomic path instead).
-bool rewrite_in_place(int dfd, const std::string& name, const Json& doc)
+// may leave a mix, which readers treat as corrupt, as a Hint allows. 0 when the name is not a
+// plain file with one link (a symlink, FIFO or hard link is replaced by the atomic path instead);
+// else the new version.
+Version rewrite_in_place(int dfd, const std::string& name, const Json& doc, bool& exact)
 {
     int fd = ::openat(dfd, name.c_str(), O_WRONLY | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, file_mode);
     if (fd < 0)
-        return false;
+        return 0;
     struct stat st;
-    bool ok = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_nlink == 1;
-    if (ok) {
+    Version version = 0;
+    if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_nlink == 1) {
         std::string text = doc.dump(2, ' ', false, Json::error_handler_t::replace) + "\n";
         if (text.size() < static_cast<size_t>(st.st_size))
             text.append(static_cast<size_t>(st.st_size) - text.size(), ' ');
-        ok = ::pwrite(fd, text.data(), text.size(), 0) == static_cast<ssize_t>(text.size());
+        if (::pwrite(fd, text.data(), text.size(), 0) == static_cast<ssize_t>(text.size())) {
+            version = stamp(fd, version_of(st), exact);
+            struct stat after;
+            if (version == 0 && ::fstat(fd, &after) == 0) // written, but the stamp did not stick
+                version = std::max<Version>(version_of(after), 1);
+        }
     }
     ::close(fd);
-    return ok;
+    return version;
 }
 
+// ".tmp-" and 16 random hex digits: unique whatever the PID (PIDs wrap, and a plugin in a PID
+// namespace may always be PID 1). O_EXCL and a retry cover the rare clash.
 std::string temp_name()
 {
-    static unsigned counter = 0;
-    char buf[64];
-    std::snprintf(buf, sizeof buf, ".tmp-%d-%u", ::getpid(), counter++);
-    return buf;
+    unsigned char raw[8];
+    if (::getrandom(raw, sizeof raw, GRND_NONBLOCK) != static_cast<ssize_t>(sizeof raw)) {
+        // No entropy yet (early boot): the clock, the PID and a counter.
+        static std::uint64_t counter = 0;
+        std::uint64_t mix = now_ns() ^ (static_cast<std::uint64_t>(::getpid()) << 40) ^ (++counter * 0x9E3779B97F4A7C15ull);
+        std::memcpy(raw, &mix, sizeof raw);
+    }
+    static const char hex[] = "0123456789abcdef";
+    std::string name = ".tmp-";
+    for (unsigned char b : raw) {
+        name += hex[b >> 4];
+        name += hex[b & 15];
+    }
+    return name;
+}
+
+enum class TempKind { None, Ours, Legacy };
+
+// Ours: ".tmp-" + 16 hex digits. Legacy: ".tmp-<pid>-<counter>", from binaries before the random
+// names, whose writers took no flock (so they are reclaimed only once old).
+TempKind temp_kind(std::string_view name)
+{
+    if (name.substr(0, 5) != ".tmp-")
+        return TempKind::None;
+    std::string_view rest = name.substr(5);
+    auto all = [](std::string_view s, auto pred) {
+        return !s.empty() && std::all_of(s.begin(), s.end(), pred);
+    };
+    if (rest.size() == 16 && all(rest, [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); }))
+        return TempKind::Ours;
+    auto dash = rest.find('-');
+    auto digit = [](char c) { return c >= '0' && c <= '9'; };
+    if (dash != std::string_view::npos && all(rest.substr(0, dash), digit) && all(rest.substr(dash + 1), digit))
+        return TempKind::Legacy;
+    return TempKind::None;
+}
+
+// Removes the temp `name` in `dfd` if its writer is gone: its flock can be taken (the kernel drops
+// a dead process's locks). The writer takes the flock right after creating the file and checks it
+// still has a name, so taking the flock in between and removing the name only sends it to another
+// name. Errors (a read-only state dir) are ignored: the temp blocks nothing.
+void reclaim_temp(int dfd, const char* name, TempKind kind)
+{
+    int fd = ::openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) {
+        if (errno == ELOOP)
+            ::unlinkat(dfd, name, 0); // a symlink under a temp name: no writer of ours made it
+        return;
+    }
+    struct stat st;
+    if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && ::flock(fd, LOCK_EX | LOCK_NB) == 0) {
+        bool old_enough = kind == TempKind::Ours || now_ns() - std::min(now_ns(), version_of(st)) > 60ull * 1000000000u;
+        struct stat named;
+        if (old_enough && ::fstatat(dfd, name, &named, AT_SYMLINK_NOFOLLOW) == 0 && named.st_ino == st.st_ino
+            && named.st_dev == st.st_dev)
+            ::unlinkat(dfd, name, 0);
+    }
+    ::close(fd);
+}
+
+// Removes the directory `name` in `pfd` and everything in it, following no symlink. 0 or errno.
+int remove_tree(int pfd, const char* name, int depth)
+{
+    int fd = ::openat(pfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? 0 : errno;
+    DIR* d = ::fdopendir(fd);
+    if (!d) {
+        int err = errno;
+        ::close(fd);
+        return err;
+    }
+    std::vector<std::string> names;
+    while (auto* entry = ::readdir(d))
+        if (std::strcmp(entry->d_name, ".") != 0 && std::strcmp(entry->d_name, "..") != 0)
+            names.emplace_back(entry->d_name);
+    int err = 0;
+    for (auto& n : names) {
+        if (::unlinkat(fd, n.c_str(), 0) == 0 || errno == ENOENT)
+            continue;
+        if (errno == EISDIR && depth < 32) {
+            if (int e = remove_tree(fd, n.c_str(), depth + 1); e && !err)
+                err = e;
+        } else if (!err) {
+            err = errno;
+        }
+    }
+    ::closedir(d);
+    if (err)
+        return err;
+    if (::unlinkat(pfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
+        return errno;
+    return 0;
+}
+
+// The state tree must be ours: owned by this user (or root) and writable by nobody else. Else
+// another user could swap in a forged record (an endpoint naming somebody's veth) that root acts on.
+std::optional<std::string> untrusted(const struct stat& st)
+{
+    uid_t me = ::geteuid();
+    if (st.st_uid != me && st.st_uid != 0)
+        return "it is owned by uid " + std::to_string(st.st_uid) + ", not by uid " + std::to_string(me)
+            + " (the user running this) or root";
+    if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+        char mode[8];
+        std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+        return std::string("it is writable by ") + ((st.st_mode & S_IWOTH) ? "others" : "its group") + " (mode " + mode
+            + "); chmod go-w it";
+    }
+    return std::nullopt;
+}
+
+Error untrusted_error(const std::string& path, const std::string& why)
+{
+    return make_error(Code::Io, "refusing state directory " + path + ": " + why,
+        "another user could forge the records in it");
 }
 
 } // namespace
@@ -144,6 +315,16 @@ Result<std::unique_ptr<FileStore>> FileStore::open(const std::string& root)
     int fd = ::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
         return make_error(Code::Io, "cannot open state directory " + root, std::strerror(errno));
+    struct stat st;
+    if (::fstat(fd, &st) < 0) {
+        int err = errno;
+        ::close(fd);
+        return make_error(Code::Io, "cannot open state directory " + root, std::strerror(err));
+    }
+    if (auto why = untrusted(st)) {
+        ::close(fd);
+        return untrusted_error(root, *why);
+    }
     return std::unique_ptr<FileStore>(new FileStore(root, fd));
 }
 
@@ -187,6 +368,16 @@ Result<int> FileStore::dir_fd(const Key& dir, Create create)
             return -1;
         return io_error("cannot open", dir, errno);
     }
+    struct stat st;
+    if (::fstat(fd, &st) < 0) {
+        int err = errno;
+        ::close(fd);
+        return io_error("cannot open", dir, err);
+    }
+    if (auto why = untrusted(st)) {
+        ::close(fd);
+        return untrusted_error(m_root + "/" + key_str(dir), *why);
+    }
     m_dirs.emplace(dir, fd);
     return fd;
 }
@@ -200,60 +391,84 @@ Result<Loaded> FileStore::get(const Key& key)
     Loaded out;
     if (dfd < 0)
         return out;
-    int fd = ::openat(dfd, key.back().c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    auto corrupt = [&](std::string reason, const struct stat& st) {
+        out.status = Loaded::Status::Corrupt;
+        out.reason = std::move(reason);
+        out.version = std::max<Version>(version_of(st), 1);
+        return out;
+    };
+    // O_NONBLOCK: a FIFO at the key opens at once instead of waiting for a writer; it and every
+    // other non-regular file is then refused by type, never read.
+    int fd = ::openat(dfd, key.back().c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
     if (fd < 0) {
-        if (errno == ENOENT)
+        int err = errno;
+        if (err == ENOENT)
             return out;
-        if (errno == ELOOP) {
-            out.status = Loaded::Status::Corrupt;
-            out.reason = "it is a symlink";
-            return out;
-        }
-        return io_error("cannot read", key, errno);
+        struct stat st;
+        if (::fstatat(dfd, key.back().c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISREG(st.st_mode))
+            return corrupt(std::string("it is ") + file_kind(st.st_mode), st); // a symlink, a socket, a device
+        return io_error("cannot read", key, err);
+    }
+    struct stat st;
+    if (::fstat(fd, &st) < 0) {
+        int err = errno;
+        ::close(fd);
+        return io_error("cannot read", key, err);
+    }
+    if (!S_ISREG(st.st_mode) || st.st_size == 0 || static_cast<unsigned long long>(st.st_size) > document_limit) {
+        ::close(fd);
+        if (!S_ISREG(st.st_mode))
+            return corrupt(std::string("it is ") + file_kind(st.st_mode), st);
+        return corrupt(st.st_size == 0 ? "it is empty" : "it is larger than 64 MiB", st);
     }
     std::string text;
-    char buf[16384];
-    for (;;) {
-        ssize_t n = ::read(fd, buf, sizeof buf);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            int err = errno;
-            ::close(fd);
-            if (err == EISDIR) {
-                out.status = Loaded::Status::Corrupt;
-                out.reason = "it is a directory";
-                return out;
-            }
-            return io_error("cannot read", key, err);
-        }
-        if (n == 0)
-            break;
-        text.append(buf, static_cast<size_t>(n));
-        if (text.size() > (64u << 20))
-            break;
-    }
+    text.reserve(static_cast<size_t>(st.st_size));
+    bool too_large = false;
+    int err = read_bounded(fd, document_limit, text, too_large);
     ::close(fd);
+    if (err)
+        return io_error("cannot read", key, err);
+    if (too_large)
+        return corrupt("it is larger than 64 MiB", st);
     out.doc = json_depth_ok(text) ? Json::parse(text, nullptr, false) : Json(Json::value_t::discarded);
     if (text.empty() || out.doc.is_discarded() || !out.doc.is_object()) {
-        out.status = Loaded::Status::Corrupt;
-        out.reason = text.empty() ? "it is empty" : "it is not a JSON object";
         out.doc = Json();
-        return out;
+        return corrupt(text.empty() ? "it is empty" : "it is not a JSON object", st);
     }
     out.status = Loaded::Status::Ok;
+    out.version = std::max<Version>(version_of(st), 1);
     return out;
 }
 
-Result<std::string> FileStore::write_temp(int dfd, const Key& key, const Json& doc, int& fd)
+Result<std::string> FileStore::write_temp(int dfd, const Key& key, const Json& doc, int& fd, Version previous, Version& version)
 {
-    std::string name = temp_name();
-    fd = ::openat(dfd, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, file_mode);
-    if (fd < 0)
-        return io_error("cannot write", key, errno);
+    std::string name;
+    for (int attempt = 0;; ++attempt) {
+        name = temp_name();
+        fd = ::openat(dfd, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, file_mode);
+        if (fd < 0) {
+            if (errno == EEXIST && attempt < 16)
+                continue;
+            return io_error("cannot write", key, errno);
+        }
+        // Claim it (see reclaim_temp): a sweeper that took the flock first has removed the name,
+        // so go to another. A file system without flock: no claim, and no sweeper can reclaim it.
+        struct stat st;
+        int claimed = ::flock(fd, LOCK_EX | LOCK_NB);
+        if (claimed < 0 && errno != EWOULDBLOCK)
+            break;
+        if (claimed == 0 && ::fstat(fd, &st) == 0 && st.st_nlink > 0)
+            break;
+        ::close(fd);
+        fd = -1;
+        if (attempt >= 16)
+            return io_error("cannot write", key, EBUSY);
+    }
     auto written = write_all(fd, doc.dump(2, ' ', false, Json::error_handler_t::replace) + "\n");
-    if (!written) {
-        int err = errno;
+    int err = written ? 0 : errno;
+    if (written && (version = stamp(fd, previous, m_exact_times)) == 0)
+        err = errno;
+    if (err) {
         ::close(fd);
         fd = -1;
         ::unlinkat(dfd, name.c_str(), 0);
@@ -289,24 +504,42 @@ Result<void> FileStore::sync()
     return {};
 }
 
-Result<void> FileStore::put(const Key& key, const Json& doc, Durability durability)
+namespace {
+
+// The version of whatever is at `name` (any file type), 0 when absent; -1 with errno on error.
+long long current_version(int dfd, const std::string& name)
 {
-    if (!valid_segment(key.back()))
-        return make_error(Code::InvalidConfig, "invalid name \"" + key.back() + "\" for the state directory");
-    int dfd = TRY(dir_fd(Key(key.begin(), key.end() - 1), Create::Yes));
-    if (durability == Durability::Hint && rewrite_in_place(dfd, key.back(), doc))
-        return {};
+    struct stat st;
+    if (::fstatat(dfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0)
+        return static_cast<long long>(std::max<Version>(version_of(st), 1));
+    return errno == ENOENT ? 0 : -1;
+}
+
+} // namespace
+
+Result<Version> FileStore::write_doc(int dfd, const Key& key, const Json& doc, Durability durability, std::optional<Version> previous)
+{
+    if (durability == Durability::Hint)
+        if (Version v = rewrite_in_place(dfd, key.back(), doc, m_exact_times))
+            return v;
+    if (!previous) {
+        long long v = current_version(dfd, key.back());
+        if (v < 0)
+            return io_error("cannot write", key, errno);
+        previous = static_cast<Version>(v);
+    }
     int fd = -1;
-    std::string temp = TRY(write_temp(dfd, key, doc, fd));
+    Version version = 0;
+    std::string temp = TRY(write_temp(dfd, key, doc, fd, *previous, version));
     if (::renameat(dfd, temp.c_str(), dfd, key.back().c_str()) < 0) {
         int err = errno;
         ::close(fd);
         ::unlinkat(dfd, temp.c_str(), 0);
         return io_error("cannot replace", key, err);
     }
-    if (durability == Durability::Hint) {
+    if (durability != Durability::Sync) {
         ::close(fd);
-        return {};
+        return version;
     }
     // A document replaced again before the sync needs no flush of its earlier version.
     std::string path = key_str(key);
@@ -320,20 +553,26 @@ Result<void> FileStore::put(const Key& key, const Json& doc, Durability durabili
     m_unsynced_paths[path] = fd;
     m_unsynced_files.push_back(fd);
     dirty_dir(dfd);
-    return {};
+    return version;
 }
 
-Result<bool> FileStore::create(const Key& key, const Json& doc)
+Result<void> FileStore::put(const Key& key, const Json& doc, Durability durability)
 {
     if (!valid_segment(key.back()))
         return make_error(Code::InvalidConfig, "invalid name \"" + key.back() + "\" for the state directory");
     int dfd = TRY(dir_fd(Key(key.begin(), key.end() - 1), Create::Yes));
+    TRY(write_doc(dfd, key, doc, durability, std::nullopt));
+    return {};
+}
+
+Result<bool> FileStore::create_doc(int dfd, const Key& key, const Json& doc, Durability durability, Version& version)
+{
     // Cheap pre-check: most callers probe taken names (allocation walks past leases).
     struct stat st;
     if (::fstatat(dfd, key.back().c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0)
         return false;
     int fd = -1;
-    std::string temp = TRY(write_temp(dfd, key, doc, fd));
+    std::string temp = TRY(write_temp(dfd, key, doc, fd, 0, version));
     // RENAME_NOREPLACE makes "create with complete content" one atomic, exclusive step.
     if (::renameat2(dfd, temp.c_str(), dfd, key.back().c_str(), RENAME_NOREPLACE) < 0) {
         int err = errno;
@@ -343,9 +582,95 @@ Result<bool> FileStore::create(const Key& key, const Json& doc)
             return false;
         return io_error("cannot create", key, err);
     }
+    if (durability != Durability::Sync) {
+        ::close(fd);
+        return true;
+    }
     m_unsynced_files.push_back(fd);
     dirty_dir(dfd);
     return true;
+}
+
+Result<bool> FileStore::create(const Key& key, const Json& doc)
+{
+    if (!valid_segment(key.back()))
+        return make_error(Code::InvalidConfig, "invalid name \"" + key.back() + "\" for the state directory");
+    int dfd = TRY(dir_fd(Key(key.begin(), key.end() - 1), Create::Yes));
+    Version version = 0;
+    return create_doc(dfd, key, doc, Durability::Sync, version);
+}
+
+Result<Cas> FileStore::put_if(const Key& key, const Json& doc, Version expected, Durability durability)
+{
+    if (!valid_segment(key.back()))
+        return make_error(Code::InvalidConfig, "invalid name \"" + key.back() + "\" for the state directory");
+    Key dir(key.begin(), key.end() - 1);
+    auto held = TRY(lock(dir));
+    int dfd = TRY(dir_fd(dir, Create::Yes));
+    long long current = current_version(dfd, key.back());
+    if (current < 0)
+        return io_error("cannot write", key, errno);
+    if (static_cast<Version>(current) != expected)
+        return Cas { false, static_cast<Version>(current) };
+    // Never in place under CAS: a kill -9 between the rewrite and its stamp could leave an old version.
+    if (durability == Durability::Hint)
+        durability = Durability::PerBoot;
+    if (expected == 0) {
+        Version version = 0;
+        if (!TRY(create_doc(dfd, key, doc, durability, version))) { // made by a writer that ignores the lock
+            long long now = current_version(dfd, key.back());
+            return Cas { false, now < 0 ? 0 : static_cast<Version>(now) };
+        }
+        return Cas { true, version };
+    }
+    return Cas { true, TRY(write_doc(dfd, key, doc, durability, expected)) };
+}
+
+Result<Cas> FileStore::remove_if(const Key& key, Version expected, Durability durability)
+{
+    if (!valid_segment(key.back()))
+        return make_error(Code::InvalidConfig, "invalid name \"" + key.back() + "\" for the state directory");
+    Key dir(key.begin(), key.end() - 1);
+    int dfd = TRY(dir_fd(dir, Create::No));
+    if (dfd < 0)
+        return Cas { false, 0 };
+    auto held = TRY(lock(dir));
+    long long current = current_version(dfd, key.back());
+    if (current < 0)
+        return io_error("cannot remove", key, errno);
+    if (expected == 0 || static_cast<Version>(current) != expected)
+        return Cas { false, static_cast<Version>(current) };
+    TRY(remove_entry(dfd, key, durability));
+    return Cas { true, 0 };
+}
+
+void FileStore::forget_dirs(const Key& dir)
+{
+    for (auto it = m_dirs.lower_bound(dir); it != m_dirs.end() && it->first.size() >= dir.size()
+         && std::equal(dir.begin(), dir.end(), it->first.begin());) {
+        m_unsynced_dirs.erase(std::remove(m_unsynced_dirs.begin(), m_unsynced_dirs.end(), it->second), m_unsynced_dirs.end());
+        m_swept.erase(std::remove(m_swept.begin(), m_swept.end(), it->second), m_swept.end());
+        ::close(it->second);
+        it = m_dirs.erase(it);
+    }
+}
+
+Result<void> FileStore::remove_entry(int dfd, const Key& key, Durability durability)
+{
+    const char* name = key.back().c_str();
+    if (::unlinkat(dfd, name, 0) < 0) {
+        if (errno == ENOENT)
+            return {};
+        if (errno != EISDIR)
+            return io_error("cannot remove", key, errno);
+        // A directory where a document belongs: a corrupt document, removed with all it holds.
+        forget_dirs(key);
+        if (int err = remove_tree(dfd, name, 0))
+            return io_error("cannot remove", key, err);
+    }
+    if (durability == Durability::Sync)
+        dirty_dir(dfd);
+    return {};
 }
 
 Result<void> FileStore::remove(const Key& key, Durability durability)
@@ -355,16 +680,7 @@ Result<void> FileStore::remove(const Key& key, Durability durability)
     int dfd = TRY(dir_fd(Key(key.begin(), key.end() - 1), Create::No));
     if (dfd < 0)
         return {};
-    if (::unlinkat(dfd, key.back().c_str(), 0) < 0) {
-        if (errno == ENOENT)
-            return {};
-        if (errno == EISDIR)
-            return remove_dir(key);
-        return io_error("cannot remove", key, errno);
-    }
-    if (durability == Durability::Sync)
-        dirty_dir(dfd);
-    return {};
+    return remove_entry(dfd, key, durability);
 }
 
 Result<void> FileStore::remove_dir(const Key& key)
@@ -374,6 +690,7 @@ Result<void> FileStore::remove_dir(const Key& key)
         return {};
     if (auto it = m_dirs.find(key); it != m_dirs.end()) {
         TRY(sync()); // its fd may be queued for an fsync
+        m_swept.erase(std::remove(m_swept.begin(), m_swept.end(), it->second), m_swept.end());
         ::close(it->second);
         m_dirs.erase(it);
     }
@@ -401,12 +718,18 @@ Result<std::vector<std::string>> FileStore::list(const Key& dir)
         ::close(fd);
         return io_error("cannot list", dir, errno);
     }
+    std::vector<std::pair<std::string, TempKind>> temps;
     while (auto* entry = ::readdir(d)) {
-        if (entry->d_name[0] == '.')
+        if (entry->d_name[0] == '.') {
+            if (auto kind = temp_kind(entry->d_name); kind != TempKind::None)
+                temps.emplace_back(entry->d_name, kind);
             continue;
+        }
         out.emplace_back(entry->d_name);
     }
     ::closedir(d);
+    for (auto& [name, kind] : temps)
+        reclaim_temp(dfd, name.c_str(), kind);
     return out;
 }
 
@@ -419,6 +742,34 @@ Result<bool> FileStore::exists(const Key& key)
     return ::fstatat(dfd, key.back().c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
 }
 
+void FileStore::sweep_temps(int dfd)
+{
+    // Once per directory and store (a verb locks one directory several times), and only a small
+    // directory (one block on ext4/xfs, ~200 entries on tmpfs): a lock stays cheap however many
+    // leases or sandboxes there are; list() sweeps the large ones.
+    if (std::find(m_swept.begin(), m_swept.end(), dfd) != m_swept.end())
+        return;
+    m_swept.push_back(dfd);
+    struct stat st;
+    if (::fstat(dfd, &st) < 0 || st.st_size > 4096)
+        return;
+    int fd = ::openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    DIR* d = ::fdopendir(fd);
+    if (!d) {
+        ::close(fd);
+        return;
+    }
+    std::vector<std::pair<std::string, TempKind>> temps;
+    while (auto* entry = ::readdir(d))
+        if (auto kind = temp_kind(entry->d_name); kind != TempKind::None)
+            temps.emplace_back(entry->d_name, kind);
+    ::closedir(d);
+    for (auto& [name, kind] : temps)
+        reclaim_temp(dfd, name.c_str(), kind);
+}
+
 Result<std::unique_ptr<Lock>> FileStore::lock(const Key& dir)
 {
     int dfd = TRY(dir_fd(dir, Create::Yes));
@@ -428,6 +779,7 @@ Result<std::unique_ptr<Lock>> FileStore::lock(const Key& dir)
         ++it->second.count;
         return std::unique_ptr<Lock>(new FileLock(id));
     }
+    sweep_temps(dfd);
     int fd = ::openat(dfd, ".lock", O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, file_mode);
     if (fd < 0)
         return io_error("cannot open lock in", dir, errno);

@@ -1,12 +1,35 @@
 #pragma once
 // FileStore: one file per document under a root directory (default /var/lib/cni/cnm).
 // Files are 0600 and directories 0700; below the root every component is opened with
-// O_NOFOLLOW, so a symlink planted in the state tree is refused, never followed.
+// O_NOFOLLOW, so a symlink planted in the state tree is refused, never followed. The root and
+// every directory below it that the store opens must be owned by this user (or root) and not
+// writable by group or others, as ssh demands of a home: otherwise another user could forge a
+// record that a later GC acts on. The root's ancestors are not checked (/tmp/x is fine).
+//
+// Writes go to a temp file ".tmp-<16 random hex>" renamed over the key. Its writer holds an
+// flock on it from creation to rename, so a temp whose flock can be taken belongs to a writer that
+// died: list() removes those in the directory it reads, and lock() in a small directory (pool
+// and network directories; never one that grows with the number of leases). A dead writer's temp
+// therefore never blocks a later one, whatever PID it gets.
+//
+// Versions: a document's version is its mtime in nanoseconds, which every write through the store
+// sets to max(now, previous + 1) before the rename (or after an in-place Hint rewrite); it is read
+// back until the file system has shown it keeps nanoseconds (one that keeps whole seconds gets the
+// next whole second). Guarantee: while the key exists, each write through the store gives it a
+// strictly larger version, and an edit from outside (an editor, cp) gives it the edit time, which
+// differs unless it lands in the same nanosecond. Across a remove, a re-created key starts again
+// at "now": a version from before the remove comes back only if the clock stepped back to that
+// very nanosecond. put_if/remove_if compare and write under lock(dir of key), so they exclude each
+// other and every writer holding that lock; a plain put() by a process not holding it is not
+// excluded (its write may land between the compare and the rename and be replaced). put_if never
+// rewrites in place (Hint is taken as PerBoot): a kill -9 between an in-place rewrite and its
+// stamp would leave the kernel's coarse time, possibly below the previous version.
 
 #include "store/store.hpp"
 
 #include <chrono>
 #include <map>
+#include <optional>
 #include <vector>
 #include <string>
 
@@ -25,6 +48,9 @@ public:
     Result<Loaded> get(const Key& key) override;
     Result<void> put(const Key& key, const Json& doc, Durability durability = Durability::Sync) override;
     Result<bool> create(const Key& key, const Json& doc) override;
+    /// Atomic under lock(dir of key) (taken here; free when this process holds it already).
+    Result<Cas> put_if(const Key& key, const Json& doc, Version expected, Durability durability = Durability::Sync) override;
+    Result<Cas> remove_if(const Key& key, Version expected, Durability durability = Durability::Sync) override;
     Result<void> remove(const Key& key, Durability durability = Durability::Sync) override;
     Result<void> remove_dir(const Key& key) override;
     Result<std::vector<std::string>> list(const Key& dir) override;
@@ -47,9 +73,20 @@ private:
     enum class Create { No, Yes };
     /// fd of the directory `dir` (cached); -1 with errno ENOENT when absent and Create::No.
     Result<int> dir_fd(const Key& dir, Create create);
-    /// Writes a temp file in `dfd`; its fd stays open until sync() so the data can be flushed
-    /// after the rename (one flush for the whole verb, not two per document).
-    Result<std::string> write_temp(int dfd, const Key& key, const Json& doc, int& fd);
+    /// Writes a temp file in `dfd` stamped with a version above `previous` (set in `version`); its
+    /// fd stays open until sync() so the data can be flushed after the rename (one flush for the
+    /// whole verb, not two per document).
+    Result<std::string> write_temp(int dfd, const Key& key, const Json& doc, int& fd, Version previous, Version& version);
+    /// put() once the directory is open and the key's current version known.
+    Result<Version> write_doc(int dfd, const Key& key, const Json& doc, Durability durability, std::optional<Version> previous);
+    /// create() likewise: false when the key exists.
+    Result<bool> create_doc(int dfd, const Key& key, const Json& doc, Durability durability, Version& version);
+    /// Removes whatever is at `key` in `dfd` (a directory with all it holds).
+    Result<void> remove_entry(int dfd, const Key& key, Durability durability);
+    /// Forgets the cached fds of `dir` and every directory below it.
+    void forget_dirs(const Key& dir);
+    /// Removes the temp files in `dfd` whose writers are gone.
+    void sweep_temps(int dfd);
     void dirty_dir(int dfd);
     Error io_error(const std::string& what, const Key& key, int err) const;
 
@@ -60,6 +97,8 @@ private:
     std::map<std::string, int> m_unsynced_paths; // key → fd in m_unsynced_files
     std::vector<int> m_unsynced_dirs;
     std::chrono::milliseconds m_lock_timeout { 0 };
+    bool m_exact_times = false;     // the file system kept a version exactly: no more read-backs
+    std::vector<int> m_swept;       // directories lock() has swept of dead writers' temps
 };
 
 } // namespace cnm

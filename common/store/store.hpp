@@ -7,6 +7,7 @@
 #include "util/json.hpp"
 #include "util/result.hpp"
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -21,19 +22,38 @@ std::string key_str(const Key& key);
 /// starting with '.' (that rules out "." and "..", and keeps our temp and lock files apart).
 bool valid_segment(std::string_view segment);
 
+/// A document's version: 0 when the key is absent; every write through the store gives the key a
+/// new, larger one, so a version read earlier tells whether anything wrote the key since (compare
+/// and swap: put_if, remove_if). Comparable only between versions of one key. In FileStore it is
+/// the file's mtime in nanoseconds, which every write sets to max(now, previous + 1) and reads
+/// back (see file_store.hpp for what that guarantees).
+using Version = std::uint64_t;
+
 struct Loaded {
     enum class Status { Absent, Ok, Corrupt };
     Status status = Status::Absent;
-    Json doc;           // when Ok
-    std::string reason; // when Corrupt
+    Json doc;            // when Ok
+    std::string reason;  // when Corrupt
+    Version version = 0; // when Ok or Corrupt (a corrupt document can be replaced by put_if)
     bool ok() const { return status == Status::Ok; }
 };
 
-/// Whether sync() makes a write durable. Hint: not flushed, and (in FileStore) rewritten in place,
-/// so a kill -9 leaves the old or the new document but a power failure may leave a mix, read as
-/// corrupt — for what may be lost without harm: a round-robin cursor, an index other documents
-/// can rebuild.
-enum class Durability { Sync, Hint };
+/// The outcome of a compare-and-swap.
+struct Cas {
+    bool done = false;   // false: the key was not at the expected version, and nothing was written
+    Version version = 0; // done: the key's new version (0 after a remove); else its current one
+};
+
+/// Whether sync() makes a write durable.
+/// Sync: flushed by the next sync() (temp, rename, fsync of the file and of its directory) — for
+///   durable definitions: networks, pools, Docker bindings.
+/// Hint: not flushed, and (in FileStore) rewritten in place, so a kill -9 leaves the old or the new
+///   document but a power failure may leave a mix, read as corrupt — for what may be lost without
+///   harm: a round-robin cursor, an index other documents can rebuild.
+/// PerBoot: atomic (temp, rename: a reader or a kill -9 sees the old or the new document, never a
+///   mix) but never flushed, neither the file nor its directory — for per-boot facts (endpoints,
+///   sandboxes, leases stamped with boot_id()): a power failure ends the boot they describe.
+enum class Durability { Sync, Hint, PerBoot };
 
 /// An exclusive lock, released when destroyed.
 class Lock {
@@ -45,14 +65,31 @@ class Store {
 public:
     virtual ~Store() = default;
     /// Reads a document. Absent, empty, truncated or non-JSON documents are reported in the
-    /// status, not as errors: DEL and GC treat them as absent, ADD refuses them.
+    /// status, not as errors: DEL and GC treat them as absent, ADD refuses them. So is anything at
+    /// the key that is not a regular file (a directory, a FIFO, a device): never read, never waited on.
     virtual Result<Loaded> get(const Key& key) = 0;
     /// Writes atomically: a temp file renamed over the key, so a reader (or a crash) sees the old
     /// document or the new one, never a mix. Durable after the next sync().
     virtual Result<void> put(const Key& key, const Json& doc, Durability durability = Durability::Sync) = 0;
     /// Writes only if the key is absent; returns false when it exists.
     virtual Result<bool> create(const Key& key, const Json& doc) = 0;
-    /// Removes a document; absent is fine.
+    /// Compare and swap: writes `doc` only if the key is at version `expected` (0: only if absent),
+    /// atomically with respect to every other put_if/remove_if of the key. A store without
+    /// versions answers with an error.
+    virtual Result<Cas> put_if(const Key& key, const Json& doc, Version expected, Durability durability = Durability::Sync)
+    {
+        (void)key, (void)doc, (void)expected, (void)durability;
+        return make_error(Code::Internal, "this state store has no compare-and-swap");
+    }
+    /// Removes the key only if it is at version `expected` (not 0).
+    virtual Result<Cas> remove_if(const Key& key, Version expected, Durability durability = Durability::Sync)
+    {
+        (void)key, (void)expected, (void)durability;
+        return make_error(Code::Internal, "this state store has no compare-and-swap");
+    }
+    /// Removes a document; absent is fine. Whatever is at a document key goes, also what is not a
+    /// document (a FIFO, a device, an empty file, a directory and all it holds), so DEL and GC can
+    /// reclaim a key they found corrupt.
     virtual Result<void> remove(const Key& key, Durability durability = Durability::Sync) = 0;
     /// Removes an empty directory; absent or non-empty is fine.
     virtual Result<void> remove_dir(const Key& key) = 0;
