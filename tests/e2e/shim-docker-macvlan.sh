@@ -66,7 +66,8 @@ CHECKS=$((CHECKS + 1))
 dk rm -f m1 m3 >/dev/null
 dk network rm mvnet >/dev/null
 expect_eq "no lease left" "0" "$(lease_count)"
-expect_eq "no state document left" "" "$(state_snapshot)"
+# Pools keep their round-robin cursor on purpose (a pool made again goes on where it was).
+expect_eq "no state document left but the pool's cursor" "./ipam/local/10.213.72.0_24/cursor" "$(state_snapshot | awk '{print $2}' | xargs)"
 expect_eq "no macvlan left in dockerd's netns" "cnmpar0 cnmpar0p lo" "$(h ip -o link show | awk -F': ' '{print $2}' | cut -d@ -f1 | sort | xargs)"
 shim_stop
 finish

@@ -25,7 +25,12 @@ shim_start() {
     nsenter --net="/run/netns/$DOCKER_NETNS" "$SHIM" serve --socket "$SOCK" --state-dir "$CNM_STATE_DIR" >>"$WORK/shim.log" 2>&1 &
     SHIM_PID=$!
     PIDS+=("$SHIM_PID")
-    for _ in $(seq 100); do [ -S "$SOCK" ] && return 0; sleep 0.05; done
+    # Served, not just present: after a SIGKILL the stale socket is there before the new shim binds.
+    for _ in $(seq 100); do
+        [ -S "$SOCK" ] && curl -s --max-time 2 --unix-socket "$SOCK" -XPOST -H "Content-Length: 0" http://plugin/Plugin.Activate >/dev/null 2>&1 && return 0
+        kill -0 "$SHIM_PID" 2>/dev/null || break
+        sleep 0.05
+    done
     echo "shim did not start:" >&2; tail "$WORK/shim.log" >&2; return 1
 }
 shim_stop() {
