@@ -18,6 +18,8 @@ Json endpoint_json(const EndpointRecord& r, const std::string& key)
 {
     Json doc = r.to_json();
     doc["key"] = key;
+    // A record of an earlier boot is void: what it held is free again, the next sweep removes it.
+    doc["stale"] = stale_boot(r.boot_id);
     return doc;
 }
 
@@ -134,7 +136,8 @@ std::string list_table(const Json& listing)
             for (auto& a : e.value("addresses", Json::array()))
                 add_item(addrs, a.value("address", ""));
             eps.push_back({ n.value("name", "?"), from, short_id(e.value("containerID", e.value("key", "?"))), e.value("ifname", ""),
-                addrs.empty() ? "-" : addrs, e.value("sandbox", "").empty() ? "-" : short_id(e.value("sandbox", "")), e.value("phase", "corrupt") });
+                addrs.empty() ? "-" : addrs, e.value("sandbox", "").empty() ? "-" : short_id(e.value("sandbox", "")),
+                e.value("stale", false) ? "stale (earlier boot)" : e.value("phase", "corrupt") });
         }
         // options are the creator's keys as given (a conf may hold anything under its own keys)
         std::string bridge = n.contains("options") && n["options"].is_object() && n["options"].contains("bridge") && n["options"]["bridge"].is_string()

@@ -459,11 +459,12 @@ Result<Added> Endpoints::add(const AddRequest& request, AddressSource& addresses
             return undo.fail(make_error(Code::StateCorrupt, "endpoint record " + key_str(Registry::endpoint_doc(name, key))
                     + " is corrupt (" + existing.reason + ")", "run DEL for this attachment to clear it"));
         if (existing.ok()) {
-            if (existing.record.phase == EndpointRecord::Phase::Ready)
+            if (existing.record.phase == EndpointRecord::Phase::Ready && !stale_boot(existing.record.boot_id))
                 return undo.fail(make_error(Code::AlreadyAttached, request.container_id + "/" + request.ifname
                         + " is already attached to network \"" + name + "\"; duplicate allocation is not allowed",
                     "run DEL before adding it again"));
-            // A crashed ADD left its intent: undo what it did, then start over.
+            // A crashed ADD left its intent (or a record of an earlier boot is void): undo what it
+            // did, then start over.
             TRY_OR_UNDO(undo, detach(existing.record));
             TRY_OR_UNDO(undo, addresses.release(m_registry, existing.record));
         }
@@ -474,6 +475,7 @@ Result<Added> Endpoints::add(const AddRequest& request, AddressSource& addresses
         record.netns = request.netns;
         record.frontend = request.network.frontend;
         record.created = now_rfc3339();
+        record.boot_id = current_boot();
         record.phase = EndpointRecord::Phase::Creating;
         record.mac = request.mac;
         if (m_driver)
@@ -657,8 +659,10 @@ Result<void> Endpoints::gc(const NetworkSpec& network, const Keep& valid, Addres
             continue; // Docker's endpoints are Docker's to remove
         // In flight (its ADD holds it), or ready so recently that the runtime may have computed
         // its list while the ADD was still in flight: not GC's to free.
+        // A record of an earlier boot is void whatever the list says: the sweep removes it.
+        bool stale = stale_boot(r.boot_id);
         bool recent = r.phase == EndpointRecord::Phase::Ready && r.ready_at_ms > 0 && now - r.ready_at_ms < grace_ms && now >= r.ready_at_ms;
-        if (is_valid(r.container_id, r.ifname) || recent || TRY(m_registry.store().held(hold_key(network.name, key)))) {
+        if (!stale && (is_valid(r.container_id, r.ifname) || recent || TRY(m_registry.store().held(hold_key(network.name, key))))) {
             kept.push_back({ r.container_id, r.ifname });
             addresses.note_kept(r);
             continue;
@@ -784,6 +788,7 @@ Result<EndpointRecord> Endpoints::create(const std::string& network, const std::
     record.frontend = Frontend::Docker;
     record.phase = EndpointRecord::Phase::Ready;
     record.created = now_rfc3339();
+    record.boot_id = current_boot();
     record.mac = mac;
     record.addresses = addresses;
     TRY(m_registry.save_endpoint(record));

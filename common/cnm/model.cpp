@@ -1,6 +1,9 @@
 #include "cnm/model.hpp"
 
+#include <cstdlib>
 #include <ctime>
+
+#include "util/boot_id.hpp"
 
 #include <cstdio>
 #include <chrono>
@@ -70,6 +73,7 @@ Json NetworkRecord::to_json() const
         { "options", options },
         { "dockerIDs", docker_ids },
         { "created", created },
+        { "schema", record_schema },
     };
 }
 
@@ -113,6 +117,8 @@ Json EndpointRecord::to_json() const
         { "mac", mac },
         { "created", created },
         { "readyAtMs", ready_at_ms },
+        { "bootId", boot_id },
+        { "schema", record_schema },
         { "driver", driver_state },
     };
 }
@@ -135,6 +141,8 @@ Result<EndpointRecord> EndpointRecord::from_json(const Json& doc)
     r.phase = phase == "ready" ? Phase::Ready : Phase::Creating;
     if (auto it = doc.find("readyAtMs"); it != doc.end() && it->is_number_integer()) // absent in records before it
         r.ready_at_ms = it->get<int64_t>();
+    if (auto it = doc.find("bootId"); it != doc.end() && it->is_string())
+        r.boot_id = it->get<std::string>();
     auto addrs = doc.value("addresses", Json::array());
     if (!addrs.is_array())
         return bad("endpoint", "addresses must be a list");
@@ -170,7 +178,7 @@ Json SandboxRecord::to_json() const
     Json eps = Json::array();
     for (auto& m : endpoints)
         eps.push_back({ { "network", m.network }, { "endpoint", m.endpoint } });
-    return { { "id", id }, { "netns", netns }, { "frontend", frontend_name(frontend) }, { "endpoints", eps } };
+    return { { "id", id }, { "netns", netns }, { "frontend", frontend_name(frontend) }, { "endpoints", eps }, { "schema", record_schema } };
 }
 
 Result<SandboxRecord> SandboxRecord::from_json(const Json& doc)
@@ -194,6 +202,24 @@ Result<SandboxRecord> SandboxRecord::from_json(const Json& doc)
         r.endpoints.push_back(std::move(member));
     }
     return r;
+}
+
+const std::string& current_boot()
+{
+    static std::string cached;
+    static bool read = false;
+    // CNM_BOOT_ID is read on every call (tests fake a new boot within one process).
+    if (const char* env = std::getenv(boot_id_env); env && *env) {
+        static std::string from_env;
+        from_env = env;
+        return from_env;
+    }
+    if (!read) {
+        auto id = boot_id();
+        cached = id ? id.release_value() : "";
+        read = true;
+    }
+    return cached;
 }
 
 int64_t now_ms()

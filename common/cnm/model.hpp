@@ -58,6 +58,7 @@ struct EndpointRecord {
     std::string mac;
     std::string created;
     int64_t ready_at_ms = 0;            // when it became ready (ms since the epoch; 0: unknown)
+    std::string boot_id;                // the boot it belongs to (empty in records before it)
     Json driver_state = Json::object(); // what the driver needs to undo its work (host veth name, …)
 
     Json to_json() const;
@@ -78,6 +79,15 @@ struct SandboxRecord {
     Json to_json() const;
     static Result<SandboxRecord> from_json(const Json& doc);
 };
+
+/// The schema version records are written with; every older one is read (fields added since are
+/// optional).
+inline constexpr int record_schema = 2;
+
+/// The running boot's id ("" when it cannot be read): per-boot records carry it.
+const std::string& current_boot();
+/// A per-boot record from another boot: what it describes ended with that boot.
+inline bool stale_boot(const std::string& record_boot) { return !record_boot.empty() && !current_boot().empty() && record_boot != current_boot(); }
 
 std::string now_rfc3339();
 /// Milliseconds since the epoch (CLOCK_REALTIME).

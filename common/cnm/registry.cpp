@@ -106,12 +106,13 @@ Result<Stored<EndpointRecord>> Registry::load_endpoint(const std::string& networ
 
 Result<void> Registry::save_endpoint(const EndpointRecord& record)
 {
-    return m_store.put(endpoint_doc(record.network, endpoint_key(record.container_id, record.ifname)), record.to_json());
+    // A per-boot fact: atomic, never flushed (a power failure ends the boot it describes).
+    return m_store.put(endpoint_doc(record.network, endpoint_key(record.container_id, record.ifname)), record.to_json(), Durability::PerBoot);
 }
 
 Result<void> Registry::remove_endpoint(const std::string& network, const std::string& key)
 {
-    return m_store.remove(endpoint_doc(network, key));
+    return m_store.remove(endpoint_doc(network, key), Durability::PerBoot);
 }
 
 Result<std::vector<std::string>> Registry::list_endpoints(const std::string& network)

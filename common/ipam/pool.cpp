@@ -11,10 +11,28 @@ namespace {
 // Bound on the addresses one allocation probes, so a nearly full IPv6 range cannot spin forever.
 constexpr u128 max_probes = 1u << 20;
 
+// A CNI lease is a per-boot fact (stamped with the boot, written without a flush): after a reboot
+// it is void, and the address is allocatable at once. Docker's leases are durable: Docker
+// restores its endpoints after a restart and releases the stale ones itself.
+bool per_boot(const Owner& o)
+{
+    return o.frontend == Frontend::Cni;
+}
+
 Json owner_json(const Owner& o)
 {
-    return { { "network", o.network }, { "containerID", o.container_id }, { "ifname", o.ifname },
+    Json doc = { { "network", o.network }, { "containerID", o.container_id }, { "ifname", o.ifname },
         { "frontend", frontend_name(o.frontend) } };
+    if (per_boot(o) && !current_boot().empty())
+        doc["bootId"] = current_boot();
+    return doc;
+}
+
+/// A lease of another boot (its holder ended with that boot).
+bool stale_lease(const Json& doc)
+{
+    auto it = doc.find("bootId");
+    return it != doc.end() && it->is_string() && stale_boot(it->get<std::string>());
 }
 
 std::optional<Owner> owner_from(const Json& doc)
@@ -261,7 +279,17 @@ Result<size_t> Pools::remove_user(const PoolId& pool, const std::string& network
 
 Result<EndpointAddress> Pools::take(const PoolId& pool, const Range& range, const IpAddr& address, const Owner& owner, bool& taken)
 {
-    taken = !TRY(m_store.create(pool.lease(address), owner_json(owner)));
+    Durability d = per_boot(owner) ? Durability::PerBoot : Durability::Sync;
+    taken = !TRY(m_store.create(pool.lease(address), owner_json(owner), d));
+    if (taken) {
+        // Held by an attachment of an earlier boot: void, so it is reclaimed (the caller holds the
+        // pool's lock, so no other allocator races this).
+        Loaded existing = TRY(m_store.get(pool.lease(address)));
+        if (existing.ok() && stale_lease(existing.doc)) {
+            TRY(m_store.remove(pool.lease(address), Durability::PerBoot));
+            taken = !TRY(m_store.create(pool.lease(address), owner_json(owner), d));
+        }
+    }
     return EndpointAddress { IpNet { address, range.subnet.prefix }, range.gateway, pool.str() };
 }
 
@@ -330,7 +358,7 @@ Result<void> Pools::release(const PoolId& pool, const IpAddr& address, const Own
         if (holder && !holder->same(owner))
             return {}; // someone else's now: never free a lease we do not hold
     }
-    return m_store.remove(pool.lease(address));
+    return m_store.remove(pool.lease(address), per_boot(owner) ? Durability::PerBoot : Durability::Sync);
 }
 
 Result<std::optional<Owner>> Pools::owner_of(const PoolId& pool, const IpAddr& address)

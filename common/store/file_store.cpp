@@ -591,13 +591,13 @@ Result<bool> FileStore::create_doc(int dfd, const Key& key, const Json& doc, Dur
     return true;
 }
 
-Result<bool> FileStore::create(const Key& key, const Json& doc)
+Result<bool> FileStore::create(const Key& key, const Json& doc, Durability durability)
 {
     if (!valid_segment(key.back()))
         return make_error(Code::InvalidConfig, "invalid name \"" + key.back() + "\" for the state directory");
     int dfd = TRY(dir_fd(Key(key.begin(), key.end() - 1), Create::Yes));
     Version version = 0;
-    return create_doc(dfd, key, doc, Durability::Sync, version);
+    return create_doc(dfd, key, doc, durability == Durability::Hint ? Durability::PerBoot : durability, version);
 }
 
 Result<Cas> FileStore::put_if(const Key& key, const Json& doc, Version expected, Durability durability)

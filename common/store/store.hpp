@@ -72,7 +72,7 @@ public:
     /// document or the new one, never a mix. Durable after the next sync().
     virtual Result<void> put(const Key& key, const Json& doc, Durability durability = Durability::Sync) = 0;
     /// Writes only if the key is absent; returns false when it exists.
-    virtual Result<bool> create(const Key& key, const Json& doc) = 0;
+    virtual Result<bool> create(const Key& key, const Json& doc, Durability durability = Durability::Sync) = 0;
     /// Compare and swap: writes `doc` only if the key is at version `expected` (0: only if absent),
     /// atomically with respect to every other put_if/remove_if of the key. A store without
     /// versions answers with an error.
