@@ -200,12 +200,15 @@ expect_eq "the hosts keep their blocks" "3 2 2" "$(blocks_of vxnet node-h1) $(bl
 # ---- 3 hosts × 16 parallel ADDs, a second network (/26 in /29 blocks: 8 blocks, 40 addresses) ----
 PCONF=$(conf_of vxpar 4214 10.213.233.0/25)
 for h in "${HOSTS[@]}"; do for n in $(seq 16); do ns_add "$P-$h-p$n"; done; done
+# Only the calls are waited for (a bare `wait` would wait for etcd too).
+calls=()
 for h in "${HOSTS[@]}"; do
     for n in $(seq 16); do
         ( vx "$h" ADD "p$n" "$PCONF"; echo "$RC" >"$WORK/$h-p$n.rc"; printf '%s' "$OUT" >"$WORK/$h-p$n.out" ) &
+        calls+=($!)
     done
 done
-wait
+wait "${calls[@]}"
 ok=0; : >"$WORK/par-ips"
 for h in "${HOSTS[@]}"; do
     for n in $(seq 16); do
@@ -222,10 +225,11 @@ expect_eq "no address handed out twice in the cluster" 48 "$(cut -d/ -f1 "$WORK/
 per=$(for h in "${HOSTS[@]}"; do blocks_of vxpar "node-$h"; done | paste -sd' ')
 expect_eq "each host needed several blocks (4 of 5 addresses for 16)" "4 4 4" "$per"
 expect_eq "no block claimed twice" "$(etcd_keys /cnm/blocks/vxpar/ | wc -l)" "$(etcd_keys /cnm/blocks/vxpar/ | sort -u | wc -l)"
+calls=()
 for h in "${HOSTS[@]}"; do
-    for n in $(seq 16); do ( vx "$h" DEL "p$n" "$PCONF"; echo "$RC" >"$WORK/$h-p$n.del" ) & done
+    for n in $(seq 16); do ( vx "$h" DEL "p$n" "$PCONF"; echo "$RC" >"$WORK/$h-p$n.del" ) & calls+=($!); done
 done
-wait
+wait "${calls[@]}"
 expect_eq "48 parallel DELs succeed" 48 "$(cat "$WORK"/*-p*.del | grep -c '^0$')"
 for h in "${HOSTS[@]}"; do
     expect_eq "$h: nothing left but its blocks" "0 0 0 4" "$(leases_of "$h") $(endpoints_of "$h") $(host_veths "$h") $(jq '.blocks | length' "$WORK/$h/state/cluster/vxpar/blocks.json")"
