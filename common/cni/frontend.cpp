@@ -153,6 +153,11 @@ std::vector<std::pair<std::string, std::string>> valid_list(const std::vector<At
 
 } // namespace
 
+Result<std::string> runtime_mac(const Context& ctx)
+{
+    return requested_mac(ctx);
+}
+
 Plugin link_plugin(const std::string& kind)
 {
     Plugin p;

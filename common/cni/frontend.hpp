@@ -10,6 +10,8 @@ namespace cnm::cni {
 
 /// A link plugin of a driver kind in the table (cnm/driver.hpp): "bridge", "macvlan", "ipvlan".
 Plugin link_plugin(const std::string& kind);
+/// The MAC the runtime asks for (runtimeConfig.mac, args.cni.mac, CNI_ARGS MAC), "" if none.
+Result<std::string> runtime_mac(const Context& ctx);
 /// The `ipam` plugin: addresses only, no kernel work (links statically, without libmnl).
 Plugin ipam_plugin();
 

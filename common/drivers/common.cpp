@@ -92,6 +92,20 @@ Result<Link> configure_container(Kernel& kernel, NsId ns, const ContainerSetup& 
     return *link;
 }
 
+Result<Link> add_bridge_veth(Kernel& kernel, const Link& bridge, const std::string& host_veth, const std::string& peer, NsId ns,
+    std::optional<int> mtu, std::optional<Mac> mac)
+{
+    TRY(kernel.create_veth({ host_veth, peer, host_ns, ns, mtu, mac }));
+    auto hv = TRY(kernel.get_link(host_ns, host_veth));
+    if (!hv)
+        return make_error(Code::Kernel, "host end of the veth (" + host_veth + ") is missing");
+    netlink::LinkChange join;
+    join.up = true;
+    join.master = bridge.index;
+    TRY(kernel.set_link(host_ns, hv->index, join));
+    return *hv;
+}
+
 Result<Link> check_container(Kernel& kernel, const EndpointRecord& endpoint, const std::string& kind, const NetSetup& prev)
 {
     const std::string& ifname = endpoint.ifname;

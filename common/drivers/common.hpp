@@ -27,6 +27,11 @@ struct ContainerSetup {
 Result<Link> configure_container(Kernel& kernel, NsId ns, const ContainerSetup& how, const std::string& temp_name,
     const std::string& ifname, NetSetup& setup);
 
+/// A veth pair: `host_veth` in the host, made a port of `bridge` and up; `peer` in `ns` (with
+/// `mac` when given). Both ends get `mtu`. Returns the host end.
+Result<Link> add_bridge_veth(Kernel& kernel, const Link& bridge, const std::string& host_veth, const std::string& peer, NsId ns,
+    std::optional<int> mtu, std::optional<Mac> mac);
+
 /// The sandbox holds `endpoint.ifname` as a link of `kind` with the MAC, addresses and routes `prev` lists.
 Result<Link> check_container(Kernel& kernel, const EndpointRecord& endpoint, const std::string& kind, const NetSetup& prev);
 

@@ -7,6 +7,7 @@ namespace drivers {
 Driver& bridge_driver();
 Driver& macvlan_driver();
 Driver& ipvlan_driver();
+Driver& vxlan_driver();
 } // namespace drivers
 
 namespace {
@@ -20,6 +21,7 @@ constexpr Entry table[] = {
     { "bridge", drivers::bridge_driver },
     { "macvlan", drivers::macvlan_driver },
     { "ipvlan", drivers::ipvlan_driver },
+    { "vxlan", drivers::vxlan_driver },
 };
 
 } // namespace

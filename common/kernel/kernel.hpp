@@ -88,6 +88,25 @@ public:
     virtual Result<void> add_route(NsId ns, const netlink::RouteSpec& route) = 0;
     virtual Result<std::vector<netlink::RouteSpec>> routes(NsId ns, int family) = 0;
 
+    // The overlay's per-peer entries (drivers/vxlan.cpp), with replace semantics: programming an
+    // entry twice, or over one whose MAC, VTEP or gateway changed, is success; deleting an absent
+    // one is success.
+    /// A vxlan device (netlink::VxlanSpec), down; a name that exists is an error.
+    virtual Result<void> create_vxlan(NsId ns, const netlink::VxlanSpec& spec) = 0;
+    /// `dst` → `lladdr` on device `index`, permanent.
+    virtual Result<void> replace_neighbour(NsId ns, int index, const IpAddr& dst, const Mac& lladdr) = 0;
+    virtual Result<void> delete_neighbour(NsId ns, int index, const IpAddr& dst) = 0;
+    virtual Result<std::vector<netlink::Neighbour>> neighbours(NsId ns, int index) = 0;
+    /// `mac` → remote VTEP `dst` in the device's own FDB, permanent.
+    virtual Result<void> replace_fdb(NsId ns, int index, const Mac& mac, const IpAddr& dst) = 0;
+    virtual Result<void> delete_fdb(NsId ns, int index, const Mac& mac, const std::optional<IpAddr>& dst) = 0;
+    /// The entries with a destination (what was programmed; not the device's own addresses).
+    virtual Result<std::vector<netlink::FdbEntry>> fdb(NsId ns, int index) = 0;
+    /// NLM_F_REPLACE: the route to `route.dst` becomes this one (`onlink` honoured).
+    virtual Result<void> replace_route(NsId ns, const netlink::RouteSpec& route) = 0;
+    /// Absent is success; `gw`/`oif` narrow the match when set.
+    virtual Result<void> delete_route(NsId ns, const netlink::RouteSpec& route) = 0;
+
     /// Through /proc/sys of `ns`: "net/ipv4/ip_forward".
     virtual Result<std::string> read_sysctl(NsId ns, const std::string& key) = 0;
     virtual Result<void> write_sysctl(NsId ns, const std::string& key, const std::string& value) = 0;

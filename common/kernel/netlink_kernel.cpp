@@ -128,6 +128,32 @@ public:
     }
     Result<std::vector<netlink::RouteSpec>> routes(NsId ns, int family) override { return netlink::list_routes(*TRY(socket(ns)), family); }
 
+    Result<void> create_vxlan(NsId ns, const netlink::VxlanSpec& spec) override { return netlink::create_vxlan(*TRY(socket(ns)), spec); }
+    Result<void> replace_neighbour(NsId ns, int index, const IpAddr& dst, const Mac& lladdr) override
+    {
+        return netlink::replace_neighbour(*TRY(socket(ns)), index, dst, lladdr);
+    }
+    Result<void> delete_neighbour(NsId ns, int index, const IpAddr& dst) override { return netlink::delete_neighbour(*TRY(socket(ns)), index, dst); }
+    Result<std::vector<netlink::Neighbour>> neighbours(NsId ns, int index) override { return netlink::list_neighbours(*TRY(socket(ns)), index); }
+    Result<void> replace_fdb(NsId ns, int index, const Mac& mac, const IpAddr& dst) override
+    {
+        return netlink::replace_fdb(*TRY(socket(ns)), index, mac, dst);
+    }
+    Result<void> delete_fdb(NsId ns, int index, const Mac& mac, const std::optional<IpAddr>& dst) override
+    {
+        return netlink::delete_fdb(*TRY(socket(ns)), index, mac, dst);
+    }
+    Result<std::vector<netlink::FdbEntry>> fdb(NsId ns, int index) override
+    {
+        std::vector<netlink::FdbEntry> out;
+        for (auto& e : TRY(netlink::list_fdb(*TRY(socket(ns)), index)))
+            if (e.dst)
+                out.push_back(e);
+        return out;
+    }
+    Result<void> replace_route(NsId ns, const netlink::RouteSpec& route) override { return netlink::replace_route(*TRY(socket(ns)), route); }
+    Result<void> delete_route(NsId ns, const netlink::RouteSpec& route) override { return netlink::delete_route(*TRY(socket(ns)), route); }
+
     Result<std::string> read_sysctl(NsId ns, const std::string& key) override
     {
         if (ns == host_ns)

@@ -138,15 +138,37 @@ three_pods "$CONFLIST" kubelet
 
 # ---- vxlan: the same three-pod run, once the plugin exists (one host is enough here) ----
 # Hook: when plugins/vxlan is built and conf/kubelet has a vxlan conflist, vxlan_three_pods runs
-# three_pods on it. Until then it says so; it does not pretend to test anything.
+# three_pods on it, with an etcd of its own on the node's loopback (ports 23815-23817) and the
+# node's cluster file (node name, etcd, underlay cri-up) given to the plugin by a logging wrapper
+# like the bridge's. Until then it says so; it does not pretend to test anything.
 vxlan_three_pods() {
-    local list=$1
-    if [ ! -x "$PLUGINS/vxlan" ] || [ ! -f "$list" ]; then
-        echo "skip: vxlan three-pod run (no $PLUGINS/vxlan or no $(basename "$list") yet)"
+    local list=$1 etcd_pid _
+    if [ ! -x "$PLUGINS/vxlan" ] || [ ! -f "$list" ] || [ ! -x /usr/bin/etcd ]; then
+        echo "skip: vxlan three-pod run (no $PLUGINS/vxlan, no $(basename "$list") or no /usr/bin/etcd)"
         return 0
     fi
-    install -m 755 "$PLUGINS/vxlan" "$BIN/vxlan"
+    ip netns exec "$H" /usr/bin/etcd --name cri --data-dir "$WORK/etcd" \
+        --listen-client-urls http://127.0.0.1:23815 --advertise-client-urls http://127.0.0.1:23815 \
+        --listen-peer-urls http://127.0.0.1:23816 --initial-advertise-peer-urls http://127.0.0.1:23816 \
+        --initial-cluster cri=http://127.0.0.1:23816 --initial-cluster-state new \
+        --listen-metrics-urls http://127.0.0.1:23817 --heartbeat-interval 10 --election-timeout 100 \
+        --log-level error >"$WORK/etcd.log" 2>&1 &
+    etcd_pid=$!
+    PIDS+=("$etcd_pid")
+    for _ in $(seq 100); do ip netns exec "$H" curl -sf http://127.0.0.1:23815/health >/dev/null 2>&1 && break; sleep 0.1; done
+    echo '{"etcd":["http://127.0.0.1:23815"],"node":"cri-node","underlay":"cri-up"}' >"$WORK/cluster.json"
+    install -m 755 "$PLUGINS/vxlan" "$BIN/cnm-vxlan-real"
+    cat >"$BIN/vxlan" <<EOF
+#!/bin/bash
+conf=\$(cat)
+prev=no; case "\$conf" in *'"prevResult"'*) prev=yes ;; esac
+echo "\$CNI_COMMAND \$CNI_CONTAINERID \$CNI_IFNAME netns=\$CNI_NETNS prev=\$prev" >>"$BIN/calls.log"
+printf '%s' "\$conf" | CNM_CLUSTER_FILE="$WORK/cluster.json" exec "$BIN/cnm-vxlan-real"
+EOF
+    chmod 755 "$BIN/vxlan"
     three_pods "$list" vxlan
+    kill -9 "$etcd_pid" 2>/dev/null || true
+    wait "$etcd_pid" 2>/dev/null || true
 }
 vxlan_three_pods "$(dirname "$CONFLIST")/20-cnm-vxlan.conflist"
 rm -f "$NETD"/*

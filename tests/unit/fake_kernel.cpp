@@ -747,4 +747,129 @@ Result<void> FakeKernel::del_ports(const std::vector<firewall::PortMap>& ports)
     return {};
 }
 
+// ---- vxlan: the device, neighbours, FDB, replaced routes --------------------------------------
+// Entries of a device that is gone are not listed (indexes are never reused).
+
+Result<void> FakeKernel::create_vxlan(NsId ns, const netlink::VxlanSpec& spec)
+{
+    TRY(enter("create_vxlan", true, spec.name));
+    auto* n = TRY(space(ns));
+    TRY(check_name(spec.name));
+    if (link_in(*n, spec.name))
+        return kernel_error("vxlan device " + spec.name + " exists");
+    for (auto& [i, l] : n->links)
+        if (l.link.vxlan && l.link.vxlan->vni == spec.vni && l.link.vxlan->port == spec.port)
+            return kernel_error("A VXLAN device with the specified VNI already exists");
+    auto& l = make_link(*n, spec.name, "vxlan", spec.mtu.value_or(1500));
+    if (spec.mac)
+        l.link.mac = *spec.mac;
+    netlink::VxlanInfo info;
+    info.vni = spec.vni;
+    info.port = spec.port;
+    info.learning = spec.learning;
+    info.proxy = spec.proxy;
+    info.underlay = spec.underlay;
+    info.local = spec.local;
+    l.link.vxlan = info;
+    return {};
+}
+
+Result<void> FakeKernel::replace_neighbour(NsId ns, int index, const IpAddr& dst, const Mac& lladdr)
+{
+    TRY(enter("replace_neighbour", true, dst.str()));
+    auto* n = TRY(space(ns));
+    if (!link_in(*n, index))
+        return no_device(ns, index);
+    n->neighbours[{ index, dst }] = lladdr;
+    return {};
+}
+
+Result<void> FakeKernel::delete_neighbour(NsId ns, int index, const IpAddr& dst)
+{
+    TRY(enter("delete_neighbour", true, dst.str()));
+    auto* n = TRY(space(ns));
+    n->neighbours.erase({ index, dst });
+    return {};
+}
+
+Result<std::vector<netlink::Neighbour>> FakeKernel::neighbours(NsId ns, int index)
+{
+    TRY(enter("neighbours", false));
+    auto* n = TRY(space(ns));
+    std::vector<netlink::Neighbour> out;
+    for (auto& [key, mac] : n->neighbours)
+        if ((index == 0 || key.first == index) && link_in(*n, key.first))
+            out.push_back({ key.first, key.second, mac, NUD_PERMANENT, 0 });
+    return out;
+}
+
+Result<void> FakeKernel::replace_fdb(NsId ns, int index, const Mac& mac, const IpAddr& dst)
+{
+    TRY(enter("replace_fdb", true, netlink::mac_str(mac)));
+    auto* n = TRY(space(ns));
+    auto* l = link_in(*n, index);
+    if (!l)
+        return no_device(ns, index);
+    if (l->link.kind != "vxlan")
+        return kernel_error("an FDB entry with a destination needs a vxlan device, not " + l->link.name);
+    n->fdb[{ index, mac }] = dst;
+    return {};
+}
+
+Result<void> FakeKernel::delete_fdb(NsId ns, int index, const Mac& mac, const std::optional<IpAddr>& dst)
+{
+    TRY(enter("delete_fdb", true, netlink::mac_str(mac)));
+    auto* n = TRY(space(ns));
+    auto it = n->fdb.find({ index, mac });
+    if (it != n->fdb.end() && (!dst || it->second == *dst))
+        n->fdb.erase(it);
+    return {};
+}
+
+Result<std::vector<netlink::FdbEntry>> FakeKernel::fdb(NsId ns, int index)
+{
+    TRY(enter("fdb", false));
+    auto* n = TRY(space(ns));
+    std::vector<netlink::FdbEntry> out;
+    for (auto& [key, dst] : n->fdb)
+        if ((index == 0 || key.first == index) && link_in(*n, key.first))
+            out.push_back({ key.first, key.second, dst, 0, NUD_PERMANENT, NTF_SELF });
+    return out;
+}
+
+Result<void> FakeKernel::replace_route(NsId ns, const netlink::RouteSpec& route)
+{
+    TRY(enter("replace_route", true, route.dst.str()));
+    auto* n = TRY(space(ns));
+    FakeLink* dev = route.oif > 0 ? link_in(*n, route.oif) : nullptr;
+    if (route.oif > 0 && !dev)
+        return no_device(ns, route.oif);
+    if (route.gw && !route.onlink) {
+        bool reachable = false;
+        if (dev)
+            for (auto& a : dev->addresses)
+                reachable |= a.addr.family == route.gw->family && a.contains(*route.gw);
+        if (!reachable)
+            return kernel_error("Nexthop has invalid gateway (" + route.gw->str() + ", and the route is not onlink)");
+    }
+    if (route.gw && dev && !dev->up())
+        return kernel_error("Nexthop device is not up (" + dev->link.name + ")");
+    n->routes.erase(std::remove_if(n->routes.begin(), n->routes.end(), [&](const netlink::RouteSpec& r) { return same_dst(r, route); }),
+        n->routes.end());
+    n->routes.push_back(route);
+    return {};
+}
+
+Result<void> FakeKernel::delete_route(NsId ns, const netlink::RouteSpec& route)
+{
+    TRY(enter("delete_route", true, route.dst.str()));
+    auto* n = TRY(space(ns));
+    n->routes.erase(std::remove_if(n->routes.begin(), n->routes.end(),
+                        [&](const netlink::RouteSpec& r) {
+                            return same_dst(r, route) && (!route.gw || r.gw == route.gw) && (route.oif == 0 || r.oif == route.oif);
+                        }),
+        n->routes.end());
+    return {};
+}
+
 } // namespace cnm::test

@@ -130,6 +130,15 @@ public:
     Result<std::vector<IpNet>> addresses(NsId ns, int index) override;
     Result<void> add_route(NsId ns, const netlink::RouteSpec& route) override;
     Result<std::vector<netlink::RouteSpec>> routes(NsId ns, int family) override;
+    Result<void> create_vxlan(NsId ns, const netlink::VxlanSpec& spec) override;
+    Result<void> replace_neighbour(NsId ns, int index, const IpAddr& dst, const Mac& lladdr) override;
+    Result<void> delete_neighbour(NsId ns, int index, const IpAddr& dst) override;
+    Result<std::vector<netlink::Neighbour>> neighbours(NsId ns, int index) override;
+    Result<void> replace_fdb(NsId ns, int index, const Mac& mac, const IpAddr& dst) override;
+    Result<void> delete_fdb(NsId ns, int index, const Mac& mac, const std::optional<IpAddr>& dst) override;
+    Result<std::vector<netlink::FdbEntry>> fdb(NsId ns, int index) override;
+    Result<void> replace_route(NsId ns, const netlink::RouteSpec& route) override;
+    Result<void> delete_route(NsId ns, const netlink::RouteSpec& route) override;
     Result<std::string> read_sysctl(NsId ns, const std::string& key) override;
     Result<void> write_sysctl(NsId ns, const std::string& key, const std::string& value) override;
     Result<void> add_masquerade(const std::string& network, const IpNet& address) override;
@@ -149,6 +158,8 @@ private:
         std::map<int, FakeLink> links;
         std::vector<netlink::RouteSpec> routes;
         std::map<std::string, std::string> sysctls;
+        std::map<std::pair<int, IpAddr>, Mac> neighbours; // (device, dst) → lladdr
+        std::map<std::pair<int, Mac>, IpAddr> fdb;         // (device, MAC) → remote VTEP
     };
 
     /// Counts the call; the injected failure when one is due.
