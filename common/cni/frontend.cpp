@@ -205,13 +205,7 @@ Plugin link_plugin(const std::string& kind)
         auto kernel = netlink_kernel();
         if (!kernel)
             return make_error(Code::NotAvailable, "netlink is unavailable", kernel.error().msg);
-        auto state = FileStore::open(state_dir(ctx.conf));
-        if (!state)
-            return make_error(Code::NotAvailable, "state directory unavailable: " + state.error().msg, state.error().details);
-        if (auto writable = (*state)->check_writable(); !writable)
-            return make_error(Code::NotAvailable, "not ready: " + writable.error().msg, writable.error().details);
-        Registry registry(**state);
-        return Endpoints(registry, nullptr, nullptr).status(ctx.conf.name, *source);
+        return address_status(ctx, *source);
     };
     p.gc = [kind](const Context& ctx) -> Result<void> {
         auto valid = TRY(valid_attachments(ctx.conf)).value_or(std::vector<Attachment> {});

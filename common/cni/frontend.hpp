@@ -6,7 +6,15 @@
 
 #include <string>
 
+namespace cnm {
+class AddressSource;
+}
+
 namespace cnm::cni {
+
+/// STATUS of the addresses (every plugin's): the state dir can be opened and written, and the
+/// source can hand out an address (codes 50).
+Result<void> address_status(const Context& ctx, AddressSource& source);
 
 /// A link plugin of a driver kind in the table (cnm/driver.hpp): "bridge", "macvlan", "ipvlan".
 Plugin link_plugin(const std::string& kind);

@@ -17,6 +17,17 @@ NetworkSpec network_of(const Context& ctx)
 
 } // namespace
 
+Result<void> address_status(const Context& ctx, AddressSource& source)
+{
+    auto state = FileStore::open(state_dir(ctx.conf));
+    if (!state)
+        return make_error(Code::NotAvailable, "state directory unavailable: " + state.error().msg, state.error().details);
+    if (auto writable = (*state)->check_writable(); !writable)
+        return make_error(Code::NotAvailable, "not ready: " + writable.error().msg, writable.error().details);
+    Registry registry(**state);
+    return Endpoints(registry, nullptr, nullptr).status(ctx.conf.name, source);
+}
+
 Plugin ipam_plugin()
 {
     Plugin p;
@@ -53,13 +64,7 @@ Plugin ipam_plugin()
     };
     p.status = [](const Context& ctx) -> Result<void> {
         PoolAddresses source(TRY(ipam::parse_ipam_conf(ctx.conf, ctx.env.args)));
-        auto state = FileStore::open(state_dir(ctx.conf));
-        if (!state)
-            return make_error(Code::NotAvailable, "state directory unavailable: " + state.error().msg, state.error().details);
-        if (auto writable = (*state)->check_writable(); !writable)
-            return make_error(Code::NotAvailable, "not ready: " + writable.error().msg, writable.error().details);
-        Registry registry(**state);
-        return Endpoints(registry, nullptr, nullptr).status(ctx.conf.name, source);
+        return address_status(ctx, source);
     };
     p.gc = [](const Context& ctx) -> Result<void> {
         auto valid = TRY(valid_attachments(ctx.conf));

@@ -388,10 +388,8 @@ Result<void> Endpoints::add_firewall(const FirewallState& state, const std::stri
     return {};
 }
 
-Result<void> Endpoints::detach(const EndpointRecord& endpoint)
+std::vector<Error> Endpoints::remove_firewall(const EndpointRecord& endpoint)
 {
-    if (!m_kernel)
-        return {};
     // Every element is tried even when one fails: one failing step must not leave the others.
     FirewallState fw = FirewallState::from(endpoint);
     std::vector<Error> errors;
@@ -405,6 +403,14 @@ Result<void> Endpoints::detach(const EndpointRecord& endpoint)
     if (!fw.ports.empty())
         if (auto done = m_kernel->del_ports(fw.ports); !done)
             errors.push_back(done.release_error());
+    return errors;
+}
+
+Result<void> Endpoints::detach(const EndpointRecord& endpoint)
+{
+    if (!m_kernel)
+        return {};
+    std::vector<Error> errors = remove_firewall(endpoint);
     if (m_driver)
         if (auto done = m_driver->detach(*m_kernel, endpoint); !done)
             errors.push_back(done.release_error());
@@ -840,18 +846,7 @@ Result<Attached> Endpoints::join(EndpointRecord& endpoint, const Target& target,
 
 Result<void> Endpoints::leave(EndpointRecord& endpoint)
 {
-    FirewallState fw = FirewallState::from(endpoint);
-    std::vector<Error> errors;
-    if (fw.masquerade)
-        for (auto& a : endpoint.addresses)
-            if (auto done = m_kernel->del_masquerade(a.address); !done)
-                errors.push_back(done.release_error());
-    if (!fw.guard_mac.empty())
-        if (auto done = m_kernel->del_mac_guard(fw.guard_ifname, fw.guard_mac); !done)
-            errors.push_back(done.release_error());
-    if (!fw.ports.empty())
-        if (auto done = m_kernel->del_ports(fw.ports); !done)
-            errors.push_back(done.release_error());
+    std::vector<Error> errors = remove_firewall(endpoint);
     if (!errors.empty())
         return make_error(errors.front().code, errors.front().msg, error_details(errors));
     FirewallState none;

@@ -232,6 +232,8 @@ public:
 private:
     Result<NetworkRecord> ensure_network(const NetworkSpec& network, AddressSource& addresses, bool& created);
     Result<void> drop_network_if_unused(const std::string& name);
+    /// Removes every element the record names, each tried even when another fails.
+    std::vector<Error> remove_firewall(const EndpointRecord& endpoint);
     Result<void> add_firewall(const FirewallState& state, const std::string& network, const EndpointRecord& endpoint);
 
     Registry& m_registry;

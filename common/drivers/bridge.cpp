@@ -156,21 +156,14 @@ public:
         std::string peer = target.host() ? target.ifname : state_string(endpoint.driver_state, "tempName");
         if (!target.host())
             ns = TRY(open_sandbox(kernel, target));
-        TRY(kernel.create_veth({ host_veth, peer, host_ns, ns, c.mtu, mac }));
+        auto hv = TRY(add_bridge_veth(kernel, *bridge, host_veth, peer, ns, c.mtu, mac));
         fault_point("bridge-after-veth");
-        auto hv = TRY(kernel.get_link(host_ns, host_veth));
-        if (!hv)
-            return make_error(Code::Kernel, "host end of the veth (" + host_veth + ") is missing");
-        netlink::LinkChange join;
-        join.up = true;
-        join.master = bridge->index;
-        TRY(kernel.set_link(host_ns, hv->index, join));
         if (c.hairpin || c.port_isolation)
-            TRY(kernel.set_bridge_port(host_ns, hv->index, { c.hairpin ? std::optional(true) : std::nullopt,
+            TRY(kernel.set_bridge_port(host_ns, hv.index, { c.hairpin ? std::optional(true) : std::nullopt,
                                                                 c.port_isolation ? std::optional(true) : std::nullopt }));
         if (c.vlan) {
-            TRY(kernel.del_bridge_vlan(host_ns, hv->index, 1));
-            TRY(kernel.add_bridge_vlan(host_ns, hv->index, static_cast<uint16_t>(*c.vlan), true));
+            TRY(kernel.del_bridge_vlan(host_ns, hv.index, 1));
+            TRY(kernel.add_bridge_vlan(host_ns, hv.index, static_cast<uint16_t>(*c.vlan), true));
         }
 
         Attached out;
@@ -194,7 +187,7 @@ public:
         auto bridge_now = TRY(kernel.get_link(host_ns, bridge->index));
         out.setup.interfaces.clear();
         out.setup.interfaces.push_back({ c.bridge, netlink::mac_str(bridge_now ? bridge_now->mac : bridge->mac), {}, "", "", "" });
-        out.setup.interfaces.push_back({ host_veth, netlink::mac_str(hv->mac), {}, "", "", "" });
+        out.setup.interfaces.push_back({ host_veth, netlink::mac_str(hv.mac), {}, "", "", "" });
         if (!target.host())
             out.setup.interfaces.push_back({ target.ifname, endpoint.mac, {}, target.netns, "", "" });
         for (auto& ip : out.setup.ips)
@@ -216,30 +209,12 @@ public:
         return fw;
     }
 
-    Result<void> detach(Kernel& kernel, const EndpointRecord& endpoint) override
-    {
-        const Json& d = endpoint.driver_state;
-        // The host end by its recorded name (its peer goes with it), the container end when it is
-        // still in the host (a Docker endpoint before Docker moved it), and the sandbox's
-        // interface by name when the netns still exists.
-        TRY(delete_host_link(kernel, state_string(d, "hostVeth"), "veth"));
-        TRY(delete_host_link(kernel, state_string(d, "containerVeth"), "veth"));
-        if (endpoint.frontend == Frontend::Docker)
-            return {};
-        return delete_in_sandbox(kernel, endpoint.netns, { endpoint.ifname, state_string(d, "tempName") }, "veth");
-    }
+    Result<void> detach(Kernel& kernel, const EndpointRecord& endpoint) override { return delete_veth_endpoint(kernel, endpoint); }
 
     Result<void> check(Kernel& kernel, const Json& options, const EndpointRecord& endpoint, const NetSetup& prev) override
     {
         auto c = TRY(parse_keys(options));
-        TRY(check_container(kernel, endpoint, "veth", prev));
-        auto bridge = TRY(kernel.get_link(host_ns, c.bridge));
-        if (!bridge || bridge->kind != "bridge")
-            return make_error(Code::CheckFailed, "bridge " + c.bridge + " is missing");
-        std::string veth = state_string(endpoint.driver_state, "hostVeth");
-        auto hv = TRY(kernel.get_link(host_ns, veth));
-        if (!hv || hv->master != bridge->index)
-            return make_error(Code::CheckFailed, "host veth " + veth + " is missing or not a port of " + c.bridge);
+        TRY(check_veth_endpoint(kernel, endpoint, c.bridge, prev));
         return {};
     }
 

@@ -106,6 +106,29 @@ Result<Link> add_bridge_veth(Kernel& kernel, const Link& bridge, const std::stri
     return *hv;
 }
 
+Result<void> delete_veth_endpoint(Kernel& kernel, const EndpointRecord& endpoint)
+{
+    const Json& d = endpoint.driver_state;
+    TRY(delete_host_link(kernel, state_string(d, "hostVeth"), "veth"));
+    TRY(delete_host_link(kernel, state_string(d, "containerVeth"), "veth"));
+    if (endpoint.frontend == Frontend::Docker)
+        return {};
+    return delete_in_sandbox(kernel, endpoint.netns, { endpoint.ifname, state_string(d, "tempName") }, "veth");
+}
+
+Result<Link> check_veth_endpoint(Kernel& kernel, const EndpointRecord& endpoint, const std::string& bridge_name, const NetSetup& prev)
+{
+    auto link = TRY(check_container(kernel, endpoint, "veth", prev));
+    auto bridge = TRY(kernel.get_link(host_ns, bridge_name));
+    if (!bridge || bridge->kind != "bridge")
+        return make_error(Code::CheckFailed, "bridge " + bridge_name + " is missing");
+    std::string veth = state_string(endpoint.driver_state, "hostVeth");
+    auto hv = TRY(kernel.get_link(host_ns, veth));
+    if (!hv || hv->master != bridge->index)
+        return make_error(Code::CheckFailed, "host veth " + veth + " is missing or not a port of " + bridge_name);
+    return link;
+}
+
 Result<Link> check_container(Kernel& kernel, const EndpointRecord& endpoint, const std::string& kind, const NetSetup& prev)
 {
     const std::string& ifname = endpoint.ifname;

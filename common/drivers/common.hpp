@@ -32,6 +32,13 @@ Result<Link> configure_container(Kernel& kernel, NsId ns, const ContainerSetup& 
 Result<Link> add_bridge_veth(Kernel& kernel, const Link& bridge, const std::string& host_veth, const std::string& peer, NsId ns,
     std::optional<int> mtu, std::optional<Mac> mac);
 
+/// Detach of a veth endpoint (bridge, vxlan): the host end by its recorded name (its peer goes with
+/// it), the container end while it is still in the host (a Docker endpoint before Docker moved
+/// it), and the sandbox's interface by name when the netns still exists.
+Result<void> delete_veth_endpoint(Kernel& kernel, const EndpointRecord& endpoint);
+/// CHECK of a veth endpoint: the sandbox side as check_container says, and the host end a port of `bridge`.
+Result<Link> check_veth_endpoint(Kernel& kernel, const EndpointRecord& endpoint, const std::string& bridge, const NetSetup& prev);
+
 /// The sandbox holds `endpoint.ifname` as a link of `kind` with the MAC, addresses and routes `prev` lists.
 Result<Link> check_container(Kernel& kernel, const EndpointRecord& endpoint, const std::string& kind, const NetSetup& prev);
 

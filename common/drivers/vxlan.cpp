@@ -293,24 +293,13 @@ public:
         if (d.is_object() && d.contains("vxMasq"))
             for (auto& a : endpoint.addresses)
                 TRY(kernel.del_masquerade(a.address));
-        TRY(delete_host_link(kernel, state_string(d, "hostVeth"), "veth"));
-        TRY(delete_host_link(kernel, state_string(d, "containerVeth"), "veth"));
-        if (endpoint.frontend == Frontend::Docker)
-            return {};
-        return delete_in_sandbox(kernel, endpoint.netns, { endpoint.ifname, state_string(d, "tempName") }, "veth");
+        return delete_veth_endpoint(kernel, endpoint);
     }
 
     Result<void> check(Kernel& kernel, const Json& options, const EndpointRecord& endpoint, const NetSetup& prev) override
     {
         auto k = TRY(parse_keys(options));
-        TRY(check_container(kernel, endpoint, "veth", prev));
-        auto bridge = TRY(kernel.get_link(host_ns, k.bridge));
-        if (!bridge || bridge->kind != "bridge")
-            return make_error(Code::CheckFailed, "bridge " + k.bridge + " is missing");
-        std::string veth = state_string(endpoint.driver_state, "hostVeth");
-        auto hv = TRY(kernel.get_link(host_ns, veth));
-        if (!hv || hv->master != bridge->index)
-            return make_error(Code::CheckFailed, "host veth " + veth + " is missing or not a port of " + k.bridge);
+        TRY(check_veth_endpoint(kernel, endpoint, k.bridge, prev));
         auto vx = TRY(kernel.get_link(host_ns, vxlan_device_name(k.vni)));
         if (!vx || vx->kind != "vxlan" || !vx->up())
             return make_error(Code::CheckFailed, "vxlan device " + vxlan_device_name(k.vni) + " is missing or down");
