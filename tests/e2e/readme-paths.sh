@@ -25,7 +25,7 @@ REPO=$(cd "$(dirname "$0")/../.." && pwd)
 README=$REPO/README.md
 NSP="cnmcri-$$-"
 DRV="cnmr$$"
-PATHS=(kubelet podman docker cni)
+PATHS=(kubelet podman docker cni cluster)
 
 # extract <name>: the ```sh block after <!-- path: name -->
 extract() {
@@ -47,6 +47,7 @@ s = re.sub(r"(?<![\w./-])/(etc|opt|usr/sbin|var/lib)(?=[/\s\"\x27]|$)", lambda m
 s = re.sub(r"(ip netns (?:add|del|delete|exec) )([\w-]+)", lambda m: m.group(1) + P + m.group(2), s)
 s = re.sub(r"/run/netns/([\w-]+)", lambda m: "/run/netns/" + P + m.group(1), s)
 s = re.sub(r"(-d|--driver|--ipam-driver) cnm(?=\s)", lambda m: m.group(1) + " " + D, s)
+s = s.replace("127.0.0.1:2379", "127.0.0.1:23818")
 sys.stdout.write(s)'
 }
 
@@ -319,6 +320,39 @@ net=$(first_v4 "$WORK/src-cni/conf/manual/cnm-bridge.conf")
 expect_eq "path cni: eth0 of netns demo has an address from the conf's $net.0/24" 1 "$(grep -c "inet $net\." "$PATH_OUT" || true)"
 expect_eq "path cni: no lease after DEL" 0 "$(leases_in "$T")"
 expect_eq "path cni: netns demo removed" no "$([ -e "/run/netns/${NSP}demo" ] && echo yes || echo no)"
+
+# ---- a cluster with etcd ----
+T=$WORK/root-cluster
+HX=$(cri_netns cluster)
+UX=$(cri_netns cluster-up)
+ip -n "$HX" link add cnmrpu0 type veth peer name cnmrpu1 netns "$UX"
+ip -n "$HX" addr add 10.213.201.1/24 dev cnmrpu0
+ip -n "$UX" addr add 10.213.201.2/24 dev cnmrpu1
+ip -n "$HX" link set cnmrpu0 up
+ip -n "$UX" link set cnmrpu1 up
+ip -n "$HX" route add default via 10.213.201.2
+env_file cluster "$T" "CNM_CLUSTER_FILE=$T/etc/cnm/cluster.json"
+ETCD_PID=""
+on_systemctl_cluster() {
+    [ -x /usr/bin/etcd ] || { echo "no /usr/bin/etcd"; return 1; }
+    ip netns exec "$HX" /usr/bin/etcd --name readme --data-dir "$WORK/etcd-readme" \
+        --listen-client-urls http://127.0.0.1:23818 --advertise-client-urls http://127.0.0.1:23818 \
+        --listen-peer-urls http://127.0.0.1:23819 --initial-advertise-peer-urls http://127.0.0.1:23819 \
+        --initial-cluster readme=http://127.0.0.1:23819 --initial-cluster-state new --log-level error >"$WORK/etcd-readme.log" 2>&1 &
+    ETCD_PID=$!
+    PIDS+=("$ETCD_PID")
+    for _ in $(seq 100); do
+        ip netns exec "$HX" curl -s --max-time 1 http://127.0.0.1:23818/health 2>/dev/null | grep -q true && return 0
+        sleep 0.1
+    done
+    echo "etcd did not come up"; cat "$WORK/etcd-readme.log"; return 1
+}
+run_path cluster "$HX" "$T"
+expect_eq "path cluster: eth0 of netns demo has an address from the conf's 10.213.207.0/24" 1 "$(grep -c "inet 10\.213\.207\." "$PATH_OUT" || true)"
+expect_eq "path cluster: the host claimed its block in etcd" 1 \
+    "$(ip netns exec "$HX" curl -s --max-time 2 http://127.0.0.1:23818/v3/kv/range -d "{\"key\":\"$(printf /cnm/blocks/ | base64)\",\"range_end\":\"$(printf /cnm/blocks0 | base64)\",\"count_only\":true}" | jq -r '.count // 0')"
+expect_eq "path cluster: no endpoint left after DEL" 0 "$(find "$T/var/lib/cni/cnm/networks" -name '*.json' ! -name network.json 2>/dev/null | wc -l)"
+if [ -n "$ETCD_PID" ]; then kill "$ETCD_PID" 2>/dev/null || true; wait "$ETCD_PID" 2>/dev/null || true; fi
 
 expect_eq "nothing was written to the machine's /var/lib/cni/cnm" "$had_var_cnm" "$([ -e /var/lib/cni/cnm ] && echo yes || echo no)"
 finish
