@@ -2,6 +2,7 @@
 
 #include "cnm/options.hpp"
 #include "util/fault.hpp"
+#include "util/log.hpp"
 
 #include <algorithm>
 #include <cstdlib>
@@ -121,9 +122,15 @@ std::string Undo::run()
     if (m_first)
         m_first();
     m_first = nullptr;
-    for (auto it = m_steps.rbegin(); it != m_steps.rend(); ++it)
-        if (auto done = it->step(); !done)
+    for (auto it = m_steps.rbegin(); it != m_steps.rend(); ++it) {
+        // Every undone step goes to the plugin log (when one is configured), its failure too.
+        if (auto done = it->step(); !done) {
             failures += (failures.empty() ? "" : "; ") + std::string("undoing ") + it->what + ": " + done.error().msg;
+            log::detail("undoing " + it->what + " failed: " + done.error().msg + (done.error().details.empty() ? "" : " (" + done.error().details + ")"));
+        } else {
+            log::detail("undid " + it->what);
+        }
+    }
     m_steps.clear();
     return failures;
 }

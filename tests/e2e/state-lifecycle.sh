@@ -47,6 +47,13 @@ for bad in 'lo-bridge' 'missing-ipam' 'multicast-mac'; do
     expect_eq "$bad: DEL" 0 "$RC"
 done
 
+# The plugin log gets one line per verb and every step a failed ADD undid (never stdout).
+hcni "$BR" ADD logged "/run/netns/$C1" eth0 "$(conf logged lo 10.213.160.0/24)" CNM_LOG_FILE="$WORK/plugin.log"
+expect_eq "a failed ADD with a log: stdout is the error object only" 7 "$(jq .code <<<"$OUT")"
+expect_eq "…the log has the verb's line" 1 "$(grep -c ' ADD logged eth0 error 7 ' "$WORK/plugin.log")"
+expect_eq "…and the steps it undid" yes "$(grep -q 'undid intent' "$WORK/plugin.log" && grep -q 'undid network record' "$WORK/plugin.log" && echo yes || echo no)"
+expect_eq "…in a file of mode 0600" 600 "$(stat -c %a "$WORK/plugin.log")"
+
 # ---- a CNI-made network follows its conf ------------------------------------------------------
 A=$(conf edit cnmsl1 10.213.161.0/24 '"ipMasq":true')
 hcni "$BR" ADD c1 "/run/netns/$C1" eth0 "$A"
