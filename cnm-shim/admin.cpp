@@ -174,6 +174,7 @@ Result<Json> gc(Store& store, Kernel* kernel, bool dry_run)
 {
     Registry registry(store);
     Json removed = Json::array();
+    Json left = Json::array();
     std::vector<std::string> errors;
     for (auto& name : TRY(registry.list_networks())) {
         auto network = TRY(registry.load_network(name));
@@ -186,6 +187,22 @@ Result<Json> gc(Store& store, Kernel* kernel, bool dry_run)
             // Docker endpoints between CreateEndpoint and Join have no sandbox yet.
             if (r.netns.empty() || netns_alive(r.netns))
                 continue;
+            // Gone only when gc can know. A veth's host end lives exactly as long as its peer's
+            // netns, whatever mount namespace gc runs in. Without one, a path that is not a netns
+            // here may still be one in the mount namespace the ADD ran in: left, saying why.
+            std::string veth = r.driver_state.value("hostVeth", "");
+            std::string container = r.driver_state.value("containerVeth", "");
+            // (A container end still in the host never reached a sandbox: then the path decides.)
+            bool peer_in_host = kernel && !container.empty() && TRY(kernel->get_link(host_ns, container));
+            if (!veth.empty() && kernel && !peer_in_host) {
+                if (TRY(kernel->get_link(host_ns, veth)))
+                    continue;
+            } else if (veth.empty() && r.mount_ns != 0 && r.mount_ns != current_mount_ns()) {
+                left.push_back({ { "network", name }, { "endpoint", r.container_id }, { "ifname", r.ifname },
+                    { "netns", r.netns },
+                    { "why", "its netns path is not a netns from this mount namespace, and the endpoint was added from another, where it may be; run gc there" } });
+                continue;
+            }
             dead.push_back(r);
         }
         // The lifecycle's one way to remove what an endpoint recorded: its firewall elements
@@ -209,7 +226,7 @@ Result<Json> gc(Store& store, Kernel* kernel, bool dry_run)
             details += (details.empty() ? "" : "; ") + e;
         return make_error(Code::Internal, "gc finished with " + std::to_string(errors.size()) + " error(s)", details);
     }
-    return Json { { "removed", removed }, { "dryRun", dry_run } };
+    return Json { { "removed", removed }, { "left", left }, { "dryRun", dry_run } };
 }
 
 std::string dot(const Json& listing)

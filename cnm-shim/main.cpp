@@ -122,13 +122,12 @@ int run(int argc, char** argv)
         return 0;
     }
     if (gc->parsed()) {
+        // --dry-run too looks links up (it changes nothing): it must say what gc would do.
         std::unique_ptr<cnm::Kernel> kernel;
-        if (!dry_run) {
-            auto opened = cnm::netlink_kernel();
-            if (!opened)
-                return fail(opened.error());
-            kernel = opened.release_value();
-        }
+        auto opened = cnm::netlink_kernel();
+        if (!opened)
+            return fail(opened.error());
+        kernel = opened.release_value();
         auto done = cnm::shim::gc(**store, kernel.get(), dry_run);
         if (!done)
             return fail(done.error());
@@ -139,7 +138,10 @@ int run(int argc, char** argv)
                 std::cout << (dry_run ? "would remove " : "removed ") << r["frontend"].get<std::string>() << " endpoint "
                           << r["endpoint"].get<std::string>() << "/" << r["ifname"].get<std::string>() << " of network "
                           << r["network"].get<std::string>() << " (sandbox " << r["netns"].get<std::string>() << " is gone)\n";
-            if ((*done)["removed"].empty())
+            for (auto& r : (*done)["left"])
+                std::cout << "left " << r["endpoint"].get<std::string>() << "/" << r["ifname"].get<std::string>() << " of network "
+                          << r["network"].get<std::string>() << ": " << r["why"].get<std::string>() << "\n";
+            if ((*done)["removed"].empty() && (*done)["left"].empty())
                 std::cout << "nothing to remove\n";
         }
         return 0;

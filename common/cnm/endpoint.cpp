@@ -489,6 +489,7 @@ Result<Added> Endpoints::add(const AddRequest& request, AddressSource& addresses
         record.frontend = request.network.frontend;
         record.created = now_rfc3339();
         record.boot_id = current_boot();
+        record.mount_ns = current_mount_ns();
         record.phase = EndpointRecord::Phase::Creating;
         record.mac = request.mac;
         if (m_driver)
@@ -843,6 +844,7 @@ Result<Attached> Endpoints::join(EndpointRecord& endpoint, const Target& target,
     TRY_OR_UNDO(undo, m_registry.sandbox_join(sandbox, netns, Frontend::Docker, { endpoint.network, key }));
     endpoint.sandbox = sandbox;
     endpoint.netns = netns;
+    endpoint.mount_ns = current_mount_ns();
     if (auto saved = m_registry.save_endpoint(endpoint); !saved) {
         (void)m_registry.sandbox_leave(sandbox, { endpoint.network, key });
         return undo.fail(saved.release_error());

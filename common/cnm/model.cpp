@@ -2,6 +2,7 @@
 
 #include <cstdlib>
 #include <ctime>
+#include <sys/stat.h>
 
 #include "util/boot_id.hpp"
 
@@ -118,6 +119,7 @@ Json EndpointRecord::to_json() const
         { "created", created },
         { "readyAtMs", ready_at_ms },
         { "bootId", boot_id },
+        { "mountNs", mount_ns },
         { "schema", record_schema },
         { "driver", driver_state },
     };
@@ -143,6 +145,8 @@ Result<EndpointRecord> EndpointRecord::from_json(const Json& doc)
         r.ready_at_ms = it->get<int64_t>();
     if (auto it = doc.find("bootId"); it != doc.end() && it->is_string())
         r.boot_id = it->get<std::string>();
+    if (auto it = doc.find("mountNs"); it != doc.end() && it->is_number_unsigned())
+        r.mount_ns = it->get<uint64_t>();
     auto addrs = doc.value("addresses", Json::array());
     if (!addrs.is_array())
         return bad("endpoint", "addresses must be a list");
@@ -219,6 +223,15 @@ const std::string& current_boot()
         cached = id ? id.release_value() : "";
         read = true;
     }
+    return cached;
+}
+
+uint64_t current_mount_ns()
+{
+    static uint64_t cached = [] {
+        struct stat st {};
+        return ::stat("/proc/self/ns/mnt", &st) == 0 ? static_cast<uint64_t>(st.st_ino) : uint64_t(0);
+    }();
     return cached;
 }
 

@@ -59,6 +59,7 @@ struct EndpointRecord {
     std::string created;
     int64_t ready_at_ms = 0;            // when it became ready (ms since the epoch; 0: unknown)
     std::string boot_id;                // the boot it belongs to (empty in records before it)
+    uint64_t mount_ns = 0;              // the mount namespace its netns path was seen from (0: unknown)
     Json driver_state = Json::object(); // what the driver needs to undo its work (host veth name, …)
 
     Json to_json() const;
@@ -90,6 +91,9 @@ const std::string& current_boot();
 inline bool stale_boot(const std::string& record_boot) { return !record_boot.empty() && !current_boot().empty() && record_boot != current_boot(); }
 
 std::string now_rfc3339();
+/// This process's mount namespace (the inode of /proc/self/ns/mnt; 0 when unknown): a netns path
+/// is only visible from the mount namespaces it was mounted into.
+uint64_t current_mount_ns();
 /// Milliseconds since the epoch (CLOCK_REALTIME).
 int64_t now_ms();
 

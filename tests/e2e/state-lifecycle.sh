@@ -88,6 +88,25 @@ expect_eq "a network key (ipMasq) that disagrees is refused" 1 "$RC"
 for id in c1 c2; do hcni "$BR" DEL $id "/run/netns/$( [ $id == c1 ] && echo "$C1" || echo "$C2")" eth0 "$(conf keys cnmsl6 10.213.166.0/24)"; done
 expect_eq "DELs of both" "0 no" "$RC $(has_network keys)"
 
+# ---- cnm-shim gc decides an endpoint is gone only when it can know ---------------------------
+SHIM=$BUILD/cnm-shim/cnm-shim
+G=$(conf gcns cnmsl7 10.213.167.0/24)
+hcni "$BR" ADD g1 "/run/netns/$C1" eth0 "$G"
+expect_eq "ADD of a live pod" 0 "$RC"
+# From a mount namespace where /run/netns is not what the ADD saw, the pod's netns path is no netns.
+hidden() { ip netns exec "$HOST" unshare -m --propagation private sh -c 'mount -t tmpfs none /run/netns && exec "$@"' hidden "$@"; }
+out=$(hidden "$SHIM" gc --json --state-dir "$CNM_STATE_DIR")
+expect_eq "gc from another mount namespace removes no live pod (its host veth says it lives)" 0 "$(jq '.removed | length' <<<"$out")"
+expect_eq "…and the pod keeps its interface" 1 "$(ip -n "$C1" -o link show eth0 | wc -l)"
+I="{\"cniVersion\":\"1.1.0\",\"name\":\"gcip\",\"type\":\"ipam\",\"ipam\":{\"type\":\"ipam\",\"ranges\":[[{\"subnet\":\"10.213.167.128/25\"}]]}}"
+cni "$PLUGINS/ipam" ADD g2 /run/netns/not-here eth0 "$I"
+out=$(hidden "$SHIM" gc --json --state-dir "$CNM_STATE_DIR")
+expect_eq "an endpoint without a host link, added from another mount namespace, is left, saying why" "0 g2 true" \
+    "$(jq '.removed | length' <<<"$out") $(jq -r '.left[0].endpoint' <<<"$out") $(jq -r '.left[0].why | test("mount namespace")' <<<"$out")"
+out=$("$SHIM" gc --json --state-dir "$CNM_STATE_DIR")
+expect_eq "gc from the mount namespace of its ADD removes it" "g2" "$(jq -r '[.removed[].endpoint] | join(" ")' <<<"$out")"
+hcni "$BR" DEL g1 "/run/netns/$C1" eth0 "$G"
+
 # ---- ENOSPC ---------------------------------------------------------------------------------
 SMALL=$WORK/small
 mkdir -p "$SMALL"
