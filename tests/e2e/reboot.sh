@@ -26,7 +26,7 @@ for k in 1 2 3 4 5; do
 done
 expect_eq "boot B: five distinct addresses" 5 "$(printf '%s\n' "${addrs[@]}" | sort -u | wc -l)"
 cni "$PLUGINS/ipam" ADD old1 /run/netns/none eth0 "$I"
-expect_eq "boot B: an old attachment id is not "already attached" (103): its record is void; the pool is just full (102)" "102" "$(jq .code <<<"$OUT")"
+expect_eq "boot B: an old attachment id is not refused as attached (103), its record is void: the pool is just full (102)" "102" "$(jq .code <<<"$OUT")"
 valid='[{"containerID":"new1","ifname":"eth0"},{"containerID":"new2","ifname":"eth0"},{"containerID":"new3","ifname":"eth0"},{"containerID":"new4","ifname":"eth0"},{"containerID":"new5","ifname":"eth0"},{"containerID":"old2","ifname":"eth0"}]'
 cni "$PLUGINS/ipam" GC "" "" "" "$(jq -c --argjson v "$valid" '. + {"cni.dev/valid-attachments": $v}' <<<"$I")"
 expect_eq "the sweep (GC) succeeds" 0 "$RC"
