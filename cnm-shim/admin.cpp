@@ -1,5 +1,7 @@
 #include "admin.hpp"
 
+#include "ipam/pool.hpp"
+
 #include "cnm/endpoint.hpp"
 #include "cnm/registry.hpp"
 
@@ -170,7 +172,7 @@ Result<Json> inspect(Store& store, const std::string& network, const std::string
     return make_error(Code::InvalidConfig, "no network \"" + network + "\" in the state directory");
 }
 
-Result<Json> gc(Store& store, Kernel* kernel, bool dry_run)
+Result<Json> gc(Store& store, Kernel* kernel, bool dry_run, int64_t lease_grace_s)
 {
     Registry registry(store);
     Json removed = Json::array();
@@ -219,6 +221,42 @@ Result<Json> gc(Store& store, Kernel* kernel, bool dry_run)
                 errors.push_back(r.container_id + ": " + done.error().msg + (done.error().details.empty() ? "" : " (" + done.error().details + ")"));
         }
     }
+    // Docker leases nothing refers to: not an endpoint's address (any network, any boot: Docker
+    // releases a stale endpoint's itself), not a pool's gateway, and older than the grace period
+    // (a RequestAddress whose CreateEndpoint is still to come is young).
+    Json orphans = Json::array();
+    std::set<std::pair<std::string, std::string>> referred;
+    std::set<std::string> spaces { "local" };
+    for (auto& name : TRY(registry.list_networks())) {
+        auto network = TRY(registry.load_network(name));
+        if (network.ok())
+            spaces.insert(network.record.address_space);
+        for (auto& key : TRY(registry.list_endpoints(name)))
+            if (auto ep = TRY(registry.load_endpoint(name, key)); ep.ok())
+                for (auto& a : ep.record.addresses)
+                    referred.insert({ a.pool, a.address.addr.str() });
+    }
+    for (auto& space : TRY(store.list({ "ipam" })))
+        spaces.insert(space);
+    ipam::Pools pools(store);
+    int64_t now_ns = now_ms() * 1000000;
+    for (auto& space : spaces) {
+        for (auto& pool : TRY(pools.list(space))) {
+            auto gateway = TRY(pools.gateway(pool));
+            for (auto& lease : TRY(pools.leases(pool))) {
+                if (lease.owner.frontend != Frontend::Docker || referred.count({ pool.str(), lease.address.str() }) || (gateway && *gateway == lease.address))
+                    continue;
+                Loaded doc = TRY(store.get(pool.lease(lease.address)));
+                int64_t age_s = doc.version ? (now_ns - static_cast<int64_t>(doc.version)) / 1000000000 : 0;
+                if (age_s < lease_grace_s)
+                    continue;
+                orphans.push_back({ { "pool", pool.str() }, { "address", lease.address.str() }, { "ageSeconds", age_s } });
+                if (!dry_run)
+                    if (auto done = pools.release(pool, lease.address, lease.owner); !done)
+                        errors.push_back("lease " + lease.address.str() + ": " + done.error().msg);
+            }
+        }
+    }
     TRY(store.sync());
     if (!errors.empty()) {
         std::string details;
@@ -226,7 +264,7 @@ Result<Json> gc(Store& store, Kernel* kernel, bool dry_run)
             details += (details.empty() ? "" : "; ") + e;
         return make_error(Code::Internal, "gc finished with " + std::to_string(errors.size()) + " error(s)", details);
     }
-    return Json { { "removed", removed }, { "left", left }, { "dryRun", dry_run } };
+    return Json { { "removed", removed }, { "left", left }, { "dockerLeases", orphans }, { "dryRun", dry_run } };
 }
 
 std::string dot(const Json& listing)

@@ -20,7 +20,10 @@ Result<Json> inspect(Store& store, const std::string& network, const std::string
 /// endpoints also give back their leases (Docker releases its own addresses through
 /// ReleaseAddress). `kernel` null: records only. Returns what was (or, with dry_run, would be)
 /// removed.
-Result<Json> gc(Store& store, Kernel* kernel, bool dry_run);
+/// Endpoints whose sandbox is gone (see admin.cpp for when gc can know), and Docker leases that no
+/// endpoint and no gateway refers to and that are older than `lease_grace_s` (a shim killed
+/// between RequestAddress and CreateEndpoint leaves one that no ReleaseAddress will name).
+Result<Json> gc(Store& store, Kernel* kernel, bool dry_run, int64_t lease_grace_s = 600);
 /// Graphviz DOT: networks → endpoints → sandboxes.
 std::string dot(const Json& listing);
 

@@ -136,6 +136,22 @@ Result<Json> DockerApi::release_address(const Json& req)
             ip = net->addr;
     if (!ip)
         return make_error(Code::InvalidConfig, "\"" + address + "\" is not an IP address");
+    // After a restart dockerd releases the addresses of its stale endpoints: a lease a live
+    // endpoint (of this boot) holds is not one of those, and stays.
+    for (auto& name : TRY(m_registry.list_networks())) {
+        auto network = TRY(m_registry.load_network(name));
+        if (!network.ok() || network.record.address_space != pool.space
+            || std::find(network.record.subnets.begin(), network.record.subnets.end(), pool.subnet.str()) == network.record.subnets.end())
+            continue;
+        for (auto& key : TRY(m_registry.list_endpoints(name))) {
+            auto ep = TRY(m_registry.load_endpoint(name, key));
+            if (!ep.ok() || ep.record.frontend != Frontend::Docker || stale_boot(ep.record.boot_id))
+                continue;
+            for (auto& a : ep.record.addresses)
+                if (a.address.addr == *ip && a.pool == pool.str())
+                    return Json::object();
+        }
+    }
     // The gateway is the pool's, not a lease; it goes with the pool. Someone else's lease (a CNI
     // attachment's) is never freed through Docker.
     TRY(Pools(m_store).release(pool, *ip, docker_owner));

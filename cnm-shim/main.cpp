@@ -73,6 +73,8 @@ int run(int argc, char** argv)
     auto* gc = app.add_subcommand("gc", "remove endpoints whose sandbox no longer exists");
     gc->add_flag("--dry-run", dry_run, "only say what would be removed");
     gc->add_flag("--json", json, "print JSON");
+    int64_t lease_grace = 600;
+    gc->add_option("--lease-grace", lease_grace, "seconds a Docker lease nothing refers to is kept (default 600)");
     gc->add_option("--state-dir", state_dir, "state directory");
 
     std::string call_socket = cnm::shim::default_socket, call_method, call_body;
@@ -128,7 +130,7 @@ int run(int argc, char** argv)
         if (!opened)
             return fail(opened.error());
         kernel = opened.release_value();
-        auto done = cnm::shim::gc(**store, kernel.get(), dry_run);
+        auto done = cnm::shim::gc(**store, kernel.get(), dry_run, lease_grace);
         if (!done)
             return fail(done.error());
         if (json) {
@@ -138,10 +140,13 @@ int run(int argc, char** argv)
                 std::cout << (dry_run ? "would remove " : "removed ") << r["frontend"].get<std::string>() << " endpoint "
                           << r["endpoint"].get<std::string>() << "/" << r["ifname"].get<std::string>() << " of network "
                           << r["network"].get<std::string>() << " (sandbox " << r["netns"].get<std::string>() << " is gone)\n";
+            for (auto& l : (*done)["dockerLeases"])
+                std::cout << (dry_run ? "would free " : "freed ") << "Docker lease " << l["address"].get<std::string>() << " of pool "
+                          << l["pool"].get<std::string>() << " (no endpoint or gateway refers to it; " << l["ageSeconds"].get<int64_t>() << " s old)\n";
             for (auto& r : (*done)["left"])
                 std::cout << "left " << r["endpoint"].get<std::string>() << "/" << r["ifname"].get<std::string>() << " of network "
                           << r["network"].get<std::string>() << ": " << r["why"].get<std::string>() << "\n";
-            if ((*done)["removed"].empty() && (*done)["left"].empty())
+            if ((*done)["removed"].empty() && (*done)["left"].empty() && (*done)["dockerLeases"].empty())
                 std::cout << "nothing to remove\n";
         }
         return 0;

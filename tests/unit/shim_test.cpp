@@ -825,3 +825,55 @@ TEST_CASE("shim: every field of every recorded request, given every wrong type, 
     }
     CHECK(calls > 500);
 }
+
+TEST_CASE("shim: Docker leases — the last ReleasePool frees them and the gateway, gc reclaims those nothing refers to, ReleaseAddress keeps a live endpoint's")
+{
+    Fixture f;
+    const std::string pool_body = Json { { "AddressSpace", "local" }, { "Pool", "10.213.52.0/24" }, { "Options", Json::object() }, { "V6", false } }.dump();
+    auto pool = f.ok("IpamDriver.RequestPool", pool_body)["PoolID"].get<std::string>();
+    auto gw = f.ok("IpamDriver.RequestAddress", Json { { "PoolID", pool }, { "Address", "" }, { "Options", { { "RequestAddressType", "com.docker.network.gateway" } } } }.dump());
+    // A shim killed between RequestAddress and CreateEndpoint: a lease nothing refers to.
+    auto orphan = f.ok("IpamDriver.RequestAddress", Json { { "PoolID", pool }, { "Address", "" } }.dump())["Address"].get<std::string>();
+    std::string orphan_ip = orphan.substr(0, orphan.find('/'));
+    ipam::Pools pools(*f.store);
+    auto id = *ipam::PoolId::parse(pool);
+    REQUIRE(pools.owner_of(id, *IpAddr::parse(orphan_ip)).value());
+
+    // Young: gc leaves it (a CreateEndpoint may still come); past the grace, --dry-run lists it, gc frees it.
+    auto young = gc(*f.store, &f.kernel, false, 600);
+    REQUIRE(young.ok());
+    CHECK((*young)["dockerLeases"].empty());
+    auto dry = gc(*f.store, &f.kernel, true, 0);
+    REQUIRE(dry.ok());
+    REQUIRE((*dry)["dockerLeases"].size() == 1);
+    CHECK((*dry)["dockerLeases"][0]["address"] == orphan_ip);
+    CHECK(pools.owner_of(id, *IpAddr::parse(orphan_ip)).value()); // dry run: still there
+    auto done = gc(*f.store, &f.kernel, false, 0);
+    REQUIRE(done.ok());
+    CHECK((*done)["dockerLeases"].size() == 1);
+    CHECK_FALSE(pools.owner_of(id, *IpAddr::parse(orphan_ip)).value());
+    CHECK(pools.gateway(id).value()); // the gateway is no orphan
+
+    // A live endpoint's address survives a ReleaseAddress (dockerd releasing a stale endpoint's
+    // after a restart); once the endpoint is gone, ReleaseAddress frees it.
+    f.ok("NetworkDriver.CreateNetwork", Json { { "NetworkID", nid }, { "Options", { { "com.docker.network.generic", Json::object() } } },
+                                               { "IPv4Data", { { { "AddressSpace", "local" }, { "Pool", "10.213.52.0/24" }, { "Gateway", gw["Address"] } } } } }.dump());
+    auto a = f.ok("IpamDriver.RequestAddress", Json { { "PoolID", pool }, { "Address", "" } }.dump())["Address"].get<std::string>();
+    f.ok("NetworkDriver.CreateEndpoint", ep_body(nid, eid1, a));
+    std::string ip = a.substr(0, a.find('/'));
+    f.ok("IpamDriver.ReleaseAddress", Json { { "PoolID", pool }, { "Address", ip } }.dump());
+    CHECK(pools.owner_of(id, *IpAddr::parse(ip)).value());
+    auto none = gc(*f.store, &f.kernel, false, 0);
+    REQUIRE(none.ok());
+    CHECK((*none)["dockerLeases"].empty()); // referred to by the endpoint
+    f.ok("NetworkDriver.DeleteEndpoint", Json { { "NetworkID", nid }, { "EndpointID", eid1 } }.dump());
+    f.ok("IpamDriver.ReleaseAddress", Json { { "PoolID", pool }, { "Address", ip } }.dump());
+    CHECK_FALSE(pools.owner_of(id, *IpAddr::parse(ip)).value());
+
+    // Docker's last ReleasePool frees every Docker lease of the pool and its gateway reservation.
+    auto left = f.ok("IpamDriver.RequestAddress", Json { { "PoolID", pool }, { "Address", "" } }.dump())["Address"].get<std::string>();
+    f.ok("NetworkDriver.DeleteNetwork", Json { { "NetworkID", nid } }.dump());
+    f.ok("IpamDriver.ReleasePool", Json { { "PoolID", pool } }.dump());
+    CHECK_FALSE(pools.owner_of(id, *IpAddr::parse(left.substr(0, left.find('/')))).value());
+    CHECK_FALSE(pools.exists(id).value());
+}
