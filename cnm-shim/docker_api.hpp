@@ -51,6 +51,10 @@ struct Reply {
 /// HTTP 500 with {"Err","Error"}: NetworkDriver replies are read for Err, IpamDriver ones for Error.
 Reply error_reply(const Error& error);
 
+/// Makes an absent "<if>.<vid>" parent as an 802.1Q sub-interface of <if>; true when it did. Any
+/// other absent name is an error.
+Result<bool> ensure_parent(Kernel& kernel, const std::string& name);
+
 class DockerApi {
 public:
     DockerApi(Store& store, Kernel& kernel) : m_store(store), m_registry(store), m_kernel(kernel) { }

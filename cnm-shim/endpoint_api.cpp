@@ -139,6 +139,9 @@ Result<Json> DockerApi::join(const Json& req)
         return make_error(Code::StateCorrupt, "network \"" + call->network + "\" has no usable record", network.reason);
     if (!find_driver(network.record.driver))
         return make_error(Code::StateCorrupt, "network \"" + call->network + "\" has driver \"" + network.record.driver + "\", which this cnm does not have");
+    // A VLAN parent the shim made is gone after a reboot (the definition stays): made again.
+    if (std::string parent = network.record.options.value("master", ""); !parent.empty() && TRY(m_store.exists(parent_key(parent))))
+        TRY(ensure_parent(m_kernel, parent));
     EndpointRecord record = call->stored.record;
     std::string link = container_link_name(call->endpoint_id);
     Attached attached = TRY(endpoints(network.record.driver).join(record, Target::in_host(link), sandbox, sandbox_key));

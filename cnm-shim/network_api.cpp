@@ -16,6 +16,15 @@ namespace cnm::shim {
 
 namespace {
 
+Result<void> delete_parent(Kernel& kernel, const std::string& name)
+{
+    if (auto link = TRY(kernel.get_link(host_ns, name)))
+        TRY(kernel.delete_link(host_ns, link->index));
+    return {};
+}
+
+} // namespace
+
 /// Makes an absent "<if>.<vid>" parent as an 802.1Q sub-interface of <if>; true when it did. Any
 /// other absent name is an error.
 Result<bool> ensure_parent(Kernel& kernel, const std::string& name)
@@ -38,14 +47,6 @@ Result<bool> ensure_parent(Kernel& kernel, const std::string& name)
     return true;
 }
 
-Result<void> delete_parent(Kernel& kernel, const std::string& name)
-{
-    if (auto link = TRY(kernel.get_link(host_ns, name)))
-        TRY(kernel.delete_link(host_ns, link->index));
-    return {};
-}
-
-} // namespace
 
 Result<Json> DockerApi::create_network(const Json& req)
 {

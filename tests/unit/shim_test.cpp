@@ -877,3 +877,21 @@ TEST_CASE("shim: Docker leases — the last ReleasePool frees them and the gatew
     CHECK_FALSE(pools.owner_of(id, *IpAddr::parse(left.substr(0, left.find('/')))).value());
     CHECK_FALSE(pools.exists(id).value());
 }
+
+TEST_CASE("shim: a VLAN parent the shim made is gone after a reboot; the next Join makes it again")
+{
+    Fixture f;
+    f.kernel.add_link(host_ns, "eth9");
+    f.create_network(nid, "10.213.53.0/24", { { "cnm.driver", "macvlan" }, { "parent", "eth9.11" }, { "cnm.network", "rb" } });
+    REQUIRE(f.host("eth9.11"));
+    auto a = f.ok("IpamDriver.RequestAddress", R"({"PoolID":"local/10.213.53.0/24","Address":""})");
+    f.ok("NetworkDriver.CreateEndpoint", ep_body(nid, eid1, a["Address"]));
+    // The reboot: the kernel's links are gone, the state dir is kept.
+    REQUIRE(f.kernel.delete_link(host_ns, f.host("eth9.11")->link.index).ok());
+    REQUIRE_FALSE(f.host("eth9.11"));
+    auto join = f.ok("NetworkDriver.Join", Json { { "NetworkID", nid }, { "EndpointID", eid1 }, { "SandboxKey", "/run/docker/netns/rb1" } }.dump());
+    const FakeLink* vlan = f.host("eth9.11");
+    REQUIRE(vlan);
+    CHECK(vlan->vid == 11);
+    CHECK(f.host(join["InterfaceName"]["SrcName"].get<std::string>()));
+}
