@@ -53,6 +53,7 @@ for h in "${HOSTS[@]}"; do
     jq -n --arg u "$ETCD_URL" --arg n "node-$h" '{etcd: [$u], node: $n, underlay: "u0", timeoutMs: 3000}' >"$WORK/$h/cluster.json"
 done
 
+start_etcd() {
 ip netns exec "$U" "$ETCD_BIN" --name ag --data-dir "$WORK/etcd" \
     --listen-client-urls "$ETCD_URL" --advertise-client-urls "$ETCD_URL" \
     --listen-peer-urls http://$ETCD_IP:23821 --initial-advertise-peer-urls http://$ETCD_IP:23821 \
@@ -60,7 +61,10 @@ ip netns exec "$U" "$ETCD_BIN" --name ag --data-dir "$WORK/etcd" \
     --listen-metrics-urls http://$ETCD_IP:23822 --heartbeat-interval 10 --election-timeout 100 \
     --log-level error >>"$WORK/etcd.log" 2>&1 &
 ETCD_PID=$!
-for _ in $(seq 100); do ip netns exec "$U" curl -sf "$ETCD_URL/health" >/dev/null 2>&1 && break; sleep 0.1; done
+for _ in $(seq 100); do ip netns exec "$U" curl -sf "$ETCD_URL/health" >/dev/null 2>&1 && return 0; sleep 0.1; done
+echo "etcd did not start:" >&2; cat "$WORK/etcd.log" >&2; return 1
+}
+start_etcd
 
 CONF='{"cniVersion":"1.0.0","name":"agnet","type":"vxlan","vni":4240,"subnet":"10.213.244.0/22","blockSize":28}'
 ADDS=0
@@ -148,6 +152,19 @@ done
 expect_eq "h1 routes only h2's and h4's blocks now" 2 "$(ip -n "$P-h1" -j route show dev cnmvx4240 | jq length)"
 check "h1/c1 still pings h4/c1" 2 pings h1-c1 "${IP[h4-c1]}"
 expect_eq "a bad node name is refused" 1 "$(shim h1 cluster release 'no/such' >/dev/null 2>&1; echo $?)"
+
+# ---- etcd restarts: the agents list and watch again ----
+kill -9 "$ETCD_PID"; wait "$ETCD_PID" 2>/dev/null || true; ETCD_PID=""
+sleep 1
+start_etcd
+b64() { printf '%s' "$1" | base64 -w0; }
+FAKE=/cnm/blocks/agnet/10.213.246.0_28
+ip netns exec "$U" curl -sf -X POST "$ETCD_URL/v3/kv/put" \
+    -d "{\"key\":\"$(b64 $FAKE)\",\"value\":\"$(b64 '{"node":"node-x","vtep":"10.213.240.9","mac":"02:0a:d5:f0:09:00"}')\"}" >/dev/null
+for h in h1 h2 h4; do check "after an etcd restart, $h routes a block claimed meanwhile within 10 s" 10 has_route "$h" 10.213.246.0/28; done
+ip netns exec "$U" curl -sf -X POST "$ETCD_URL/v3/kv/deleterange" -d "{\"key\":\"$(b64 $FAKE)\"}" >/dev/null
+check "…and drops it when its key goes" 5 no_route h1 10.213.246.0/28
+check "the agent registered h1 again after the restart (lease alive)" 10 test "$(host_state node-h1)" == alive
 
 for h in h1 h2 h4; do stop_agent "$h"; done
 for h in "${HOSTS[@]}"; do vx "$h" DEL c1; [ "$RC" -eq 0 ] || fail "$h DEL c1: $OUT"; done
