@@ -1,9 +1,13 @@
 // cnm-shim: Docker's remote network + IPAM driver over cnm's model, and the admin commands.
 //
 //   cnm-shim serve [--socket PATH] [--state-dir DIR]
+//   cnm-shim agent [--etcd URL[,URL…]] [--prefix P] [--node NAME] [--state-dir DIR] [--release]
+//   cnm-shim cluster hosts|blocks|tunnels [--json] | cluster release NODE
 //   cnm-shim list [--json] | inspect NETWORK [ENDPOINT] | gc [--dry-run] [--json] | dot
 
 #include "admin.hpp"
+#include "agent.hpp"
+#include "etcd/client.hpp"
 #include "kernel/kernel.hpp"
 #include "server.hpp"
 #include "store/file_store.hpp"
@@ -14,6 +18,7 @@
 #include <cstdlib>
 #include <iostream>
 #include <iterator>
+#include <thread>
 
 namespace {
 
@@ -21,6 +26,28 @@ std::string default_state()
 {
     const char* env = std::getenv(cnm::state_dir_env);
     return env && *env ? env : cnm::default_state_dir;
+}
+
+// The cluster: the host's cluster file, with what the command line gives over it.
+cnm::Result<cnm::ClusterConfig> cluster_config(const std::string& etcd, const std::string& prefix, const std::string& node)
+{
+    auto loaded = cnm::load_cluster_config(cnm::Json::object());
+    cnm::ClusterConfig c;
+    if (loaded)
+        c = *loaded;
+    else if (etcd.empty())
+        return loaded.error();
+    if (!etcd.empty())
+        c.etcd = cnm::etcd::split_endpoints(etcd);
+    if (!prefix.empty())
+        c.prefix = prefix;
+    if (!node.empty())
+        c.node = node;
+    if (c.node.empty() || !cnm::valid_node_name(c.node))
+        return cnm::make_error(cnm::Code::InvalidConfig, "no usable node name (--node, the cluster file's \"node\", $CNM_NODE)");
+    if (c.etcd.empty())
+        return cnm::make_error(cnm::Code::InvalidConfig, "no etcd endpoint (--etcd or the cluster file's \"etcd\")");
+    return c;
 }
 
 int fail(const cnm::Error& e)
@@ -86,11 +113,77 @@ int run(int argc, char** argv)
     auto* dot = app.add_subcommand("dot", "print the topology as Graphviz DOT (networks -> endpoints -> sandboxes)");
     dot->add_option("--state-dir", state_dir, "state directory");
 
+    std::string etcd_list, prefix, node;
+    cnm::shim::AgentOptions agent_options;
+    auto* agent = app.add_subcommand("agent", "the per-host agent of cluster (vxlan) networks: VTEP lease, block watch, route reconciliation");
+    agent->add_option("--etcd", etcd_list, "etcd endpoints, comma-separated (else the cluster file's)");
+    agent->add_option("--prefix", prefix, "key prefix (default /cnm, or the cluster file's)");
+    agent->add_option("--node", node, "this host's node name (else the cluster file's, $CNM_NODE, the hostname)");
+    agent->add_option("--state-dir", state_dir, "state directory shared with the CNI plugins");
+    agent->add_flag("--release", agent_options.release, "on SIGTERM, release this node's blocks");
+    int resync = 10;
+    agent->add_option("--resync", resync, "seconds between full reconciliations")->capture_default_str()->check(CLI::Range(1, 3600));
+
+    auto* cluster = app.add_subcommand("cluster", "the cluster's hosts, blocks and this host's tunnels; release a host's blocks");
+    cluster->require_subcommand(1);
+    cluster->add_option("--etcd", etcd_list, "etcd endpoints");
+    cluster->add_option("--prefix", prefix, "key prefix");
+    cluster->add_option("--node", node, "this host's node name");
+    cluster->add_option("--state-dir", state_dir, "state directory");
+    auto* c_hosts = cluster->add_subcommand("hosts", "hosts, their VTEP and whether their lease is alive");
+    auto* c_blocks = cluster->add_subcommand("blocks", "blocks, their host, used/free where this host knows");
+    auto* c_tunnels = cluster->add_subcommand("tunnels", "the remote blocks programmed on this host");
+    std::string release_node;
+    auto* c_release = cluster->add_subcommand("release", "release every block a host holds");
+    c_release->add_option("node", release_node, "node name")->required();
+    for (auto* sub : { c_hosts, c_blocks, c_tunnels })
+        sub->add_flag("--json", json, "print JSON");
+
     CLI11_PARSE(app, argc, argv);
+
+    if (agent->parsed()) {
+        auto config = cluster_config(etcd_list, prefix, node);
+        if (!config)
+            return fail(config.error());
+        agent_options.cluster = *config;
+        agent_options.state_dir = state_dir;
+        agent_options.resync = std::chrono::seconds(resync);
+        return cnm::shim::run_agent_until_signal(agent_options);
+    }
+    if (cluster->parsed()) {
+        auto config = cluster_config(etcd_list, prefix, node);
+        if (!config)
+            return fail(config.error());
+        if (c_release->parsed()) {
+            auto n = cnm::shim::cluster_release(*config, release_node);
+            if (!n)
+                return fail(n.error());
+            std::cout << "released " << *n << " block(s) of " << release_node << "\n";
+            return 0;
+        }
+        auto rows = c_hosts->parsed() ? cnm::shim::cluster_hosts(*config, state_dir)
+            : c_blocks->parsed()      ? cnm::shim::cluster_blocks(*config, state_dir)
+                                      : cnm::shim::cluster_tunnels(*config, state_dir);
+        if (!rows)
+            return fail(rows.error());
+        std::cout << (json ? rows->dump(2) + "\n" : cnm::shim::cluster_table(*rows));
+        return 0;
+    }
 
     if (serve->parsed()) {
         serve_options.state_dir = state_dir;
-        return cnm::shim::serve(serve_options);
+        // A host with a cluster file runs the agent beside the API, in this process.
+        std::stop_source agent_stop;
+        std::jthread agent_thread;
+        if (auto config = cnm::load_cluster_config(cnm::Json::object())) {
+            cnm::shim::AgentOptions o;
+            o.cluster = *config;
+            o.state_dir = state_dir;
+            agent_thread = std::jthread([o, token = agent_stop.get_token()] { cnm::shim::run_agent(o, token); });
+        }
+        int rc = cnm::shim::serve(serve_options);
+        agent_stop.request_stop();
+        return rc;
     }
     if (call->parsed()) {
         if (call_body == "-")
