@@ -182,7 +182,8 @@ Json SandboxRecord::to_json() const
     Json eps = Json::array();
     for (auto& m : endpoints)
         eps.push_back({ { "network", m.network }, { "endpoint", m.endpoint } });
-    return { { "id", id }, { "netns", netns }, { "frontend", frontend_name(frontend) }, { "endpoints", eps }, { "schema", record_schema } };
+    return { { "id", id }, { "netns", netns }, { "frontend", frontend_name(frontend) }, { "endpoints", eps }, { "bootId", boot_id },
+        { "schema", record_schema } };
 }
 
 Result<SandboxRecord> SandboxRecord::from_json(const Json& doc)
@@ -205,6 +206,8 @@ Result<SandboxRecord> SandboxRecord::from_json(const Json& doc)
         member.endpoint = TRY(field<std::string>(m, "endpoint", "sandbox"));
         r.endpoints.push_back(std::move(member));
     }
+    if (auto it = doc.find("bootId"); it != doc.end() && it->is_string())
+        r.boot_id = it->get<std::string>();
     return r;
 }
 

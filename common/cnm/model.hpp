@@ -76,6 +76,7 @@ struct SandboxRecord {
         bool operator==(const Member&) const = default;
     };
     std::vector<Member> endpoints;
+    std::string boot_id;              // a sandbox of an earlier boot is void
 
     Json to_json() const;
     static Result<SandboxRecord> from_json(const Json& doc);

@@ -144,10 +144,15 @@ Result<void> Registry::sandbox_join(const std::string& id, const std::string& ne
                 if (auto ep = TRY(load_endpoint(network, key)); ep.ok() && ep.record.sandbox == id)
                     record.endpoints.push_back({ network, key });
     }
+    if (stored.ok() && stale_boot(record.boot_id)) {
+        record = SandboxRecord {}; // of an earlier boot: its members were void with it
+        stored.status = Loaded::Status::Absent;
+    }
     if (!stored.ok()) {
         record.id = id;
         record.frontend = frontend;
     }
+    record.boot_id = current_boot();
     record.netns = netns;
     if (std::find(record.endpoints.begin(), record.endpoints.end(), member) == record.endpoints.end())
         record.endpoints.push_back(member);

@@ -88,6 +88,22 @@ expect_eq "a network key (ipMasq) that disagrees is refused" 1 "$RC"
 for id in c1 c2; do hcni "$BR" DEL $id "/run/netns/$( [ $id == c1 ] && echo "$C1" || echo "$C2")" eth0 "$(conf keys cnmsl6 10.213.166.0/24)"; done
 expect_eq "DELs of both" "0 no" "$RC $(has_network keys)"
 
+# ---- DEL and GC of the same attachment at the same time both succeed, leaving nothing ----------
+R=$(conf race cnmsl8 10.213.167.64/26 '"ipMasq":true,"macspoofchk":true' | sed 's/"1.0.0"/"1.1.0"/')
+Rgc=$(conf race cnmsl8 10.213.167.64/26 '"ipMasq":true,"macspoofchk":true,"cni.dev/valid-attachments":[]' | sed 's/"1.0.0"/"1.1.0"/')
+bad=0
+for k in $(seq 1 12); do
+    hcni "$BR" ADD "r$k" "/run/netns/$C1" eth0 "$R"
+    [ "$RC" -eq 0 ] || { bad=$((bad + 1)); continue; }
+    ( hcni "$BR" DEL "r$k" "/run/netns/$C1" eth0 "$R"; echo "$RC" >"$WORK/race-del" ) &
+    ( hcni "$BR" GC "" "" "" "$Rgc" CNM_GC_GRACE_MS=0; echo "$RC" >"$WORK/race-gc"; echo "$OUT" >"$WORK/race-gc-out" ) &
+    wait
+    [ "$(cat "$WORK/race-del") $(cat "$WORK/race-gc")" == "0 0" ] || { bad=$((bad + 1)); echo "race $k: DEL/GC rc $(cat "$WORK/race-del") $(cat "$WORK/race-gc") $(tr "\n" " " <"$WORK/race-gc-out")" >&2; }
+done
+expect_eq "12 times DEL and GC of one attachment at once: both succeed" 0 "$bad"
+expect_eq "…and leave no lease, record, link or element" "0 no 1 0" "$(lease_count) $(has_network race) $(ip -n "$C1" -o link | wc -l) \
+$(ip netns exec "$HOST" nft -j list set bridge cnm allowed 2>/dev/null | jq '[.nftables[].set.elem // [] | .[]] | length' 2>/dev/null || echo 0)"
+
 # ---- cnm-shim gc decides an endpoint is gone only when it can know ---------------------------
 SHIM=$BUILD/cnm-shim/cnm-shim
 G=$(conf gcns cnmsl7 10.213.167.0/24)
