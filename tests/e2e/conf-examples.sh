@@ -30,6 +30,8 @@ for list in "$CONF_DIR"/kubelet/*.conflist "$CONF_DIR"/podman/*.conflist; do
     expect_eq "$what: no lease left" 0 "$(lease_count)"
 done
 for conf in "$CONF_DIR"/manual/*.conf; do
+    # A vxlan conf needs a cluster (an etcd): readme-paths.sh runs it, with one.
+    if [ "$(jq -r .type "$conf")" == vxlan ]; then echo "skip: $(basename "$conf") (needs a cluster)"; continue; fi
     n=$((n + 1)); what=${conf#"$CONF_DIR"/}
     type=$(jq -r .type "$conf"); bin=$PLUGINS/$type; [ "$type" == bridge ] && [[ $conf == *ipam* ]] && bin=$REF/bridge
     A=$(new_netns "a$n"); B=$(new_netns "b$n")
