@@ -389,3 +389,36 @@ TEST_CASE("a corrupt sandbox record (an index) is rebuilt from the endpoint reco
     REQUIRE(sb->ok());
     CHECK(sb->record.endpoints.size() == 2);
 }
+
+TEST_CASE("upgrade: records the landed version wrote (pools in space local, no schema or boot id) still load and free")
+{
+    Fixture f;
+    // Exactly what 9b4b79c wrote for one ready attachment of network "net1" on 10.213.54.0/24.
+    auto put = [&](const Key& key, const Json& doc) { REQUIRE(f.store->put(key, doc).ok()); };
+    put({ "networks", "net1", "network.json" }, Json::parse(R"({"name":"net1","driver":"bridge","frontend":"cni","addressSpace":"local",
+        "subnets":["10.213.54.0/24"],"options":{"type":"bridge","ipam":{"type":"ipam","subnet":"10.213.54.0/24"}},"dockerIDs":[],
+        "created":"2026-11-28T10:00:00Z"})"));
+    put({ "ipam", "local", "10.213.54.0_24", "pool.json" }, Json::parse(R"({"space":"local","subnet":"10.213.54.0/24","users":["net1"],"gateway":"10.213.54.1"})"));
+    put({ "ipam", "local", "10.213.54.0_24", "leases", "10.213.54.2" }, Json::parse(R"({"network":"net1","containerID":"old","ifname":"eth0","frontend":"cni"})"));
+    put({ "networks", "net1", "endpoints", "old@eth0.json" }, Json::parse(R"({"network":"net1","containerID":"old","ifname":"eth0","sandbox":"old",
+        "netns":"/var/run/netns/old","frontend":"cni","phase":"ready","addresses":[{"address":"10.213.54.2/24","pool":"local/10.213.54.0/24",
+        "gateway":"10.213.54.1"}],"mac":"","created":"2026-11-28T10:00:00Z","driver":{}})"));
+    auto conf = conf_of(R"({"type":"ipam","subnet":"10.213.54.0/24"})");
+    REQUIRE(conf.ok());
+    // A new ADD on the network: the pool the record names ("local"), never the live old address.
+    PoolAddresses source(*conf);
+    auto added = f.endpoints.add({ f.network, "new", "eth0", Fixture::netns("new"), Target::in_netns(Fixture::netns("new"), "eth0"), "" }, source);
+    REQUIRE_MESSAGE(added.ok(), (added.ok() ? "" : added.error().msg));
+    CHECK(added->endpoint.addresses[0].pool == "local/10.213.54.0/24");
+    CHECK(added->endpoint.addresses[0].address.str() != "10.213.54.2/24");
+    // The old record is not stale (no boot id): GC with both listed keeps both.
+    NoGcGrace grace;
+    PoolAddresses gc_source(*conf);
+    REQUIRE(f.endpoints.gc(f.network, { { "old", "eth0" }, { "new", "eth0" } }, gc_source).ok());
+    CHECK(f.store->exists({ "ipam", "local", "10.213.54.0_24", "leases", "10.213.54.2" }).value());
+    // DEL of the old attachment frees its lease by its record.
+    PoolAddresses del_source(*conf);
+    REQUIRE(f.endpoints.del(f.network, "old", "eth0", Fixture::netns("old"), del_source).ok());
+    CHECK_FALSE(f.store->exists({ "ipam", "local", "10.213.54.0_24", "leases", "10.213.54.2" }).value());
+    CHECK_FALSE(f.store->exists({ "networks", "net1", "endpoints", "old@eth0.json" }).value());
+}
