@@ -279,19 +279,7 @@ Result<void> ClusterAddresses::ready(Registry& registry)
 
 Result<void> ClusterAddresses::check(Registry& registry, const EndpointRecord& endpoint, const NetSetup& prev)
 {
-    std::string who = endpoint.container_id + "/" + endpoint.ifname;
-    Pools pools(registry.store());
-    Owner owner = owner_of(endpoint);
-    for (auto& a : endpoint.addresses) {
-        auto pool = PoolId::parse(a.pool);
-        auto holder = pool ? TRY(pools.owner_of(*pool, a.address.addr)) : std::nullopt;
-        if (!holder || !holder->same(owner))
-            return make_error(Code::CheckFailed, "the lease of " + a.address.addr.str() + " for " + who + " is missing");
-        bool listed = std::any_of(prev.ips.begin(), prev.ips.end(), [&](const IpConfig& ip) { return ip.address == a.address; });
-        if (!listed)
-            return make_error(Code::CheckFailed, who + " holds " + a.address.str() + ", which prevResult does not list");
-    }
-    return {};
+    return check_leases(registry, endpoint, prev);
 }
 
 } // namespace cnm

@@ -83,7 +83,11 @@ public:
     /// `-o` may set them for the network's Docker endpoints. With the value their absence means.
     virtual const Json& attachment_defaults() const = 0;
     /// Allowed values of the keys that take one of a few (modes).
-    virtual const std::map<std::string, std::vector<std::string>>& choices() const = 0;
+    virtual const std::map<std::string, std::vector<std::string>>& choices() const
+    {
+        static const std::map<std::string, std::vector<std::string>> none;
+        return none;
+    }
     /// Keys that identify the network's kernel objects and must agree between all its users
     /// (the bridge name, the master).
     virtual Json identity(const Json& options) const = 0;

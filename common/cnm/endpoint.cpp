@@ -263,7 +263,7 @@ Result<void> PoolAddresses::ready(Registry& registry)
     return {};
 }
 
-Result<void> PoolAddresses::check(Registry& registry, const EndpointRecord& endpoint, const NetSetup& prev)
+Result<void> check_leases(Registry& registry, const EndpointRecord& endpoint, const NetSetup& prev)
 {
     std::string who = endpoint.container_id + "/" + endpoint.ifname;
     Pools pools(registry.store());
@@ -277,6 +277,13 @@ Result<void> PoolAddresses::check(Registry& registry, const EndpointRecord& endp
         if (!listed)
             return make_error(Code::CheckFailed, who + " holds " + a.address.str() + ", which prevResult does not list");
     }
+    return {};
+}
+
+Result<void> PoolAddresses::check(Registry& registry, const EndpointRecord& endpoint, const NetSetup& prev)
+{
+    TRY(check_leases(registry, endpoint, prev));
+    std::string who = endpoint.container_id + "/" + endpoint.ifname;
     for (auto& ip : prev.ips) {
         bool ours = std::any_of(endpoint.addresses.begin(), endpoint.addresses.end(), [&](const EndpointAddress& a) { return a.address == ip.address; });
         bool in_our_ranges = std::any_of(m_conf.range_sets.begin(), m_conf.range_sets.end(), [&](const ipam::RangeSet& set) {

@@ -107,6 +107,10 @@ public:
     virtual bool recorded() const { return false; }
 };
 
+/// CHECK of an endpoint's leases in our pools: each still held by the endpoint and listed in
+/// prevResult. Shared by every source whose addresses live in our pools.
+Result<void> check_leases(Registry& registry, const EndpointRecord& endpoint, const NetSetup& prev);
+
 /// No addresses (L2 only), or ones given from outside that need no release (prevResult,
 /// Docker's RequestAddress).
 class GivenAddresses final : public AddressSource {

@@ -91,11 +91,6 @@ public:
         static const Json defaults = { { "mtu", 0 }, { "hairpinMode", false }, { "macspoofchk", false } };
         return defaults;
     }
-    const std::map<std::string, std::vector<std::string>>& choices() const override
-    {
-        static const std::map<std::string, std::vector<std::string>> none;
-        return none;
-    }
     Json identity(const Json& options) const override
     {
         auto keys = parse_keys(options);

@@ -176,11 +176,6 @@ public:
         static const Json none = Json::object();
         return none;
     }
-    const std::map<std::string, std::vector<std::string>>& choices() const override
-    {
-        static const std::map<std::string, std::vector<std::string>> none;
-        return none;
-    }
     Json identity(const Json& options) const override
     {
         auto k = parse_keys(options);
