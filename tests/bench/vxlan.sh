@@ -27,7 +27,7 @@ while [ $# -gt 0 ]; do
 done
 [ "$fresh" -ge 3 ] && [ "$fresh" -le 15 ] || { echo "vxlan.sh: --fresh must be 3..15 (/28 blocks of a /24)" >&2; exit 2; }
 [ -f build/build.ninja ] || meson setup build >/dev/null
-ninja -C build plugins/vxlan plugins/bridge plugins/ipam tests/bench/cni-bench tests/bench/exec-shim >/dev/null
+ninja -C build plugins/vxlan plugins/bridge plugins/ipam tests/bench/cni-bench tests/bench/exec-shim tests/bench/noop-httplib >/dev/null
 for tool in /usr/bin/etcd /usr/bin/iperf3 /usr/bin/strace; do
     [ -x $tool ] || { echo "vxlan.sh: $tool is missing (scripts/deps.sh installs it)" >&2; exit 1; }
 done
@@ -95,8 +95,12 @@ done
 
 echo "== vxlan bench: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) at the start"
 # ---- 1 and 2: ADD timings (cni-bench, its netns hbv-<pid>-b-…) ----
+# In the background and waited for, so that a signal reaches the trap at once (the trap kills it
+# by PID; its netns carry this script's prefix and go with the others).
 build/tests/bench/cni-bench vxlan --ours "$ours" --prefix hbv --tag "$$-b" --work "$WORK/bench" --reps "$reps" \
-    --host "$P-a" --fresh "$fresh_list" --etcd "$ETCD_URL"
+    --host "$P-a" --fresh "$fresh_list" --etcd "$ETCD_URL" &
+PIDS+=($!)
+wait $!
 
 # ---- 3: TCP throughput, our overlay vs the same kernel's vxlan made by hand ----
 # Ours: network "bt" in /30 blocks (one container each), so that c's second ADD claims a second
@@ -147,13 +151,13 @@ done
 for ns in "$P-d-vx" "$P-d-hand"; do
     for _ in $(seq 50); do ip netns exec "$ns" ss -Hltn 'sport = :5201' | grep -q . && break; sleep 0.1; done
 done
-tput() { # tput <client netns> <server address>: Gbit/s received over $isecs s (the first second omitted)
+through() { # through <client netns> <server address>: Gbit/s received over $isecs s (the first second omitted)
     ip netns exec "$1" /usr/bin/iperf3 -c "$2" -p 5201 -t "$isecs" -O 1 -J | jq -er '.end.sum_received.bits_per_second / 1e9'
 }
 ours=() hand=() ratios=()
 for r in $(seq "$iruns"); do
-    if [ $((r % 2)) == 1 ]; then o=$(tput "$P-c-vx" "$ip_d"); h=$(tput "$P-c-hand" "$ip_hand_d")
-    else h=$(tput "$P-c-hand" "$ip_hand_d"); o=$(tput "$P-c-vx" "$ip_d"); fi
+    if [ $((r % 2)) == 1 ]; then o=$(through "$P-c-vx" "$ip_d"); h=$(through "$P-c-hand" "$ip_hand_d")
+    else h=$(through "$P-c-hand" "$ip_hand_d"); o=$(through "$P-c-vx" "$ip_d"); fi
     ours+=("$o") hand+=("$h") ratios+=("$(awk -v a="$o" -v b="$h" 'BEGIN { printf "%.3f", a / b }')")
 done
 # Decided while both still run: the rx/tx counters of our device moved, so the traffic was VXLAN.
