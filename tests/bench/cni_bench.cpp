@@ -1225,9 +1225,15 @@ int bench_vxlan(int reps, const std::string& ours_dir, const std::string& ref_di
         }
     }
     // No etcd round trip in the steady state: one more ADD under strace, and, as the control that
-    // the count can see one, the first ADD on the last fresh host.
-    std::string log_steady = work + "/strace-steady.txt", log_first = work + "/strace-first.txt";
+    // the count can see one, the first ADD on the last fresh host. With CNM_BENCH_TRACE=DIR every
+    // syscall is traced (-T -tt) and both logs are kept there.
+    const char* keep = std::getenv("CNM_BENCH_TRACE");
+    std::string dir = keep && *keep ? keep : work;
+    fs::create_directories(dir);
+    std::string log_steady = dir + "/vxlan-steady-add.txt", log_first = dir + "/vxlan-first-add.txt";
     g_wrap = { "/usr/bin/strace", "-f", "-qq", "-e", "trace=connect", "-o", log_steady };
+    if (keep && *keep)
+        g_wrap = { "/usr/bin/strace", "-f", "-qq", "-T", "-tt", "-o", log_steady };
     vx_cycle(vx, "traced", path, node_env, false);
     g_wrap.back() = log_first;
     fresh_add(fresh.size() - 1, nullptr);
@@ -1264,6 +1270,8 @@ int bench_vxlan(int reps, const std::string& ours_dir, const std::string& ref_di
     std::printf("etcd round trips (strace -f -e trace=connect): steady-state ADD %d connect() to etcd's port %s (%d in all); "
                 "first ADD on a host %d (%d in all)\n",
         steady_etcd, port.c_str(), steady_all, first_etcd, first_all);
+    if (keep && *keep)
+        std::printf("strace -f -T -tt of both ADDs: %s and %s\n", log_steady.c_str(), log_first.c_str());
     if (first_etcd == 0)
         die("the first ADD on a host made no connect() to etcd: the trace cannot see etcd round trips");
     if (steady_etcd != 0) {

@@ -14,7 +14,7 @@
 # throughput one), 10.213.188.0/24 for the overlay made by hand.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-reps=41 fresh=12 iruns=7 isecs=3 ours=build/plugins
+reps=41 fresh=12 iruns=9 isecs=3 ours=build/plugins
 while [ $# -gt 0 ]; do
     case $1 in
     --reps) reps=$2; shift 2 ;;
@@ -140,6 +140,13 @@ hand_host d 128 c 0 10.213.190.3
 ip_hand_d=10.213.188.130
 mtu_of() { ip -n "$1" -j link show "$2" | jq '.[0].mtu'; }
 echo "MTU: ours container $(mtu_of "$P-c-vx" eth0), vxlan device $(mtu_of "$P-c" cnmvx4195); by hand container $(mtu_of "$P-c-hand" eth0), device $(mtu_of "$P-c" hvx); underlay u0 $(mtu_of "$P-c" u0)"
+# The two paths differ in nothing but the VNI, addresses and MACs, else the comparison says little.
+attrs() { ip -n "$1" -j -d link show "$2" | jq -c '.[0] | {mtu, txqlen, gso_max_size, gso_max_segs, gro_max_size, tso_max_size, info: (.linkinfo.info_data // {} | del(.id, .bridge_id, .root_id, .gc_timer, .hello_timer, .tcn_timer, .topology_change_timer))}'; }
+for pair in "$P-c cnmvx4195 $P-c hvx vxlan-device" "$P-c-vx eth0 $P-c-hand eth0 container-veth" "$P-c vxb-bt $P-c hbr bridge"; do
+    read -r n1 d1 n2 d2 what <<<"$pair"
+    a1=$(attrs "$n1" "$d1") a2=$(attrs "$n2" "$d2")
+    if [ "$a1" == "$a2" ]; then echo "$what: the same attributes, ours and by hand (VNI, addresses and MACs aside)"; else echo "$what DIFFERS: ours $a1, by hand $a2"; fi
+done
 for pair in "$P-c-vx $ip_d ours" "$P-c-hand $ip_hand_d by-hand"; do
     read -r ns dst what <<<"$pair"
     ip netns exec "$ns" ping -c 1 -W 2 -M do -s 1422 "$dst" >/dev/null || { echo "vxlan.sh: $what: c cannot reach $dst at the overlay MTU" >&2; exit 1; }
@@ -154,6 +161,11 @@ done
 through() { # through <client netns> <server address>: Gbit/s received over $isecs s (the first second omitted)
     ip netns exec "$1" /usr/bin/iperf3 -c "$2" -p 5201 -t "$isecs" -O 1 -J | jq -er '.end.sum_received.bits_per_second / 1e9'
 }
+# One untimed run each first (neighbour resolution, first connections, caches).
+isecs_timed=$isecs isecs=1
+through "$P-c-vx" "$ip_d" >/dev/null
+through "$P-c-hand" "$ip_hand_d" >/dev/null
+isecs=$isecs_timed
 ours=() hand=() ratios=()
 for r in $(seq "$iruns"); do
     if [ $((r % 2)) == 1 ]; then o=$(through "$P-c-vx" "$ip_d"); h=$(through "$P-c-hand" "$ip_hand_d")
