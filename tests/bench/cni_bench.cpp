@@ -1254,6 +1254,11 @@ int bench_vxlan(int reps, const std::string& ours_dir, const std::string& ref_di
     std::printf("vxlan ADD / bridge ADD: %.2f (paired %.2f; target <= 1.2); DEL %.2f (paired %.2f); ref bridge ADD / vxlan ADD %.2f\n",
         vx.add.median() / br.add.median(), paired(vx.add.ms, br.add.ms), vx.del.median() / br.del.median(), paired(vx.del.ms, br.del.ms),
         rb.add.median() / vx.add.median());
+    // CPU time is steadier than wall time on a loaded machine: where vxlan's excess goes.
+    std::printf("cpu: vxlan ADD / bridge ADD %.2f (paired %.2f); vxlan ADD - bridge ADD %.2f ms; start-up of libcpp-httplib and what it pulls in "
+                "(the no-op linked with them - /bin/true) %.2f ms\n",
+        vx.add.cpu_median() / br.add.cpu_median(), paired(vx.add.cpu, br.add.cpu), vx.add.cpu_median() - br.add.cpu_median(),
+        noop_httplib.cpu_median() - true_exec.cpu_median());
     std::printf("floor, same rounds (the same for both: a steady-state vxlan ADD does a bridge ADD's kernel work): exec of /bin/true %.2f ms "
                 "+ in-process veth create, port+up, rename, up, address, route %.2f ms = %.2f ms\n",
         true_exec.median(), kernel.add.median(), floor);
