@@ -21,6 +21,8 @@ packages=(
     docker.io curl
     # the cluster store for multi-host networks (tests start their own etcd on loopback)
     etcd-server
+    # TCP throughput through the vxlan overlay (tests/bench/vxlan.sh)
+    iperf3
     # fuzzing: libFuzzer with ASan/UBSan
     clang libclang-rt-14-dev
     # the VM tier (tests/vm): qemu, and xz/cpio to unpack the kernel and pack the initramfs

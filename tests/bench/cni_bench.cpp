@@ -85,7 +85,8 @@ std::vector<std::string> g_wrap;   // a command the plugin runs under (strace), 
     std::exit(1);
 }
 
-std::string ns_name(const std::string& what) { return "cnmbn-" + g_tag + "-" + what; }
+std::string g_prefix = "cnmbn";      // the vxlan mode takes its prefix from its script (--prefix)
+std::string ns_name(const std::string& what) { return g_prefix + "-" + g_tag + "-" + what; }
 
 void add_netns(const std::string& name)
 {
@@ -1062,6 +1063,229 @@ int bench_nets(int reps, int networks, int per_netns, const std::string& ours_di
     return 0;
 }
 
+// ---- vxlan: ADD on a host that holds a block vs bridge ADD; the first ADD on a fresh host ----------
+//
+// Run by tests/bench/vxlan.sh, which makes the underlay (a bridge in a netns of its own), starts
+// etcd there and makes the hosts (netns with an underlay veth "u0"): --host is the host of the
+// steady-state ADDs, --fresh the hosts of the first ADDs (one ADD each, the last one traced). The
+// script removes those; the bench removes what it makes. Plugins run in their host by setns, vxlan
+// and bridge alike, with the same environment (CNM_NODE for both). Addresses, inside the script's
+// sub-range: 10.213.192.0/24 the steady vxlan network, 10.213.193.0/24 the fresh hosts' one,
+// 10.213.194.0/25 our bridge, 10.213.194.128/25 the reference bridge, 10.213.195.0/25 the floor.
+
+// A host netns made by the caller: opened, not owned.
+Host open_host(const std::string& name)
+{
+    Host h;
+    h.name = name;
+    h.fd = ::open(("/run/netns/" + name).c_str(), O_RDONLY | O_CLOEXEC);
+    if (h.fd < 0)
+        die("open netns " + name + ": " + std::strerror(errno));
+    h.enter();
+    auto nl = netlink::Socket::open();
+    if (!nl)
+        die("netlink: " + nl.error().msg);
+    h.nl = nl.release_value();
+    enter_fd(g_origin_ns);
+    return h;
+}
+
+// ADD into a fresh container netns, then DEL (as timed_cycle), with `extra` in the environment.
+void vx_cycle(Net& n, const std::string& id, const std::string& path, const std::vector<std::string>& extra, bool timed)
+{
+    static int round = 0;
+    std::string ns = ns_name("v" + std::to_string(round++));
+    add_netns(ns);
+    n.host->enter();
+    auto env = cni_env("ADD", id, path, "/run/netns/" + ns, n.ifname);
+    env.insert(env.end(), extra.begin(), extra.end());
+    Run add = exec_plugin(n.bin, env, n.conf);
+    check_ok(add, n.label + " ADD");
+    env[0] = "CNI_COMMAND=DEL";
+    Run del = exec_plugin(n.bin, env, n.conf);
+    check_ok(del, n.label + " DEL");
+    enter_fd(g_origin_ns);
+    if (timed) {
+        n.add.add(add);
+        n.del.add(del);
+    }
+    del_netns(ns);
+}
+
+// connect() calls in an `strace -f -e trace=connect` log: all of them, and those to `port`.
+std::pair<int, int> connects(const std::string& log, const std::string& port)
+{
+    std::ifstream in(log);
+    if (!in)
+        die("no strace log " + log);
+    int all = 0, to_port = 0;
+    for (std::string line; std::getline(in, line);)
+        if (line.find("connect(") != std::string::npos) {
+            ++all;
+            if (line.find("htons(" + port + ")") != std::string::npos)
+                ++to_port;
+        }
+    return { all, to_port };
+}
+
+std::string vxlan_conf(const std::string& name, int vni, const std::string& subnet, int block, const std::string& data_dir,
+    const std::string& etcd)
+{
+    return R"({"cniVersion":"1.0.0","name":")" + name + R"(","type":"vxlan","vni":)" + std::to_string(vni) + R"(,"subnet":")" + subnet
+        + R"(","blockSize":)" + std::to_string(block) + R"(,"underlay":"u0","dataDir":")" + data_dir + R"(","cluster":{"etcd":[")" + etcd
+        + R"("],"timeoutMs":2000}})";
+}
+
+int bench_vxlan(int reps, const std::string& ours_dir, const std::string& ref_dir, const std::string& work, const std::string& host_name,
+    const std::vector<std::string>& fresh_names, const std::string& etcd)
+{
+    if (fresh_names.size() < 3)
+        die("--fresh needs 3 hosts at least (a warm-up, one timed, one traced)");
+    std::string path = ours_dir + ":" + ref_dir;
+    std::string port = etcd.substr(etcd.rfind(':') + 1);
+    port = port.substr(0, port.find('/'));
+    fresh_work_dir(work);
+    Host host = open_host(host_name);
+    std::vector<Host> fresh;
+    for (auto& f : fresh_names)
+        fresh.push_back(open_host(f));
+    shell("ip -n " + host.name + " link add hbvK0 type bridge && ip -n " + host.name + " addr add 10.213.195.1/25 dev hbvK0 && ip -n "
+        + host.name + " link set hbvK0 up");
+    std::vector<std::string> node_env { "CNM_NODE=bench-steady" };
+    Net vx { "vxlan", ours_dir + "/vxlan", vxlan_conf("bv", 4190, "10.213.192.0/24", 26, work + "/vx", etcd), &host, "eth0", {}, {}, {}, {} };
+    Net br { "bridge", ours_dir + "/bridge", link_conf("bridge", "bb-ours", "hbvO0", "ipam", work + "/br", "10.213.194.0/25", true), &host,
+        "eth0", {}, {}, {}, {} };
+    Net rb { "ref bridge", ref_dir + "/bridge", link_conf("bridge", "bb-ref", "hbvR0", "host-local", work + "/rb", "10.213.194.128/25", true),
+        &host, "eth0", {}, {}, {}, {} };
+    // One resident endpoint in each network: the vxlan one claims the host's block (untimed).
+    for (Net* n : { &vx, &br, &rb }) {
+        std::string ns = ns_name("res-" + std::to_string(n == &vx ? 0 : n == &br ? 1 : 2));
+        add_netns(ns);
+        n->host->enter();
+        auto env = cni_env("ADD", "resident", path, "/run/netns/" + ns, "eth0");
+        env.insert(env.end(), node_env.begin(), node_env.end());
+        Run r = exec_plugin(n->bin, env, n->conf);
+        enter_fd(g_origin_ns);
+        check_ok(r, n->label + " resident ADD");
+    }
+    // The fresh hosts: one network, each host's first ADD claims one block (/28 blocks of a /24).
+    auto fresh_conf = [&](size_t i) { return vxlan_conf("bvf", 4191, "10.213.193.0/24", 28, work + "/fresh-" + std::to_string(i), etcd); };
+    auto fresh_add = [&](size_t i, Stats* out) {
+        Net f { "vxlan first ADD", ours_dir + "/vxlan", fresh_conf(i), &fresh[i], "eth0", {}, {}, {}, {} };
+        std::string ns = ns_name("fr" + std::to_string(i));
+        add_netns(ns);
+        fresh[i].enter();
+        auto env = cni_env("ADD", "first", path, "/run/netns/" + ns, "eth0");
+        env.push_back("CNM_NODE=bench-fresh-" + std::to_string(i));
+        Run r = exec_plugin(f.bin, env, f.conf);
+        enter_fd(g_origin_ns);
+        check_ok(r, "first ADD on " + fresh[i].name);
+        if (out)
+            out->add(r);
+    };
+    fresh_add(0, nullptr); // the network's first ADD anywhere (writes its record in etcd): untimed
+    size_t timed_fresh = fresh.size() - 2;
+    int master = link_index(host, "hbvK0");
+    KernelFloor kernel;
+    Stats true_exec, v_vx, v_br, first, noop_httplib;
+    std::string noop = (fs::path(g_shim).parent_path() / "noop-httplib").string();
+    for (int i = -2; i < reps; ++i) { // two warm-up rounds
+        bool timed = i >= 0;
+        std::string id = "b" + std::to_string(i + 2);
+        const size_t n = 7;
+        for (size_t k = 0; k < n; ++k) {
+            switch ((k + static_cast<size_t>(i + 2)) % n) {
+            case 0: vx_cycle(vx, id, path, node_env, timed); break;
+            case 1: vx_cycle(br, id, path, node_env, timed); break;
+            case 2: vx_cycle(rb, id, path, node_env, timed); break;
+            case 3: {
+                host.enter();
+                KernelFloor scratch;
+                kernel_floor_once(host, "bridge", master, "10.213.195.2/25", IpAddr::parse("10.213.195.1"), timed ? kernel : scratch);
+                enter_fd(g_origin_ns);
+                break;
+            }
+            case 4:
+                if (timed) {
+                    true_exec.add(exec_plugin("/bin/true", {}, ""));
+                    noop_httplib.add(exec_plugin(noop, {}, ""));
+                }
+                break;
+            case 5:
+                if (timed) {
+                    v_vx.add(exec_plugin(vx.bin, { "CNI_COMMAND=VERSION" }, ""));
+                    v_br.add(exec_plugin(br.bin, { "CNI_COMMAND=VERSION" }, ""));
+                }
+                break;
+            case 6:
+                if (timed && static_cast<size_t>(i) < timed_fresh)
+                    fresh_add(static_cast<size_t>(i) + 1, &first);
+                break;
+            }
+        }
+    }
+    // No etcd round trip in the steady state: one more ADD under strace, and, as the control that
+    // the count can see one, the first ADD on the last fresh host. With CNM_BENCH_TRACE=DIR every
+    // syscall is traced (-T -tt) and both logs are kept there.
+    const char* keep = std::getenv("CNM_BENCH_TRACE");
+    std::string dir = keep && *keep ? keep : work;
+    fs::create_directories(dir);
+    std::string log_steady = dir + "/vxlan-steady-add.txt", log_first = dir + "/vxlan-first-add.txt";
+    g_wrap = { "/usr/bin/strace", "-f", "-qq", "-e", "trace=connect", "-o", log_steady };
+    if (keep && *keep)
+        g_wrap = { "/usr/bin/strace", "-f", "-qq", "-T", "-tt", "-o", log_steady };
+    vx_cycle(vx, "traced", path, node_env, false);
+    g_wrap.back() = log_first;
+    fresh_add(fresh.size() - 1, nullptr);
+    g_wrap.clear();
+    auto [steady_all, steady_etcd] = connects(log_steady, port);
+    auto [first_all, first_etcd] = connects(log_first, port);
+
+    double floor = true_exec.median() + kernel.add.median(), del_floor = true_exec.median() + kernel.del.median();
+    std::printf("vxlan ADD on a host that holds a block (1 resident endpoint) vs bridge ADD (1 resident), %d interleaved rounds, "
+                "plugins run in the host netns by setns, fresh container netns each\n",
+        reps);
+    std::printf("VERSION (start-up): vxlan %.2f ms, bridge %.2f ms, /bin/true %.2f ms; a no-op linked as vxlan is (libcpp-httplib: libssl, "
+                "libcrypto, libstdc++, zlib, brotli) %.2f ms (cpu %.2f, /bin/true's %.2f)\n",
+        v_vx.median(), v_br.median(), true_exec.median(), noop_httplib.median(), noop_httplib.cpu_median(), true_exec.cpu_median());
+    for (auto [what, s] : { std::pair { "vxlan ADD", &vx.add }, std::pair { "bridge ADD", &br.add }, std::pair { "ref bridge ADD", &rb.add },
+             std::pair { "vxlan DEL", &vx.del }, std::pair { "bridge DEL", &br.del }, std::pair { "ref bridge DEL", &rb.del } })
+        std::printf("%-16s %7.2f ms (p90 %6.2f, cpu %5.2f)\n", what, s->median(), s->pct(0.9), s->cpu_median());
+    std::printf("vxlan ADD / bridge ADD: %.2f (paired %.2f; target <= 1.2); DEL %.2f (paired %.2f); ref bridge ADD / vxlan ADD %.2f\n",
+        vx.add.median() / br.add.median(), paired(vx.add.ms, br.add.ms), vx.del.median() / br.del.median(), paired(vx.del.ms, br.del.ms),
+        rb.add.median() / vx.add.median());
+    // CPU time is steadier than wall time on a loaded machine: where vxlan's excess goes.
+    std::printf("cpu: vxlan ADD / bridge ADD %.2f (paired %.2f); vxlan ADD - bridge ADD %.2f ms; start-up of libcpp-httplib and what it pulls in "
+                "(the no-op linked with them - /bin/true) %.2f ms\n",
+        vx.add.cpu_median() / br.add.cpu_median(), paired(vx.add.cpu, br.add.cpu), vx.add.cpu_median() - br.add.cpu_median(),
+        noop_httplib.cpu_median() - true_exec.cpu_median());
+    std::printf("floor, same rounds (the same for both: a steady-state vxlan ADD does a bridge ADD's kernel work): exec of /bin/true %.2f ms "
+                "+ in-process veth create, port+up, rename, up, address, route %.2f ms = %.2f ms\n",
+        true_exec.median(), kernel.add.median(), floor);
+    std::printf("ADD/floor: vxlan %.2f, bridge %.2f, ref bridge %.2f; DEL floor %.2f ms, DEL/floor: vxlan %.2f, bridge %.2f\n",
+        vx.add.median() / floor, br.add.median() / floor, rb.add.median() / floor, del_floor, vx.del.median() / del_floor,
+        br.del.median() / del_floor);
+    if (!first.ms.empty()) {
+        auto sorted = first.ms;
+        std::sort(sorted.begin(), sorted.end());
+        std::printf("first ADD on a fresh host (claims a block in etcd, makes the bridge and the vxlan device): median %.2f ms over %zu hosts "
+                    "(min %.2f, max %.2f; cpu %.2f ms)\n",
+            first.median(), first.ms.size(), sorted.front(), sorted.back(), first.cpu_median());
+    }
+    std::printf("etcd round trips (strace -f -e trace=connect): steady-state ADD %d connect() to etcd's port %s (%d in all); "
+                "first ADD on a host %d (%d in all)\n",
+        steady_etcd, port.c_str(), steady_all, first_etcd, first_all);
+    if (keep && *keep)
+        std::printf("strace -f -T -tt of both ADDs: %s and %s\n", log_steady.c_str(), log_first.c_str());
+    if (first_etcd == 0)
+        die("the first ADD on a host made no connect() to etcd: the trace cannot see etcd round trips");
+    if (steady_etcd != 0) {
+        std::printf("FAIL: the steady-state ADD talked to etcd\n");
+        return 1;
+    }
+    return 0;
+}
+
 // ---- gc: ipam GC with 10000 attachments -------------------------------------------------------------
 
 int bench_gc(int reps, int count, const std::string& ours_dir, const std::string& work)
@@ -1226,6 +1450,17 @@ int main(int argc, char** argv)
     nets_cmd->add_option("--networks", networks, "other networks on the host");
     gc_cmd->add_option("--attachments", attachments, "attachments in the store and the valid list");
     par_cmd->add_option("--width", width, "ADDs at once");
+    std::string vx_host, vx_fresh, vx_etcd;
+    auto* vxlan_cmd = app.add_subcommand("vxlan", "vxlan ADD on a host holding a block vs bridge ADD; first ADDs (run by tests/bench/vxlan.sh)");
+    vxlan_cmd->add_option("--reps", reps, "runs per measurement");
+    vxlan_cmd->add_option("--ours", ours, "directory of our plugins");
+    vxlan_cmd->add_option("--ref", ref, "directory of the reference plugins");
+    vxlan_cmd->add_option("--work", work, "scratch directory (removed; default /tmp/cnm-bench-<tag>)");
+    vxlan_cmd->add_option("--tag", g_tag, "netns names are <prefix>-<tag>-… (default: the pid)");
+    vxlan_cmd->add_option("--prefix", g_prefix, "netns name prefix (default cnmbn)");
+    vxlan_cmd->add_option("--host", vx_host, "the host netns of the steady-state ADDs (with an underlay u0)")->required();
+    vxlan_cmd->add_option("--fresh", vx_fresh, "comma-separated host netns for the first ADDs (3 at least)")->required();
+    vxlan_cmd->add_option("--etcd", vx_etcd, "etcd client URL, reachable from the hosts")->required();
     CLI11_PARSE(app, argc, argv);
     if (work.empty())
         work = "/tmp/cnm-bench-" + g_tag;
@@ -1264,5 +1499,15 @@ int main(int argc, char** argv)
         rc = bench_gc(reps, attachments, ours, work);
     if (par_cmd->parsed())
         rc = bench_parallel(reps, width, ours, ref, work);
+    if (vxlan_cmd->parsed()) {
+        std::vector<std::string> fresh;
+        for (size_t at = 0; at <= vx_fresh.size();) {
+            size_t comma = std::min(vx_fresh.find(',', at), vx_fresh.size());
+            if (comma > at)
+                fresh.push_back(vx_fresh.substr(at, comma - at));
+            at = comma + 1;
+        }
+        rc = bench_vxlan(reps, ours, ref, work, vx_host, fresh, vx_etcd);
+    }
     return rc;
 }

@@ -16,6 +16,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 scripts/deps.sh
+[ "${1:-}" != vxlan ] || { shift; exec tests/bench/vxlan.sh "$@"; } # vxlan ADD vs bridge ADD, first ADD, iperf3 (see vxlan.sh)
 if [ ! -f build/build.ninja ]; then
     meson setup build >/dev/null
 fi
