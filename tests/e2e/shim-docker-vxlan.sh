@@ -8,8 +8,8 @@
 #     --ipam-opt cnm.network=NAME --subnet <cluster subnet>` on a binds to the cluster network b
 #     made: the gateway Docker gets is a's block gateway (a claimed a block for it);
 #   - a Docker container's address is in a's block, with the cluster prefix (/22), its default
-#     route is a's block gateway; it pings b's CNI pod and is pinged back (proxy ARP on a's bridge
-#     for the remote block; the underlay carries it);
+#     route is a's block gateway; it pings b's CNI pod and is pinged back: a's bridge answers its
+#     ARP for the remote address (proxy ARP — without it the ping fails), a's vxlan device carries it;
 #   - a second Docker container and a CNI pod on a: distinct addresses from the same block, and
 #     they reach each other;
 #   - the serve's agent registered a on a lease;
@@ -162,6 +162,14 @@ check "Docker's d1 on a pings b's CNI pod ($B_P1)" 5 dpings d1 "$B_P1"
 check "b's CNI pod pings Docker's d1 ($D1)" 5 pings "$NSP-b-p1" "$D1"
 expect_eq "a answered d1's ARP for the remote pod with its bridge's MAC" "$(ip -n "$A" -j link show "$BR" | jq -r '.[0].address')" \
     "$(nsenter --net="$(dk inspect -f '{{.NetworkSettings.SandboxKey}}' d1)" ip -j neigh show "$B_P1" | jq -r '.[0].lladdr')"
+# The proxy ARP is what makes it work: without it d1's ARP for the remote pod goes unanswered.
+D1_NS=$(dk inspect -f '{{.NetworkSettings.SandboxKey}}' d1)
+ip netns exec "$A" sh -c "echo 0 >/proc/sys/net/ipv4/conf/$BR/proxy_arp"
+nsenter --net="$D1_NS" ip neigh flush dev eth0
+CHECKS=$((CHECKS + 1))
+if dpings d1 "$B_P1"; then fail "d1 reached b's pod without proxy ARP on a's bridge"; else pass "without proxy ARP on a's bridge d1 cannot reach b's pod"; fi
+ip netns exec "$A" sh -c "echo 1 >/proc/sys/net/ipv4/conf/$BR/proxy_arp"
+check "…with it back, d1 reaches b's pod again" 3 dpings d1 "$B_P1"
 expect_eq "the traffic went through a's vxlan device" yes "$([ "$(ip -n "$A" -s -j link show "$DEV" | jq '.[0].stats64.tx.packets')" -gt 0 ] && echo yes || echo no)"
 
 # ---- a CNI pod and a second Docker container on a: one block, distinct addresses ----
