@@ -1111,6 +1111,10 @@ TEST_CASE("shim: a vxlan network through Docker is refused with clear errors tha
         other["Pool"] = "10.213.188.0/22";
         CHECK(f.err("IpamDriver.RequestPool", other.dump()).find("has subnet 10.213.184.0/22, but docker network create asks for --subnet 10.213.188.0/22") != std::string::npos);
         CHECK(f.err("IpamDriver.RequestPool", f.pool_request({ { "cnm.network", "dkvx" }, { "vni", "99" } }).dump()).find("vni") != std::string::npos);
+        auto v6 = f.pool_request({ { "cnm.network", "dkvx" } });
+        v6["Pool"] = "fd00:213:184::/64";
+        v6["V6"] = true;
+        CHECK(f.err("IpamDriver.RequestPool", v6.dump()).find("IPv6 (--ipv6) is not supported on cluster network") != std::string::npos);
         // A name the host does not know, hinted vxlan: etcd must say whether it exists; unreachable here: a clear error that leaves nothing.
         CHECK(f.err("IpamDriver.RequestPool", f.pool_request({ { "cnm.network", "fresh" }, { "cnm.driver", "vxlan" } }).dump()).find("etcd") != std::string::npos);
         CHECK(f.err("NetworkDriver.CreateNetwork", Json { { "NetworkID", nid },
