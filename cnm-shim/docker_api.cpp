@@ -2,6 +2,8 @@
 
 #include "request.hpp"
 
+#include "drivers/vxlan.hpp"
+
 #include <algorithm>
 #include <map>
 
@@ -11,6 +13,36 @@ Reply error_reply(const Error& error)
 {
     std::string text = error.msg + (error.details.empty() ? "" : " (" + error.details + ")");
     return { 500, Json { { "Err", text }, { "Error", text } } };
+}
+
+Result<ClusterConfig> host_cluster_config()
+{
+    auto config = load_cluster_config(Json::object());
+    if (!config)
+        return make_error(Code::InvalidConfig, "vxlan networks need this host's cluster file: " + config.error().msg,
+            "the cluster file names etcd, this host's node name and its underlay; cnm-shim serve runs the agent when it exists");
+    return config;
+}
+
+Result<std::unique_ptr<ClusterAddresses>> cluster_source(Store& store, Kernel& kernel, const std::string& network, const std::string& underlay)
+{
+    auto config = TRY(host_cluster_config());
+    auto local = TRY(load_local_blocks(store, network));
+    if (!local.facts)
+        return make_error(Code::InvalidConfig, "cluster network \"" + network + "\" is not known on this host",
+            "create the Docker network with --ipam-opt cnm.network=" + network + " (its RequestPool learns the network from the cluster)");
+    Json options = Json::object();
+    if (!underlay.empty())
+        options["underlay"] = underlay;
+    else if (!config.underlay.empty())
+        options["underlay"] = config.underlay;
+    auto vtep = [&kernel, options]() -> Result<Vtep> {
+        auto u = TRY(drivers::vxlan_underlay(kernel, options));
+        return Vtep { u.address, vtep_mac(u.address) };
+    };
+    auto source = std::make_unique<ClusterAddresses>(std::make_shared<Cluster>(config), *local.facts, vtep);
+    source->scope(network);
+    return source;
 }
 
 Result<std::optional<std::string>> DockerApi::bound_network(const std::string& docker_id)

@@ -29,7 +29,25 @@
 //     Program/RevokeExternal…     Endpoints::publish (DNAT of the published ports).
 //     Leave / DeleteEndpoint      Endpoints::leave / detach + remove; unknown ids are success
 //                                 (Docker repeats them after restarts).
+//
+// vxlan (cluster) networks, `-o cnm.driver=vxlan -o cnm.network=NAME --ipam-opt cnm.network=NAME
+// --subnet <cluster subnet>` on each host (the cluster — etcd, prefix, node, underlay — is the
+// host's cluster file, the one the agent and the CNI plugin read):
+//     RequestPool                 NAME is a cluster network (the host's cache, else etcd; or
+//                                 --ipam-opt cnm.driver=vxlan and its vni for a new one): PoolID
+//                                 "cluster:NAME/<subnet>"; the subnet must be the cluster's.
+//     RequestAddress              the gateway: this host's first block's gateway (a block is
+//                                 claimed when the host holds none); else an address from this
+//                                 host's blocks (ClusterAddresses::take, the CNI pods' allocator
+//                                 and pools), a Docker lease; both with the pool's prefix.
+//     CreateNetwork               the lifecycle's create_network in space "cluster:NAME" with the
+//                                 cluster's facts as the vxlan driver's options; the bridge gets
+//                                 this host's block gateways, the vxlan device the remote blocks.
+//     CreateEndpoint              the address is recorded with its block (its prefix, gateway
+//                                 and pool), as a CNI pod's is.
+//     ReleaseAddress              frees the lease in its block's pool; the blocks stay.
 
+#include "cnm/cluster_ipam.hpp"
 #include "cnm/endpoint.hpp"
 #include "cnm/registry.hpp"
 #include "kernel/kernel.hpp"
@@ -54,6 +72,13 @@ Reply error_reply(const Error& error);
 /// Makes an absent "<if>.<vid>" parent as an 802.1Q sub-interface of <if>; true when it did. Any
 /// other absent name is an error.
 Result<bool> ensure_parent(Kernel& kernel, const std::string& name);
+
+/// The host's cluster, for vxlan networks: its cluster file ($CNM_CLUSTER_FILE, else
+/// /etc/cnm/cluster.json), the one the agent and the CNI plugin read. Code 7 saying so without one.
+Result<ClusterConfig> host_cluster_config();
+/// This host's source of a cluster network's addresses, from the facts the host has cached (the
+/// VTEP, needed only for a claim, from `underlay`: an interface or address, empty for the default route's).
+Result<std::unique_ptr<ClusterAddresses>> cluster_source(Store& store, Kernel& kernel, const std::string& network, const std::string& underlay);
 
 class DockerApi {
 public:
@@ -84,6 +109,11 @@ private:
     Result<Json> release_pool(const Json& req);
     Result<Json> request_address(const Json& req);
     Result<Json> release_address(const Json& req);
+    // vxlan (ipam_api.cpp, network_api.cpp)
+    Result<std::optional<NetworkFacts>> cluster_pool(const std::string& network, const IpNet& subnet, const Json& facts, bool hinted);
+    Result<Json> request_cluster_address(const ipam::PoolId& pool, const std::string& network, std::optional<IpAddr> wanted, bool gateway);
+    Result<Json> release_cluster_address(const ipam::PoolId& pool, const std::string& network, const IpAddr& ip);
+    Result<Json> create_vxlan_network(const std::string& id, const Json& keys, const std::string& name, const std::vector<IpNet>& subnets);
 
     /// The lifecycle for a network of driver kind `kind` (null driver for an unknown kind).
     Endpoints endpoints(const std::string& kind) { return Endpoints(m_registry, &m_kernel, find_driver(kind)); }

@@ -94,12 +94,29 @@ Result<Json> DockerApi::create_endpoint(const Json& req)
 
     Pools pools(m_store);
     std::vector<EndpointAddress> addresses;
+    // A cluster network's addresses are in this host's blocks: recorded with the block's prefix,
+    // gateway and pool, as a CNI pod's are (Docker gives the container the pool's prefix).
+    std::optional<LocalBlocks> blocks;
+    if (cluster_space_network(network.record.address_space))
+        blocks = TRY(load_local_blocks(m_store, *name));
     for (auto& text : { addr4, addr6 }) {
         if (text.empty())
             continue;
         auto address = IpNet::parse(text);
         if (!address)
             return make_error(Code::InvalidConfig, "\"" + text + "\" is not an address/prefix");
+        if (blocks) {
+            auto block = std::find_if(blocks->blocks.begin(), blocks->blocks.end(), [&](const BlockOwner& b) { return b.block.contains(address->addr); });
+            if (block == blocks->blocks.end())
+                return make_error(Code::InvalidConfig, address->addr.str() + " is in none of this host's blocks of cluster network \"" + *name + "\"");
+            PoolId pool { network.record.address_space, block->block };
+            auto holder = TRY(pools.owner_of(pool, address->addr));
+            if (!holder || holder->frontend != Frontend::Docker)
+                return make_error(Code::AddressUnavailable, address->addr.str() + (holder ? " is held by CNI attachment " + holder->container_id + "/" + holder->ifname
+                                                                                           : std::string(" was not allocated by cnm's IPAM")));
+            addresses.push_back({ IpNet { address->addr, block->block.prefix }, block->gateway(), pool.str() });
+            continue;
+        }
         auto subnet = std::find_if(network.record.subnets.begin(), network.record.subnets.end(), [&](const std::string& s) {
             auto net = IpNet::parse(s);
             return net && net->prefix == address->prefix && net->contains(address->addr);

@@ -5,6 +5,7 @@
 
 #include "ipam/pool.hpp"
 #include "cni/env.hpp"
+#include "drivers/vxlan.hpp"
 
 #include <algorithm>
 
@@ -71,15 +72,14 @@ Result<Json> DockerApi::request_pool(const Json& req)
         return make_error(Code::InvalidConfig, "pool " + pool_text + (v6 ? " is not IPv6" : " is not IPv4"));
     if (!sub_pool.empty() && sub_pool != pool_text)
         return make_error(Code::InvalidConfig, "--ip-range is not supported by cnm's IPAM (the whole subnet is the range)");
-    std::optional<std::string> named;
-    if (options.is_object())
-        for (auto& [key, value] : options.items()) {
-            if (key != "cnm.network")
-                return make_error(Code::InvalidConfig, "unknown IPAM option \"" + key + "\" (cnm takes cnm.network=NAME)");
-            if (!value.is_string() || !cni::valid_network_name(value.get<std::string>()))
-                return make_error(Code::InvalidConfig, "--ipam-opt cnm.network must name a network (^[a-zA-Z0-9][a-zA-Z0-9_.\\-]*$)");
-            named = value.get<std::string>();
-        }
+    PoolOptions opts = TRY(parse_pool_options(options));
+    std::optional<std::string> named = opts.network;
+    if (named) {
+        // A cluster network's pool is the cluster subnet, its addresses this host's blocks.
+        auto facts = TRY(cluster_pool(*named, *subnet, opts.facts, opts.driver == "vxlan"));
+        if (facts)
+            return Json { { "PoolID", PoolId { cluster_space(*named), *subnet }.str() }, { "Pool", subnet->str() }, { "Data", Json::object() } };
+    }
     PoolId pool { TRY(pool_space(*subnet, named)), *subnet };
     Pools pools(m_store);
     for (auto& other : TRY(pools.list(pool.space)))
@@ -89,9 +89,121 @@ Result<Json> DockerApi::request_pool(const Json& req)
     return Json { { "PoolID", pool.str() }, { "Pool", subnet->str() }, { "Data", Json::object() } };
 }
 
+// Whether `network` is a cluster network, and then its facts (cached on this host): a vxlan
+// network record here, the host's block cache, etcd's record of the network, or — `hinted` by
+// --ipam-opt cnm.driver=vxlan — a network new to the cluster whose facts this host writes first.
+// Not hinted, a host without a cluster file, or whose etcd cannot answer, has no cluster network
+// of that name (CreateNetwork -o cnm.driver=vxlan then says why).
+Result<std::optional<NetworkFacts>> DockerApi::cluster_pool(const std::string& network, const IpNet& subnet, const Json& facts_given, bool hinted)
+{
+    using None = std::optional<NetworkFacts>;
+    auto stored = TRY(m_registry.load_network(network));
+    if (stored.ok() && stored.record.driver != "vxlan") {
+        if (hinted)
+            return make_error(Code::InvalidConfig, "network \"" + network + "\" exists with driver \"" + stored.record.driver + "\", not \"vxlan\"");
+        return None {};
+    }
+    auto loaded = load_cluster_config(Json::object());
+    if (!loaded && !hinted && !stored.ok())
+        return None {};
+    ClusterConfig config = TRY(host_cluster_config());
+    Cluster cluster(config);
+    auto known = known_network_facts(m_store, cluster, network);
+    if (!known && !hinted && !stored.ok())
+        return None {};
+    std::optional<NetworkFacts> facts = TRY(std::move(known));
+    auto wanted = TRY(FactsWanted::parse(facts_given));
+    if (!facts) {
+        if (!hinted)
+            return None {};
+        // New to the cluster: this host writes its facts (one create-if-absent in etcd).
+        if (subnet.addr.family != 4)
+            return make_error(Code::InvalidConfig, "cluster network \"" + network + "\" is new: its first pool must be its IPv4 cluster subnet");
+        if (!wanted.vni)
+            return make_error(Code::InvalidConfig, "cluster network \"" + network + "\" is new to the cluster: give its VNI with --ipam-opt vni=N",
+                "the first host of a cluster network writes its facts: vni, and optionally blockSize, port, mtu (--ipam-opt)");
+        wanted.subnet = subnet;
+        Json underlay = Json::object();
+        if (!config.underlay.empty())
+            underlay["underlay"] = config.underlay;
+        auto link = TRY(drivers::vxlan_underlay(m_kernel, underlay));
+        facts = TRY(resolve_network_facts(m_store, cluster, network, wanted, link.mtu - 50));
+    }
+    TRY(wanted.agree(network, *facts));
+    // Docker's containers ask for remote addresses by ARP (answered by the bridge's proxy ARP);
+    // the same for IPv6 would need NDP proxying, which cnm does not set up.
+    if (subnet.addr.family == 6)
+        return make_error(Code::InvalidConfig, "IPv6 (--ipv6) is not supported on cluster network \"" + network + "\" through Docker",
+            "CNI pods of the network get IPv6 from its subnet6; Docker containers are IPv4-only there");
+    const std::optional<IpNet> theirs = subnet.addr.family == 4 ? std::optional<IpNet>(facts->subnet) : facts->subnet6;
+    if (!theirs || !(*theirs == subnet))
+        return make_error(Code::InvalidConfig, "cluster network \"" + network + "\" has " + (subnet.addr.family == 4 ? "subnet " : "IPv6 subnet ")
+                + (theirs ? theirs->str() : std::string("none")) + ", but docker network create asks for --subnet " + subnet.str());
+    // Accepted: the host keeps the facts (the gateway request and CreateNetwork read them).
+    TRY(cache_network_facts(m_store, cluster, network, *facts));
+    return facts;
+}
+
+Result<Json> DockerApi::request_cluster_address(const PoolId& pool, const std::string& network, std::optional<IpAddr> wanted, bool gateway)
+{
+    auto stored = TRY(m_registry.load_network(network));
+    std::string underlay = stored.ok() ? string_of(stored.record.options, "underlay") : "";
+    auto source = TRY(cluster_source(m_store, m_kernel, network, underlay));
+    int family = pool.subnet.addr.family;
+    auto facts = TRY(load_local_blocks(m_store, network)).facts;
+    const std::optional<IpNet> theirs = family == 4 ? std::optional<IpNet>(facts->subnet) : facts->subnet6;
+    if (!theirs || !(*theirs == pool.subnet))
+        return make_error(Code::InvalidConfig, "pool " + pool.str() + " is not cluster network \"" + network + "\"'s subnet");
+    IpAddr address;
+    if (gateway) {
+        auto blocks = TRY(source->host_blocks(m_registry, family));
+        if (blocks.empty())
+            return make_error(Code::Internal, "no block of network \"" + network + "\" after a claim");
+        address = blocks.front().gateway();
+        if (wanted && std::none_of(blocks.begin(), blocks.end(), [&](const BlockOwner& b) { return b.gateway() == *wanted; }))
+            return make_error(Code::InvalidConfig, "--gateway " + wanted->str() + " cannot be used on cluster network \"" + network
+                    + "\": the gateway is this host's block's (" + address.str() + ")");
+        if (wanted)
+            address = *wanted;
+    } else {
+        auto leased = TRY(source->take(m_registry, family, docker_owner, wanted));
+        address = leased.address.addr;
+    }
+    // A block claimed on the way: the other hosts' blocks learned meanwhile go into the kernel
+    // now when the network is up here (the agent programs them too, and every later change).
+    if (source->claimed() && stored.ok()) {
+        Json options = stored.record.options;
+        if (auto dev = TRY(m_kernel.get_link(host_ns, drivers::vxlan_device_name(options.value("vni", 0u)))); dev)
+            TRY(drivers::program_remote_blocks(m_kernel, options, source->learned()));
+    }
+    return Json { { "Address", IpNet { address, pool.subnet.prefix }.str() }, { "Data", Json::object() } };
+}
+
+Result<Json> DockerApi::release_cluster_address(const PoolId& pool, const std::string& network, const IpAddr& ip)
+{
+    // A lease a live endpoint (of this boot) holds stays, as on every other pool.
+    for (auto& key : TRY(m_registry.list_endpoints(network))) {
+        auto ep = TRY(m_registry.load_endpoint(network, key));
+        if (!ep.ok() || ep.record.frontend != Frontend::Docker || stale_boot(ep.record.boot_id))
+            continue;
+        for (auto& a : ep.record.addresses)
+            if (a.address.addr == ip)
+                return Json::object();
+    }
+    // The lease is in the pool of the host's block that holds the address; a block gateway is
+    // no lease, and the block stays with the host.
+    auto local = TRY(load_local_blocks(m_store, network));
+    for (auto& b : local.blocks)
+        if (b.block.contains(ip) && !(b.gateway() == ip))
+            TRY(Pools(m_store).release(PoolId { pool.space, b.block }, ip, docker_owner));
+    return Json::object();
+}
+
 Result<Json> DockerApi::release_pool(const Json& req)
 {
     PoolId pool = TRY(pool_field(req, "ReleasePool"));
+    if (cluster_space_network(pool.space))
+        return Json::object(); // no pool document: the blocks' pools are the host's, and stay
     TRY(Pools(m_store).docker_release(pool));
     return Json::object();
 }
@@ -107,10 +219,12 @@ Result<Json> DockerApi::request_address(const Json& req)
         if (!wanted || !pool.subnet.contains(*wanted))
             return make_error(Code::InvalidConfig, "\"" + address + "\" is not an address of pool " + pool.subnet.str());
     }
+    bool gateway = string_of(options, "RequestAddressType") == "com.docker.network.gateway";
+    if (auto network = cluster_space_network(pool.space))
+        return request_cluster_address(pool, *network, wanted, gateway);
     Pools pools(m_store);
     if (!TRY(pools.exists(pool)))
         return make_error(Code::InvalidConfig, "pool " + pool.str() + " is not known to cnm (no RequestPool for it)");
-    bool gateway = string_of(options, "RequestAddressType") == "com.docker.network.gateway";
     if (gateway) {
         IpAddr gw = TRY(pools.ensure_gateway(pool, wanted));
         return Json { { "Address", IpNet { gw, pool.subnet.prefix }.str() }, { "Data", Json::object() } };
@@ -136,6 +250,8 @@ Result<Json> DockerApi::release_address(const Json& req)
             ip = net->addr;
     if (!ip)
         return make_error(Code::InvalidConfig, "\"" + address + "\" is not an IP address");
+    if (auto network = cluster_space_network(pool.space))
+        return release_cluster_address(pool, *network, *ip);
     // After a restart dockerd releases the addresses of its stale endpoints: a lease a live
     // endpoint (of this boot) holds is not one of those, and stays.
     for (auto& name : TRY(m_registry.list_networks())) {

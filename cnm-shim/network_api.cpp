@@ -8,6 +8,8 @@
 
 #include "request.hpp"
 
+#include "cnm/cluster_ipam.hpp"
+#include "drivers/vxlan.hpp"
 #include "ipam/pool.hpp"
 
 #include <algorithm>
@@ -62,6 +64,12 @@ Result<Json> DockerApi::create_network(const Json& req)
 
     if (auto bound = TRY(bound_network(id)))
         return Json::object(); // Docker retried: already done
+    if (opts.driver == "vxlan") {
+        std::vector<IpNet> subnets;
+        for (auto& p : pools_data)
+            subnets.push_back(p.pool.subnet);
+        return create_vxlan_network(id, opts.keys, *opts.name, subnets);
+    }
     std::string name = opts.name.value_or(id);
     std::vector<std::pair<IpNet, std::optional<IpAddr>>> subnets;
     for (auto& p : pools_data)
@@ -120,6 +128,63 @@ Result<Json> DockerApi::create_network(const Json& req)
         return undo_parent(created.release_error());
     if (made)
         TRY(m_store.put(parent_key(parent), Json { { "parent", parent }, { "createdFor", name } }));
+    TRY(m_store.put(binding_key(id), Json { { "id", id }, { "network", name }, { "created", now_rfc3339() } }));
+    return Json::object();
+}
+
+// A Docker network bound to cluster network `name` on this host. RequestPool learned the
+// network (its facts are in the host's cache) and gave the cluster subnet as the pool; the
+// network record is the one a CNI vxlan ADD on this host makes or finds — space "cluster:NAME",
+// no subnets of its own (the blocks' pools are the host's), the cluster's facts as its options,
+// the bridge a CNI conf that names none gets — so CNI pods and Docker containers share it.
+Result<Json> DockerApi::create_vxlan_network(const std::string& id, const Json& keys, const std::string& name, const std::vector<IpNet>& subnets)
+{
+    ClusterConfig config = TRY(host_cluster_config());
+    auto local = TRY(load_local_blocks(m_store, name));
+    if (!local.facts)
+        return make_error(Code::InvalidConfig, "cluster network \"" + name + "\" is not known on this host (its pool is not a cluster pool)",
+            "create the Docker network with --ipam-opt cnm.network=" + name + "; a network new to the cluster also needs --ipam-opt cnm.driver=vxlan --ipam-opt vni=N");
+    const NetworkFacts& facts = *local.facts;
+    bool v4 = false;
+    for (auto& s : subnets) {
+        const std::optional<IpNet> theirs = s.addr.family == 4 ? std::optional<IpNet>(facts.subnet) : facts.subnet6;
+        if (!theirs || !(*theirs == s))
+            return make_error(Code::InvalidConfig, "cluster network \"" + name + "\" has subnet " + facts.subnet.str()
+                    + (facts.subnet6 ? " and " + facts.subnet6->str() : std::string()) + ", but docker network create asks for " + s.str());
+        v4 |= s.addr.family == 4;
+    }
+    if (!v4)
+        return make_error(Code::InvalidConfig, "cluster network \"" + name + "\" needs its IPv4 subnet: --subnet " + facts.subnet.str());
+    TRY(TRY(FactsWanted::parse(keys)).agree(name, facts));
+
+    auto lock = TRY(m_registry.lock_network(name));
+    auto stored = TRY(m_registry.load_network(name));
+    if (stored.corrupt())
+        return make_error(Code::StateCorrupt, "network record of \"" + name + "\" is corrupt (" + stored.reason + ")");
+    if (stored.ok() && stored.record.driver != "vxlan")
+        return make_error(Code::InvalidConfig, "network \"" + name + "\" exists with driver \"" + stored.record.driver + "\", not \"vxlan\"");
+    NetworkSpec spec { name, "vxlan", Frontend::Docker, keys };
+    if (stored.absent()) {
+        spec.options["type"] = "vxlan";
+        if (!spec.options.contains("bridge"))
+            spec.options["bridge"] = drivers::default_vxlan_bridge(name);
+        if (!spec.options.contains("underlay") && !config.underlay.empty())
+            spec.options["underlay"] = config.underlay;
+    }
+    complete_vxlan_options(spec.options, facts);
+    Driver* driver = find_driver("vxlan");
+    TRY(driver->validate(stored.ok() ? stored.record.options : spec.options));
+    auto record = TRY(endpoints("vxlan").create_network(spec, cluster_space(name), {}, id));
+    // The bridge holds this host's block gateways (a CNI ADD or a Join adds those of later blocks).
+    std::vector<IpNet> gateways;
+    for (auto& b : local.blocks)
+        gateways.push_back({ b.gateway(), b.block.prefix });
+    TRY(driver->ensure_network(m_kernel, record.options, gateways));
+    // The other hosts' blocks, at once (the agent keeps them right from then on); an etcd that
+    // does not answer leaves that to the agent.
+    Cluster cluster(config);
+    if (auto blocks = cluster.blocks(name))
+        TRY(drivers::program_remote_blocks(m_kernel, record.options, *blocks));
     TRY(m_store.put(binding_key(id), Json { { "id", id }, { "network", name }, { "created", now_rfc3339() } }));
     return Json::object();
 }

@@ -1,11 +1,13 @@
 #include "request.hpp"
 
 #include "cni/env.hpp"
+#include "cnm/blocks.hpp"
 #include "cnm/registry.hpp"
 
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <iterator>
 #include <sys/random.h>
 
 namespace cnm::shim {
@@ -25,6 +27,7 @@ struct Spelling {
 };
 constexpr Spelling spellings[] = {
     { "com.docker.network.bridge.name", "bridge", "bridge" },
+    { "com.docker.network.bridge.name", "bridge", "vxlan" },
     { "com.docker.network.bridge.enable_ip_masquerade", "ipMasq", "bridge" },
     { "com.docker.network.driver.mtu", "mtu", "" },
     { "parent", "master", "" },
@@ -107,11 +110,9 @@ Result<NetworkOptions> parse_network_options(const Json& generic)
     auto text_of = [](const Json& v) { return v.is_string() ? v.get<std::string>() : v.dump(); };
     if (generic.contains("cnm.driver"))
         out.driver = text_of(generic["cnm.driver"]);
-    // vxlan through Docker needs the cluster agent beside the shim (the gateway request must
-    // claim this host's block): not wired yet, so it is refused rather than half-done.
-    const Driver* driver = out.driver == "vxlan" ? nullptr : find_driver(out.driver);
+    const Driver* driver = find_driver(out.driver);
     if (!driver)
-        return make_error(Code::InvalidConfig, "cnm.driver = \"" + out.driver + "\" is not supported through Docker (bridge, macvlan or ipvlan)");
+        return make_error(Code::InvalidConfig, "cnm.driver = \"" + out.driver + "\" is not supported through Docker (bridge, macvlan, ipvlan or vxlan)");
     // The network's keys, and those of one attachment (mtu, hairpinMode), which Docker's -o sets
     // for every Docker endpoint of the network.
     Json defaults = driver->network_defaults();
@@ -153,6 +154,69 @@ Result<NetworkOptions> parse_network_options(const Json& generic)
             return make_error(Code::InvalidConfig, "parent \"" + text + "\" is not a usable interface name");
         out.keys[cni_key] = typed;
     }
+    // A cluster network has one name on every host (Docker's ids are per host), and the cluster
+    // subnet is Docker's --subnet.
+    if (out.driver == "vxlan") {
+        if (!out.name)
+            return make_error(Code::InvalidConfig, "a vxlan network must name its cluster network: -o cnm.network=NAME (and --ipam-opt cnm.network=NAME)",
+                "the name is what binds the Docker networks of every host and the CNI confs to one cluster network");
+        for (const char* key : { "subnet", "subnet6", "blockSize6" })
+            if (out.keys.contains(key))
+                return make_error(Code::InvalidConfig, std::string("option \"") + key + "\" cannot be given with -o: the cluster subnet is docker network create's --subnet");
+    }
+    return out;
+}
+
+std::string cluster_space(const std::string& network)
+{
+    return "cluster:" + network;
+}
+
+std::optional<std::string> cluster_space_network(const std::string& space)
+{
+    if (!space.starts_with("cluster:") || space.size() == 8)
+        return std::nullopt;
+    return space.substr(8);
+}
+
+Result<PoolOptions> parse_pool_options(const Json& options)
+{
+    PoolOptions out;
+    if (options.is_null())
+        return out;
+    if (!options.is_object())
+        return make_error(Code::InvalidConfig, "RequestPool: \"Options\" must be an object");
+    static const char* const fact_keys[] = { "vni", "blockSize", "port", "mtu" };
+    auto is_fact = [](const std::string& key) {
+        return std::any_of(std::begin(fact_keys), std::end(fact_keys), [&](const char* k) { return key == k; });
+    };
+    for (auto& [key, value] : options.items()) {
+        if (!value.is_string())
+            return make_error(Code::InvalidConfig, "--ipam-opt " + key + " must be a string");
+        std::string text = value.get<std::string>();
+        if (key == "cnm.network") {
+            if (!cni::valid_network_name(text) || text.size() > 200)
+                return make_error(Code::InvalidConfig, "--ipam-opt cnm.network must name a network (^[a-zA-Z0-9][a-zA-Z0-9_.\\-]*$)");
+            out.network = text;
+        } else if (key == "cnm.driver") {
+            if (!find_driver(text))
+                return make_error(Code::InvalidConfig, "--ipam-opt cnm.driver = \"" + text + "\" is not a driver (bridge, macvlan, ipvlan or vxlan)");
+            out.driver = text;
+        } else if (is_fact(key)) {
+            out.facts[key] = TRY(typed_option(key, value, Json(0)));
+        } else {
+            return make_error(Code::InvalidConfig, "unknown IPAM option \"" + key + "\"",
+                "cnm takes cnm.network=NAME; for a cluster network new to the cluster also cnm.driver=vxlan, vni, blockSize, port, mtu");
+        }
+    }
+    if (!out.facts.empty() && out.driver.value_or("vxlan") != "vxlan")
+        return make_error(Code::InvalidConfig, "--ipam-opt " + out.facts.begin().key() + " is a vxlan option, but cnm.driver is \"" + *out.driver + "\"");
+    if (!out.facts.empty() && !out.driver)
+        out.driver = "vxlan";
+    if (out.driver == "vxlan" && !out.network)
+        return make_error(Code::InvalidConfig, "a cluster (vxlan) pool needs --ipam-opt cnm.network=NAME, the cluster network's name");
+    if (!out.facts.empty())
+        TRY(FactsWanted::parse(out.facts));
     return out;
 }
 
@@ -192,7 +256,8 @@ Result<ipam::PoolId> pool_field(const Json& req, const std::string& method)
 {
     auto text = TRY(json_string(req, "PoolID", method)).value_or("");
     auto pool = ipam::PoolId::parse(text);
-    if (!pool || (pool->space != docker_space && !pool->space.starts_with("cni:")) || !pool->subnet.is_network())
+    if (!pool || (pool->space != docker_space && !pool->space.starts_with("cni:") && !cluster_space_network(pool->space))
+        || !pool->subnet.is_network())
         return bad_request(method, "\"" + text + "\" is not a cnm pool id");
     return *pool;
 }

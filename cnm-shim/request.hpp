@@ -40,6 +40,24 @@ struct NetworkOptions {
 /// (com.docker.network.bridge.name → bridge, parent → master, …).
 Result<NetworkOptions> parse_network_options(const Json& generic);
 
+/// The space of a cluster (vxlan) network's Docker pool: "cluster:<name>", the space of its
+/// blocks' pools. Its PoolID is "cluster:<name>/<cluster subnet>"; the addresses live in the
+/// pools of this host's blocks.
+std::string cluster_space(const std::string& network);
+/// The network a "cluster:<name>" space is of, or nullopt for any other space.
+std::optional<std::string> cluster_space_network(const std::string& space);
+
+/// The --ipam-opt of `docker network create` (RequestPool's Options): cnm.network=NAME names the
+/// network; cnm.driver=vxlan says it is a cluster network (needed only when the cluster does not
+/// know NAME yet), and then vni, blockSize, port and mtu are its facts, which the first host of
+/// the network writes to the cluster (the same keys a CNI vxlan conf has).
+struct PoolOptions {
+    std::optional<std::string> network;
+    std::optional<std::string> driver;
+    Json facts = Json::object(); // typed as the vxlan driver's keys
+};
+Result<PoolOptions> parse_pool_options(const Json& options);
+
 /// The key `docker_key` means for driver `kind`, or nullopt when it is not one of Docker's spellings.
 std::optional<std::string> docker_spelling(std::string_view kind, const std::string& docker_key);
 

@@ -104,6 +104,52 @@ Result<NetworkFacts> resolve_network_facts(Store& store, Cluster& cluster, const
     return *local.facts;
 }
 
+Result<std::optional<NetworkFacts>> known_network_facts(Store& store, Cluster& cluster, const std::string& network)
+{
+    auto local = TRY(load_local_blocks(store, network));
+    if (local.facts)
+        return local.facts;
+    const ClusterConfig& config = cluster.config();
+    etcd::Options options;
+    options.endpoints = config.etcd;
+    options.timeout = std::chrono::milliseconds(config.timeout_ms);
+    options.connect_timeout = std::chrono::milliseconds(std::min(500, config.timeout_ms));
+    auto client = TRY(etcd::Client::create(options));
+    std::string key = cluster.network_key(network);
+    auto kv = TRY(client->get(key));
+    if (!kv)
+        return std::optional<NetworkFacts> {};
+    auto doc = TRY(parse_json(kv->value, Code::StateCorrupt, "etcd key " + key));
+    return std::optional<NetworkFacts>(TRY(NetworkFacts::from_json(doc, "etcd key " + key)));
+}
+
+Result<void> cache_network_facts(Store& store, Cluster& cluster, const std::string& network, const NetworkFacts& facts)
+{
+    auto lock = TRY(store.lock(claim_lock(network)));
+    auto local = TRY(load_local_blocks(store, network));
+    if (!local.node.empty() && local.node != cluster.node())
+        return make_error(Code::InvalidConfig, "invalid config: this state dir holds the blocks of node \"" + local.node
+                + "\" on network \"" + network + "\", not of \"" + cluster.node() + "\"");
+    if (local.facts)
+        return {};
+    local.facts = facts;
+    local.node = cluster.node();
+    return save_local_blocks(store, network, local);
+}
+
+void complete_vxlan_options(Json& options, const NetworkFacts& facts)
+{
+    options["vni"] = facts.vni;
+    options["subnet"] = facts.subnet.str();
+    options["blockSize"] = facts.block_size;
+    options["port"] = facts.port;
+    options["mtu"] = facts.mtu;
+    if (facts.subnet6) {
+        options["subnet6"] = facts.subnet6->str();
+        options["blockSize6"] = facts.block_size6;
+    }
+}
+
 ipam::RangeSet block_ranges(const std::vector<BlockOwner>& blocks, int family)
 {
     ipam::RangeSet set;
@@ -121,7 +167,8 @@ ipam::RangeSet block_ranges(const std::vector<BlockOwner>& blocks, int family)
     return set;
 }
 
-Result<EndpointAddress> ClusterAddresses::allocate(Registry& registry, int family, const IpNet& subnet, int block_prefix, const Owner& owner)
+Result<EndpointAddress> ClusterAddresses::allocate(Registry& registry, int family, const IpNet& subnet, int block_prefix, const Owner& owner,
+    std::optional<IpAddr> wanted)
 {
     Store& store = registry.store();
     Pools pools(store);
@@ -130,7 +177,16 @@ Result<EndpointAddress> ClusterAddresses::allocate(Registry& registry, int famil
         auto set = block_ranges(local.blocks, family);
         if (set.empty())
             return std::optional<EndpointAddress> {};
-        auto got = pools.allocate(address_space(), set, owner, std::nullopt);
+        if (wanted && std::none_of(set.begin(), set.end(), [&](const ipam::Range& r) { return r.subnet.contains(*wanted); })) {
+            std::string blocks;
+            for (auto& r : set)
+                blocks += (blocks.empty() ? "" : ", ") + r.subnet.str();
+            return make_error(Code::AddressUnavailable, "requested IP " + wanted->str() + " is not in this host's blocks of network \"" + m_network
+                    + "\" [" + blocks + "]", "a host hands out addresses of its own blocks only");
+        }
+        auto got = pools.allocate(address_space(), set, owner, wanted);
+        if (!got && wanted)
+            return got.release_error();
         if (got)
             return std::optional<EndpointAddress>(got.release_value());
         if (got.error().code != Code::AddressUnavailable)
@@ -184,6 +240,39 @@ Result<bool> ClusterAddresses::claim_more(Registry& registry, const IpNet& subne
             *same = other;
     }
     return true;
+}
+
+Result<std::vector<BlockOwner>> ClusterAddresses::host_blocks(Registry& registry, int family)
+{
+    Store& store = registry.store();
+    auto mine = [&](const LocalBlocks& local) {
+        std::vector<BlockOwner> out;
+        for (auto& b : local.blocks)
+            if (b.block.addr.family == family)
+                out.push_back(b);
+        return out;
+    };
+    if (auto have = mine(TRY(load_local_blocks(store, m_network))); !have.empty())
+        return have;
+    if (family == 6 && !m_facts.subnet6)
+        return make_error(Code::InvalidConfig, "network \"" + m_network + "\" has no IPv6 cluster subnet");
+    auto lock = TRY(store.lock(claim_lock(m_network)));
+    if (auto have = mine(TRY(load_local_blocks(store, m_network))); !have.empty())
+        return have;
+    TRY(claim_more(registry, family == 4 ? m_facts.subnet : *m_facts.subnet6, family == 4 ? m_facts.block_size : m_facts.block_size6));
+    return mine(TRY(load_local_blocks(store, m_network)));
+}
+
+Result<EndpointAddress> ClusterAddresses::take(Registry& registry, int family, const Owner& owner, std::optional<IpAddr> wanted)
+{
+    if (family == 6 && !m_facts.subnet6)
+        return make_error(Code::InvalidConfig, "network \"" + m_network + "\" has no IPv6 cluster subnet");
+    if (wanted) {
+        // A wanted address needs no claim: it is in a block this host holds, or it is refused.
+        TRY(host_blocks(registry, family));
+    }
+    return allocate(registry, family, family == 4 ? m_facts.subnet : *m_facts.subnet6, family == 4 ? m_facts.block_size : m_facts.block_size6,
+        owner, wanted);
 }
 
 Result<NetSetup> ClusterAddresses::acquire(Registry& registry, EndpointRecord& endpoint)

@@ -45,6 +45,17 @@ Result<void> save_local_blocks(Store& store, const std::string& network, const L
 Result<NetworkFacts> resolve_network_facts(Store& store, Cluster& cluster, const std::string& network, const FactsWanted& wanted,
     int default_mtu);
 
+/// The facts of `network` if the cluster has such a network: the host's cache, else etcd's
+/// P/networks/<network> (read, never written). nullopt when etcd has no such network. Docker's
+/// RequestPool asks, to tell a cluster network from a local one by its name.
+Result<std::optional<NetworkFacts>> known_network_facts(Store& store, Cluster& cluster, const std::string& network);
+/// Caches facts read from etcd in the host's block cache (unless it has them).
+Result<void> cache_network_facts(Store& store, Cluster& cluster, const std::string& network, const NetworkFacts& facts);
+
+/// A vxlan network's options completed with its facts (vni, subnet, blockSize, port, mtu and the
+/// IPv6 ones), as the network record, the driver and the agent read them.
+void complete_vxlan_options(Json& options, const NetworkFacts& facts);
+
 /// The host's VTEP: its underlay address and MAC, resolved only when a block must be claimed.
 struct Vtep {
     IpAddr address;
@@ -67,13 +78,22 @@ public:
     void scope(const std::string& network) override { m_network = network; }
     bool recorded() const override { return true; }
 
+    // Docker's IpamDriver (cnm-shim): addresses are requested one at a time, by family, before
+    // the endpoint exists; the lease owner is Docker's.
+    /// This host's blocks of `family`, claiming one when it holds none (the gateway request).
+    Result<std::vector<BlockOwner>> host_blocks(Registry& registry, int family);
+    /// One address from this host's blocks (`wanted`: exactly that one, which must be in one of
+    /// them), claiming a block when they are full. The address has its block's prefix.
+    Result<EndpointAddress> take(Registry& registry, int family, const ipam::Owner& owner, std::optional<IpAddr> wanted);
+
     /// Whether this process claimed (or adopted) a block, and every other host's block it read
     /// from etcd meanwhile: what the ADD programs into the kernel.
     bool claimed() const { return m_claimed; }
     const std::vector<BlockOwner>& learned() const { return m_learned; }
 
 private:
-    Result<EndpointAddress> allocate(Registry& registry, int family, const IpNet& subnet, int block_prefix, const ipam::Owner& owner);
+    Result<EndpointAddress> allocate(Registry& registry, int family, const IpNet& subnet, int block_prefix, const ipam::Owner& owner,
+        std::optional<IpAddr> wanted = std::nullopt);
     Result<bool> claim_more(Registry& registry, const IpNet& subnet, int block_prefix);
     std::vector<ipam::PoolId> block_pools(Store& store);
 

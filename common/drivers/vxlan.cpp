@@ -14,7 +14,9 @@
 //
 // The container gets its address with the block's prefix and a route for the whole cluster
 // subnet via the block gateway (flannel + bridge users know it so): traffic to other blocks,
-// local or remote, goes through the host, which routes it.
+// local or remote, goes through the host, which routes it. A Docker container (cnm-shim) has its
+// address with the cluster subnet's prefix, Docker's pool: it ARPs for remote addresses, and the
+// bridge answers them (proxy ARP, ensure_proxy_arp).
 //
 // MTU: the conf's "mtu", else the network's (etcd), else the underlay's − 50 (VXLAN over IPv4
 // costs 50 bytes), on the vxlan device, the bridge and both veth ends — so an oversized packet
@@ -36,6 +38,7 @@
 #include <cctype>
 #include <cerrno>
 #include <cstdio>
+#include <utility>
 
 namespace cnm::drivers {
 
@@ -145,6 +148,25 @@ Result<Link> ensure_bridge(Kernel& kernel, const std::string& name, int mtu)
     return ensure_link_up(kernel, *link, mtu);
 }
 
+/// Docker's containers have their address with the cluster subnet's prefix (the prefix of
+/// Docker's pool), so they ARP for the addresses of other hosts' blocks instead of sending to
+/// their gateway. The bridge answers those requests with its own MAC — proxy ARP answers for an
+/// address whose route leaves through another device (the vxlan device), never for an address
+/// on the bridge itself — at once, not after the random proxy_delay. CNI containers (the block's
+/// prefix and a route via the gateway) never ask. Read before written: an ADD on a set-up host
+/// writes nothing.
+Result<void> ensure_proxy_arp(Kernel& kernel, const std::string& bridge)
+{
+    const std::pair<std::string, const char*> wanted[] = {
+        { "net/ipv4/conf/" + bridge + "/proxy_arp", "1" },
+        { "net/ipv4/neigh/" + bridge + "/proxy_delay", "0" },
+    };
+    for (auto& [key, value] : wanted)
+        if (auto now = kernel.read_sysctl(host_ns, key); !now || now.value() != value)
+            TRY(kernel.write_sysctl(host_ns, key, value));
+    return {};
+}
+
 Result<int> effective_mtu(Kernel& kernel, const VxlanKeys& k, const Json& options)
 {
     if (k.mtu)
@@ -199,6 +221,7 @@ public:
         TRY(ensure_vxlan(kernel, k, underlay, mtu));
         fault_point("vxlan-after-device");
         auto bridge = TRY(ensure_bridge(kernel, k.bridge, mtu));
+        TRY(ensure_proxy_arp(kernel, k.bridge));
         auto present = TRY(kernel.addresses(host_ns, bridge.index));
         for (auto& gw : gateways) {
             if (std::find(present.begin(), present.end(), gw) == present.end())

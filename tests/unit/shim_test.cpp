@@ -594,7 +594,7 @@ TEST_CASE("shim: macvlan and ipvlan networks, VLAN parents made on first use and
     CHECK(f.err("NetworkDriver.CreateNetwork", create({ { "cnm.driver", "macvlan" } })).find("-o parent=") != std::string::npos);
     CHECK(f.err("NetworkDriver.CreateNetwork", create({ { "cnm.driver", "ipvlan" }, { "parent", "eth9" }, { "ipvlan_mode", "l4" } })).find("l2, l3, l3s") != std::string::npos);
     CHECK(f.err("NetworkDriver.CreateNetwork", create({ { "cnm.driver", "macvlan" }, { "parent", "nosuch0" } })).find("does not exist") != std::string::npos);
-    CHECK(f.err("NetworkDriver.CreateNetwork", create({ { "cnm.driver", "vxlan" } })).find("not supported") != std::string::npos);
+    CHECK(f.err("NetworkDriver.CreateNetwork", create({ { "cnm.driver", "vxlan" } })).find("-o cnm.network=NAME") != std::string::npos);
     CHECK(f.err("NetworkDriver.CreateNetwork", create({ { "cnm.driver", "macvlan" }, { "parent", "eth9" }, { "bridge", "x" } })).find("unknown macvlan network option") != std::string::npos);
     CHECK(f.err("NetworkDriver.CreateNetwork", create({ { "cnm.driver", "ipvlan" }, { "parent", "eth9" }, { "macvlan_mode", "l2" } })).find("unknown ipvlan network option") != std::string::npos);
     CHECK(snapshot(f.tmp.path()) == before);
@@ -894,4 +894,236 @@ TEST_CASE("shim: a VLAN parent the shim made is gone after a reboot; the next Jo
     REQUIRE(vlan);
     CHECK(vlan->vid == 11);
     CHECK(f.host(join["InterfaceName"]["SrcName"].get<std::string>()));
+}
+
+TEST_CASE("shim: vxlan options of docker network create (-o) are decoded, or refused naming why")
+{
+    auto ok = parse_network_options({ { "cnm.driver", "vxlan" }, { "cnm.network", "dkvx" }, { "vni", "42" }, { "com.docker.network.bridge.name", "vxb0" },
+        { "ipMasq", "true" }, { "com.docker.network.driver.mtu", "1400" }, { "underlay", "u0" } });
+    REQUIRE(ok.ok());
+    CHECK(ok->driver == "vxlan");
+    CHECK(ok->name == std::optional<std::string>("dkvx"));
+    CHECK(ok->keys == Json { { "vni", 42 }, { "bridge", "vxb0" }, { "ipMasq", true }, { "mtu", 1400 }, { "underlay", "u0" } });
+
+    auto refused = [](const Json& generic) {
+        auto r = parse_network_options(generic);
+        REQUIRE(!r.ok());
+        CHECK(r.error().code == Code::InvalidConfig);
+        return r.error().msg + " " + r.error().details;
+    };
+    CHECK(refused({ { "cnm.driver", "vxlan" } }).find("-o cnm.network=NAME") != std::string::npos);
+    CHECK(refused({ { "cnm.driver", "vxlan" }, { "cnm.network", "dkvx" }, { "subnet", "10.213.184.0/22" } }).find("--subnet") != std::string::npos);
+    CHECK(refused({ { "cnm.driver", "vxlan" }, { "cnm.network", "dkvx" }, { "parent", "eth0" } }).find("unknown vxlan network option \"parent\"") != std::string::npos);
+    CHECK(refused({ { "cnm.driver", "vxlan" }, { "cnm.network", "dkvx" }, { "vni", "forty" } }).find("not a non-negative integer") != std::string::npos);
+    CHECK(refused({ { "cnm.driver", "vxlan" }, { "cnm.network", "dkvx" }, { "ipMasq", "maybe" } }).find("not a boolean") != std::string::npos);
+    CHECK(refused({ { "cnm.driver", "vxlan" }, { "cnm.network", "-bad" } }).find("not a valid network name") != std::string::npos);
+    CHECK(refused({ { "cnm.driver", "geneve" } }).find("bridge, macvlan, ipvlan or vxlan") != std::string::npos);
+}
+
+TEST_CASE("shim: --ipam-opt of a cluster pool are decoded, or refused naming why")
+{
+    auto plain = parse_pool_options({ { "cnm.network", "shared" } });
+    REQUIRE(plain.ok());
+    CHECK(plain->network == std::optional<std::string>("shared"));
+    CHECK(!plain->driver);
+    CHECK(plain->facts.empty());
+    CHECK(parse_pool_options(Json()).ok());
+
+    auto vx = parse_pool_options({ { "cnm.network", "dkvx" }, { "cnm.driver", "vxlan" }, { "vni", "4184" }, { "blockSize", "28" }, { "port", "8472" }, { "mtu", "1400" } });
+    REQUIRE(vx.ok());
+    CHECK(vx->driver == std::optional<std::string>("vxlan"));
+    CHECK(vx->facts == Json { { "vni", 4184 }, { "blockSize", 28 }, { "port", 8472 }, { "mtu", 1400 } });
+    // A fact alone says vxlan.
+    auto implied = parse_pool_options({ { "cnm.network", "dkvx" }, { "vni", "7" } });
+    REQUIRE(implied.ok());
+    CHECK(implied->driver == std::optional<std::string>("vxlan"));
+
+    auto refused = [](const Json& options) {
+        auto r = parse_pool_options(options);
+        REQUIRE(!r.ok());
+        CHECK(r.error().code == Code::InvalidConfig);
+        return r.error().msg + " " + r.error().details;
+    };
+    CHECK(refused({ { "cnm.driver", "vxlan" } }).find("--ipam-opt cnm.network=NAME") != std::string::npos);
+    CHECK(refused({ { "vni", "7" } }).find("--ipam-opt cnm.network=NAME") != std::string::npos);
+    CHECK(refused({ { "cnm.network", "n" }, { "cnm.driver", "bridge" }, { "vni", "7" } }).find("vni is a vxlan option") != std::string::npos);
+    CHECK(refused({ { "cnm.network", "n" }, { "cnm.driver", "geneve" } }).find("not a driver") != std::string::npos);
+    CHECK(refused({ { "cnm.network", "n" }, { "subnet", "10.213.184.0/22" } }).find("unknown IPAM option \"subnet\"") != std::string::npos);
+    CHECK(refused({ { "cnm.network", "n" }, { "vni", "0" } }).find("vni") != std::string::npos);
+    CHECK(refused({ { "cnm.network", "n" }, { "vni", "x" } }).find("not a non-negative integer") != std::string::npos);
+    CHECK(refused({ { "cnm.network", "n" }, { "blockSize", "31" } }).find("leaves no address") != std::string::npos);
+    CHECK(refused({ { "cnm.network", "n" }, { "vni", 7 } }).find("must be a string") != std::string::npos);
+    CHECK(refused({ { "cnm.network", "a b" } }).find("must name a network") != std::string::npos);
+    CHECK(refused(Json::array()).find("must be an object") != std::string::npos);
+
+    // The cluster pool's id.
+    CHECK(cluster_space("dkvx") == "cluster:dkvx");
+    CHECK(cluster_space_network("cluster:dkvx") == std::optional<std::string>("dkvx"));
+    CHECK(!cluster_space_network("cluster:"));
+    CHECK(!cluster_space_network("cni:dkvx"));
+    auto pool = pool_field(Json { { "PoolID", "cluster:dkvx/10.213.184.0/22" } }, "RequestAddress");
+    REQUIRE(pool.ok());
+    CHECK(pool->space == "cluster:dkvx");
+    CHECK(pool->subnet.str() == "10.213.184.0/22");
+    CHECK(!pool_field(Json { { "PoolID", "global/10.213.184.0/22" } }, "RequestAddress").ok());
+}
+
+namespace {
+
+/// A host whose cluster file names an etcd that refuses connections, and whose cache already
+/// holds the network's facts and one block: the whole Docker path runs without etcd.
+struct ClusterHost : Fixture {
+    std::string saved_env;
+    bool had_env = false;
+    ClusterHost(bool with_file = true)
+    {
+        if (const char* env = std::getenv(cluster_file_env)) {
+            had_env = true;
+            saved_env = env;
+        }
+        std::string file = tmp.path() + "/cluster.json";
+        if (with_file) {
+            std::ofstream(file) << R"({"etcd":["http://127.0.0.1:1"],"node":"node-a","underlay":"u0","timeoutMs":200})";
+        }
+        ::setenv(cluster_file_env, file.c_str(), 1);
+        int u0 = kernel.add_link(host_ns, "u0");
+        REQUIRE(kernel.add_address(host_ns, u0, *IpNet::parse("10.213.182.1/24"), false).ok());
+    }
+    ~ClusterHost()
+    {
+        if (had_env)
+            ::setenv(cluster_file_env, saved_env.c_str(), 1);
+        else
+            ::unsetenv(cluster_file_env);
+    }
+    void seed(const std::string& network)
+    {
+        LocalBlocks local;
+        local.node = "node-a";
+        NetworkFacts facts;
+        facts.vni = 4184;
+        facts.subnet = *IpNet::parse("10.213.184.0/22");
+        facts.block_size = 26;
+        facts.mtu = 1450;
+        local.facts = facts;
+        IpAddr vtep = *IpAddr::parse("10.213.182.1");
+        local.blocks.push_back({ *IpNet::parse("10.213.184.64/26"), "node-a", vtep, vtep_mac(vtep) });
+        REQUIRE(save_local_blocks(*store, network, local).ok());
+        REQUIRE(ipam::Pools(*store).add_user({ "cluster:" + network, *IpNet::parse("10.213.184.64/26") }, network, *IpAddr::parse("10.213.184.65")).ok());
+    }
+    Json pool_request(const Json& options)
+    {
+        return Json { { "AddressSpace", "local" }, { "Pool", "10.213.184.0/22" }, { "SubPool", "" }, { "Options", options }, { "V6", false } };
+    }
+};
+
+} // namespace
+
+TEST_CASE("shim: a vxlan network through Docker — the cluster pool, the block gateway, addresses of the host's block, nothing left but the block")
+{
+    ClusterHost f;
+    f.seed("dkvx");
+    auto pool = f.ok("IpamDriver.RequestPool", f.pool_request({ { "cnm.network", "dkvx" } }).dump());
+    CHECK(pool["PoolID"] == "cluster:dkvx/10.213.184.0/22");
+    CHECK(pool["Pool"] == "10.213.184.0/22");
+    auto gw = f.ok("IpamDriver.RequestAddress", Json { { "PoolID", pool["PoolID"] }, { "Address", "" }, { "Options", { { "RequestAddressType", "com.docker.network.gateway" } } } }.dump());
+    CHECK(gw["Address"] == "10.213.184.65/22"); // the block's gateway, with the pool's prefix
+    f.ok("NetworkDriver.CreateNetwork", Json { { "NetworkID", nid },
+        { "Options", { { "com.docker.network.generic", { { "cnm.driver", "vxlan" }, { "cnm.network", "dkvx" } } } } },
+        { "IPv4Data", { { { "AddressSpace", "local" }, { "Gateway", gw["Address"] }, { "Pool", "10.213.184.0/22" } } } } }.dump());
+    auto network = f.registry.load_network("dkvx");
+    REQUIRE(network.ok());
+    REQUIRE(network->ok());
+    CHECK(network->record.driver == "vxlan");
+    CHECK(network->record.address_space == "cluster:dkvx");
+    CHECK(network->record.subnets.empty()); // as a CNI vxlan ADD records it
+    CHECK(network->record.options["vni"] == 4184);
+    CHECK(network->record.options["bridge"] == "vxb-dkvx");
+    CHECK(network->record.options["underlay"] == "u0");
+    auto* bridge = f.host("vxb-dkvx");
+    REQUIRE(bridge);
+    CHECK(has_address(bridge, "10.213.184.65/26"));
+    CHECK(f.kernel.sysctl(host_ns, "net/ipv4/conf/vxb-dkvx/proxy_arp") == std::optional<std::string>("1"));
+    // (proxy_delay: the fake reads an unset sysctl as 0; e2e shim-docker-vxlan checks the kernel writes it.)
+    CHECK(f.host("cnmvx4184"));
+
+    // Two containers: addresses of the block, the pool's prefix; the Join's gateway is the block's.
+    auto a1 = f.ok("IpamDriver.RequestAddress", Json { { "PoolID", pool["PoolID"] }, { "Address", "" } }.dump());
+    auto a2 = f.ok("IpamDriver.RequestAddress", Json { { "PoolID", pool["PoolID"] }, { "Address", "" } }.dump());
+    CHECK(a1["Address"] == "10.213.184.66/22");
+    CHECK(a2["Address"] == "10.213.184.67/22");
+    auto wanted = f.ok("IpamDriver.RequestAddress", Json { { "PoolID", pool["PoolID"] }, { "Address", "10.213.184.100" } }.dump());
+    CHECK(wanted["Address"] == "10.213.184.100/22");
+    CHECK(f.err("IpamDriver.RequestAddress", Json { { "PoolID", pool["PoolID"] }, { "Address", "10.213.185.9" } }.dump()).find("not in this host's blocks") != std::string::npos);
+    f.ok("IpamDriver.ReleaseAddress", Json { { "PoolID", pool["PoolID"] }, { "Address", "10.213.184.100" } }.dump());
+    f.ok("NetworkDriver.CreateEndpoint", ep_body(nid, eid1, a1["Address"]));
+    auto join = f.ok("NetworkDriver.Join", Json { { "NetworkID", nid }, { "EndpointID", eid1 }, { "SandboxKey", "/run/docker/netns/sb1" } }.dump());
+    CHECK(join["Gateway"] == "10.213.184.65");
+    CHECK(f.host(join["InterfaceName"]["SrcName"].get<std::string>()));
+    auto record = f.docker_endpoint("dkvx", eid1);
+    REQUIRE(record.addresses.size() == 1);
+    CHECK(record.addresses[0].address.str() == "10.213.184.66/26");
+    CHECK(record.addresses[0].pool == "cluster:dkvx/10.213.184.64/26");
+
+    // Leave, delete, release: the leases go, the block and its pool stay.
+    ipam::Pools pools(*f.store);
+    ipam::PoolId block { "cluster:dkvx", *IpNet::parse("10.213.184.64/26") };
+    CHECK(pools.leases(block)->size() == 2);
+    f.ok("NetworkDriver.Leave", ids(nid, eid1));
+    f.ok("NetworkDriver.DeleteEndpoint", ids(nid, eid1));
+    f.ok("IpamDriver.ReleaseAddress", Json { { "PoolID", pool["PoolID"] }, { "Address", "10.213.184.66" } }.dump());
+    f.ok("IpamDriver.ReleaseAddress", Json { { "PoolID", pool["PoolID"] }, { "Address", "10.213.184.67" } }.dump());
+    f.ok("IpamDriver.ReleaseAddress", Json { { "PoolID", pool["PoolID"] }, { "Address", "10.213.184.65" } }.dump());
+    f.ok("IpamDriver.ReleasePool", Json { { "PoolID", pool["PoolID"] } }.dump());
+    f.ok("NetworkDriver.DeleteNetwork", Json { { "NetworkID", nid } }.dump());
+    CHECK(pools.leases(block)->empty());
+    CHECK(f.registry.load_network("dkvx")->absent());
+    CHECK(!f.host("vxb-dkvx"));
+    auto local = load_local_blocks(*f.store, "dkvx");
+    REQUIRE(local.ok());
+    REQUIRE(local->blocks.size() == 1);
+    CHECK(local->blocks[0].block.str() == "10.213.184.64/26");
+    CHECK(pools.gateway(block)->value() == *IpAddr::parse("10.213.184.65"));
+}
+
+TEST_CASE("shim: a vxlan network through Docker is refused with clear errors that change nothing")
+{
+    SUBCASE("no cluster file")
+    {
+        ClusterHost f(false);
+        auto before = snapshot(f.tmp.path());
+        CHECK(f.err("IpamDriver.RequestPool", f.pool_request({ { "cnm.network", "dkvx" }, { "cnm.driver", "vxlan" } }).dump()).find("cluster file") != std::string::npos);
+        CHECK(f.err("NetworkDriver.CreateNetwork", Json { { "NetworkID", nid },
+            { "Options", { { "com.docker.network.generic", { { "cnm.driver", "vxlan" }, { "cnm.network", "dkvx" } } } } },
+            { "IPv4Data", { { { "AddressSpace", "local" }, { "Pool", "10.213.184.0/22" } } } } }.dump()).find("cluster file") != std::string::npos);
+        // Without the hint, a name the host does not know is a local network, as before.
+        auto pool = f.ok("IpamDriver.RequestPool", f.pool_request({ { "cnm.network", "dkvx" } }).dump());
+        CHECK(pool["PoolID"] == "cni:dkvx/10.213.184.0/22");
+        f.ok("IpamDriver.ReleasePool", Json { { "PoolID", pool["PoolID"] } }.dump());
+        CHECK(snapshot(f.tmp.path()) == before);
+    }
+    SUBCASE("a cluster network the host knows, asked for with another subnet, or unknown to the host")
+    {
+        ClusterHost f;
+        f.seed("dkvx");
+        auto before = snapshot(f.tmp.path());
+        auto other = f.pool_request({ { "cnm.network", "dkvx" } });
+        other["Pool"] = "10.213.188.0/22";
+        CHECK(f.err("IpamDriver.RequestPool", other.dump()).find("has subnet 10.213.184.0/22, but docker network create asks for --subnet 10.213.188.0/22") != std::string::npos);
+        CHECK(f.err("IpamDriver.RequestPool", f.pool_request({ { "cnm.network", "dkvx" }, { "vni", "99" } }).dump()).find("vni") != std::string::npos);
+        auto v6 = f.pool_request({ { "cnm.network", "dkvx" } });
+        v6["Pool"] = "fd00:213:184::/64";
+        v6["V6"] = true;
+        CHECK(f.err("IpamDriver.RequestPool", v6.dump()).find("IPv6 (--ipv6) is not supported on cluster network") != std::string::npos);
+        // A name the host does not know, hinted vxlan: etcd must say whether it exists; unreachable here: a clear error that leaves nothing.
+        CHECK(f.err("IpamDriver.RequestPool", f.pool_request({ { "cnm.network", "fresh" }, { "cnm.driver", "vxlan" } }).dump()).find("etcd") != std::string::npos);
+        CHECK(f.err("NetworkDriver.CreateNetwork", Json { { "NetworkID", nid },
+            { "Options", { { "com.docker.network.generic", { { "cnm.driver", "vxlan" }, { "cnm.network", "fresh" } } } } },
+            { "IPv4Data", { { { "AddressSpace", "local" }, { "Pool", "10.213.184.0/22" } } } } }.dump()).find("not known on this host") != std::string::npos);
+        CHECK(f.err("NetworkDriver.CreateNetwork", Json { { "NetworkID", nid },
+            { "Options", { { "com.docker.network.generic", { { "cnm.driver", "vxlan" }, { "cnm.network", "dkvx" }, { "vni", "99" } } } } },
+            { "IPv4Data", { { { "AddressSpace", "local" }, { "Pool", "10.213.184.0/22" } } } } }.dump()).find("vni") != std::string::npos);
+        CHECK(snapshot(f.tmp.path()) == before);
+        CHECK(!f.host("vxb-dkvx"));
+    }
 }
