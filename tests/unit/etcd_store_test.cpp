@@ -526,8 +526,18 @@ TEST_CASE("etcd store: a lock is a key on a lease; a second holder waits and giv
     CHECK(etcd.leases.size() == 1);
     CHECK(etcd.kv["/cnm/pools/.lock"].lease == lease);
 
-    // Writes under the lock carry the fence; once released, b gets it.
+    // Writes under the lock carry the fence; a compare that fails under a live fence is a lost
+    // race (with the winner read), not a lost lock. Once released, b gets the lock.
     REQUIRE(a->put({ "pools", "p" }, doc(1)).ok());
+    auto stale = a->put_if({ "pools", "p" }, doc(2), 1);
+    REQUIRE(stale.ok());
+    CHECK_FALSE(stale->done);
+    REQUIRE(stale->current);
+    CHECK(stale->current->doc == doc(1));
+    CHECK(stale->version == a->get({ "pools", "p" })->version);
+    auto fenced_txn = a->txn({ { { "pools", "p" }, stale->version } }, { { { "pools", "q" }, doc(3) } });
+    REQUIRE(fenced_txn.ok());
+    CHECK(fenced_txn->done);
     held->reset();
     CHECK(etcd.kv.count("/cnm/pools/.lock") == 0);
     CHECK(etcd.leases.empty());
@@ -557,9 +567,9 @@ TEST_CASE("etcd store: a holder whose lease expired cannot write under the lock"
     CHECK_FALSE(a->remove({ "pools", "p" }).ok());
     CHECK(etcd.revision == rev);
     CHECK(a->get({ "pools", "p" })->doc == doc(1));
+    CHECK(a->txn({}, { { { "pools", "q" }, doc(2) } }).error().code == Code::TryAgainLater);
     // Outside the lock's directory writes are not fenced.
     CHECK(a->put({ "other" }, doc(3)).ok());
-    // A compare that fails under a live fence is a lost race, not a lost lock.
     held->reset();
 }
 
