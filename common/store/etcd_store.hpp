@@ -21,8 +21,8 @@
 // ("<dir>/.lock", "<dir>/.<name>.held"), which list/scan/empty_dir/watch skip. lock(dir) grants a
 // lease and creates the lock key on it if absent, retrying (10–100 ms apart) until the client's
 // timeout (a grant and a create, more while it waits), then TryAgainLater naming the directory;
-// the Lock keeps the lease alive from a thread of its own (every TTL/3) and revokes it when destroyed (a crashed holder's lock goes when the
-// TTL runs out). It is honest the way an etcd lock can be: while held, every write this store
+// the Lock keeps the lease alive from a thread of its own (every TTL/3) and revokes it when
+// destroyed (a crashed holder's lock goes when the TTL runs out). It is honest the way an etcd lock can be: while held, every write this store
 // makes under dir (put, create, put_if, remove_if, remove, txn) carries the compare "the lock key
 // is still on my lease", so a holder whose lease expired (cut off from etcd for a TTL) gets an
 // error (TryAgainLater) instead of writing beside a new holder. Writes from other processes that
