@@ -20,16 +20,16 @@
 // Locks and holds are keys on a lease, under names valid_segment() never gives a document
 // ("<dir>/.lock", "<dir>/.<name>.held"), which list/scan/empty_dir/watch skip. lock(dir) grants a
 // lease and creates the lock key on it if absent, retrying (10–100 ms apart) until the client's
-// timeout (a grant and a create, more while it waits), then TryAgainLater naming the directory;
-// the Lock keeps the lease alive from a thread of its own (every TTL/3) and revokes it when
-// destroyed (a crashed holder's lock goes when the TTL runs out). It is honest the way an etcd lock can be: while held, every write this store
-// makes under dir (put, create, put_if, remove_if, remove, txn) carries the compare "the lock key
-// is still on my lease", so a holder whose lease expired (cut off from etcd for a TTL) gets an
-// error (TryAgainLater) instead of writing beside a new holder. Writes from other processes that
-// do not take the lock are not excluded, as with FileStore. A lock this process holds already is
-// taken again for free (as FileStore's). hold(key) is a key on a lease, kept alive likewise (a
-// second hold of the key waits within the timeout, then TryAgainLater); held(key) reads whether
-// it exists.
+// timeout (a grant and a create, more while it waits), then TryAgainLater naming the directory; the
+// Lock keeps the lease alive from a thread of its own (every TTL/3) and revokes it when destroyed
+// (a crashed holder's lock goes when the TTL runs out). It is honest the way an etcd lock can be:
+// while held, every write this store makes under dir (put, create, put_if, remove_if, remove, txn)
+// carries the compare "the lock key is still on my lease", so a holder whose lease expired (cut off
+// from etcd for a TTL) gets an error (TryAgainLater) instead of writing beside a new holder. Writes
+// from other processes that do not take the lock are not excluded, as with FileStore. A lock this
+// process holds already is taken again for free (as FileStore's). hold(key) is a key on a lease,
+// kept alive likewise (a second hold of the key waits within the timeout, then TryAgainLater);
+// held(key) reads whether it exists.
 //
 // Capabilities beyond FileStore: txn() over any keys (one etcd txn) and watch() of a subtree
 // (etcd's prefix watch from a revision; a compacted start ends with Watched::End::Compacted).
