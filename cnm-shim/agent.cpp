@@ -2,6 +2,7 @@
 
 #include "cnm/cluster_ipam.hpp"
 #include "cnm/registry.hpp"
+#include "etcd/client.hpp"
 #include "drivers/vxlan.hpp"
 #include "kernel/kernel.hpp"
 #include "store/file_store.hpp"

@@ -1,5 +1,6 @@
 #include "cnm/cluster.hpp"
 
+#include "store/etcd_store.hpp"
 #include "util/fault.hpp"
 
 #include <algorithm>
@@ -108,16 +109,35 @@ Cluster::Cluster(ClusterConfig config, std::unique_ptr<etcd::Transport> transpor
 {
 }
 
-Result<etcd::Client*> Cluster::client()
+Cluster::Cluster(ClusterConfig config, std::unique_ptr<Store> store)
+    : m_config(std::move(config)), m_store(std::move(store)), m_etcd(false)
 {
-    if (!m_client) {
+}
+
+Cluster::~Cluster() = default;
+
+Result<Store*> Cluster::store()
+{
+    if (!m_store) {
         etcd::Options options;
         options.endpoints = m_config.etcd;
         options.timeout = std::chrono::milliseconds(m_config.timeout_ms);
         options.connect_timeout = std::chrono::milliseconds(std::min(500, m_config.timeout_ms));
-        m_client = TRY(etcd::Client::create(options, std::move(m_transport)));
+        m_store = TRY(EtcdStore::open(options, m_config.prefix, std::move(m_transport)));
     }
-    return m_client.get();
+    return m_store.get();
+}
+
+std::string Cluster::where(const Key& key) const
+{
+    return m_etcd ? "etcd key " + m_config.prefix + "/" + key_str(key) : "cluster key " + key_str(key);
+}
+
+Result<Loaded> Cluster::winner(Store& store, const Key& key, const Cas& cas)
+{
+    if (cas.current)
+        return *cas.current;
+    return store.get(key);
 }
 
 std::string Cluster::network_key(const std::string& network) const
@@ -140,53 +160,77 @@ std::string Cluster::block_path(const std::string& network, const IpNet& block) 
     return blocks_prefix(network) + block_key(block);
 }
 
+namespace {
+
+std::string string_field(const Json& doc, const char* name)
+{
+    if (!doc.is_object())
+        return "";
+    auto it = doc.find(name);
+    return it != doc.end() && it->is_string() ? it->get<std::string>() : "";
+}
+
+} // namespace
+
 Result<NetworkFacts> Cluster::ensure_network(const std::string& network, const NetworkFacts& first)
 {
-    auto* c = TRY(client());
-    std::string key = network_key(network);
-    auto cas = TRY(c->create(key, first.to_json().dump()));
-    if (cas.succeeded)
+    Store& s = *TRY(store());
+    Key key = network_doc(network);
+    auto cas = TRY(s.put_if(key, first.to_json(), 0));
+    if (cas.done)
         return first;
-    if (!cas.current)
-        return make_error(Code::TryAgainLater, "etcd: " + key + " was neither created nor readable", "retry the ADD");
-    auto doc = parse_json(cas.current->value, Code::StateCorrupt, "etcd key " + key);
-    if (!doc)
-        return doc.release_error();
-    return NetworkFacts::from_json(*doc, "etcd key " + key);
+    Loaded have = TRY(winner(s, key, cas));
+    if (have.status == Loaded::Status::Absent)
+        return make_error(Code::TryAgainLater, where(key) + " was neither created nor readable", "retry the ADD");
+    if (!have.ok())
+        return make_error(Code::StateCorrupt, where(key) + " is corrupt: " + have.reason);
+    return NetworkFacts::from_json(have.doc, where(key));
+}
+
+Result<std::optional<NetworkFacts>> Cluster::network(const std::string& network)
+{
+    Store& s = *TRY(store());
+    Key key = network_doc(network);
+    Loaded have = TRY(s.get(key));
+    if (have.status == Loaded::Status::Absent)
+        return std::optional<NetworkFacts> {};
+    if (!have.ok())
+        return make_error(Code::StateCorrupt, where(key) + " is corrupt: " + have.reason);
+    return std::optional<NetworkFacts>(TRY(NetworkFacts::from_json(have.doc, where(key))));
 }
 
 Result<void> Cluster::ensure_host(const IpAddr& vtep, const Mac& mac)
 {
-    auto* c = TRY(client());
-    std::string key = host_key(node());
+    Store& s = *TRY(store());
+    Key key = host_doc(node());
     Json want = { { "vtep", vtep.str() }, { "mac", netlink::mac_str(mac) } };
-    auto cas = TRY(c->create(key, want.dump()));
-    if (cas.succeeded || !cas.current)
+    auto cas = TRY(s.put_if(key, want, 0));
+    if (cas.done)
         return {};
-    auto have = parse_json(cas.current->value, Code::StateCorrupt, "etcd key " + key);
-    if (have && have->is_object() && have->value("vtep", "") == vtep.str() && have->value("mac", "") == netlink::mac_str(mac))
+    Loaded have = TRY(winner(s, key, cas));
+    if (have.status == Loaded::Status::Absent)
+        return {};
+    if (have.ok() && string_field(have.doc, "vtep") == vtep.str() && string_field(have.doc, "mac") == netlink::mac_str(mac))
         return {};
     // Our own record says otherwise (a new underlay address): ours is the truth. The agent's
-    // lease, if any, is kept.
-    TRY(c->put_if_mod_revision(key, want.dump(), cas.current->mod_revision, cas.current->lease));
+    // lease, if any, is kept (EtcdStore's put_if onto an existing key keeps its lease).
+    TRY(s.put_if(key, want, have.version));
     return {};
 }
 
 Result<std::vector<BlockOwner>> Cluster::blocks(const std::string& network)
 {
-    auto* c = TRY(client());
-    std::string prefix = blocks_prefix(network);
-    auto range = TRY(c->range_prefix(prefix));
+    Store& s = *TRY(store());
+    auto scan = TRY(s.scan(blocks_dir(network)));
     std::vector<BlockOwner> out;
-    for (auto& kv : range.kvs) {
-        auto block = parse_block_key(std::string_view(kv.key).substr(prefix.size()));
+    for (auto& doc : scan.docs) {
+        auto block = parse_block_key(doc.name);
         if (!block)
             continue;
-        auto doc = parse_json(kv.value, Code::StateCorrupt, "etcd key " + kv.key);
         // A block whose value is unreadable is still taken: never hand it out again.
         BlockOwner owner { *block, "", {}, {} };
-        if (doc)
-            if (auto parsed = BlockOwner::from_json(*block, *doc))
+        if (doc.doc.ok())
+            if (auto parsed = BlockOwner::from_json(*block, doc.doc.doc))
                 owner = *parsed;
         out.push_back(owner);
     }
@@ -196,7 +240,7 @@ Result<std::vector<BlockOwner>> Cluster::blocks(const std::string& network)
 Result<Cluster::Claim> Cluster::claim(const std::string& network, const IpNet& subnet, int block_prefix, const std::set<IpNet>& cached,
     const IpAddr& vtep, const Mac& mac)
 {
-    auto* c = TRY(client());
+    Store& s = *TRY(store());
     TRY(ensure_host(vtep, mac));
     Claim out;
     std::set<IpNet> taken;
@@ -220,23 +264,25 @@ Result<Cluster::Claim> Cluster::claim(const std::string& network, const IpNet& s
                 std::to_string(taken.size()) + " blocks are held; an admin can release a gone host's blocks");
         mine.block = *free;
         fault_point("vxlan-claim-before-cas");
-        auto cas = TRY(c->create(block_path(network, *free), mine.to_json().dump()));
-        if (cas.succeeded) {
+        Key key = blocks_dir(network);
+        key.push_back(block_key(*free));
+        auto cas = TRY(s.put_if(key, mine.to_json(), 0));
+        if (cas.done) {
             fault_point("vxlan-claim-after-cas");
             out.mine.push_back(mine);
             return out;
         }
         // Lost to another host: its block is one more to route to.
         taken.insert(*free);
-        if (cas.current)
-            if (auto doc = parse_json(cas.current->value, Code::StateCorrupt, "block"); doc)
-                if (auto winner = BlockOwner::from_json(*free, *doc)) {
-                    if (winner->node == node()) {
-                        out.mine.push_back(*winner);
-                        return out;
-                    }
-                    out.others.push_back(*winner);
+        Loaded have = TRY(winner(s, key, cas));
+        if (have.ok())
+            if (auto winner = BlockOwner::from_json(*free, have.doc)) {
+                if (winner->node == node()) {
+                    out.mine.push_back(*winner);
+                    return out;
                 }
+                out.others.push_back(*winner);
+            }
     }
     return make_error(Code::TryAgainLater, "lost " + std::to_string(max_claim_attempts) + " block claims in a row on network \"" + network + "\"",
         "retry the ADD");
@@ -244,16 +290,17 @@ Result<Cluster::Claim> Cluster::claim(const std::string& network, const IpNet& s
 
 Result<size_t> Cluster::release_blocks(const std::string& network, const std::string& node_name)
 {
-    auto* c = TRY(client());
-    std::string prefix = blocks_prefix(network);
-    auto range = TRY(c->range_prefix(prefix));
+    Store& s = *TRY(store());
+    Key dir = blocks_dir(network);
+    auto scan = TRY(s.scan(dir));
     size_t released = 0;
-    for (auto& kv : range.kvs) {
-        auto doc = parse_json(kv.value, Code::StateCorrupt, "etcd key " + kv.key);
-        if (!doc || !doc->is_object() || doc->value("node", "") != node_name)
+    for (auto& doc : scan.docs) {
+        if (!doc.doc.ok() || string_field(doc.doc.doc, "node") != node_name)
             continue;
-        auto cas = TRY(c->delete_if_mod_revision(kv.key, kv.mod_revision));
-        if (cas.succeeded)
+        Key key = dir;
+        key.push_back(doc.name);
+        auto cas = TRY(s.remove_if(key, doc.doc.version));
+        if (cas.done)
             ++released;
     }
     return released;

@@ -14,6 +14,13 @@
 //                                     host until an admin releases it (release_blocks), so a host
 //                                     cut off from etcd keeps its addresses and stays routable.
 //
+// The records are reached through the Store interface (store/store.hpp), keys relative to P
+// (["networks", name], ["hosts", node], ["blocks", network, a_b]), over an EtcdStore made from the
+// ClusterConfig when first needed; a document's version is its key's mod_revision, and each
+// create-if-absent / compare-and-swap below is one etcd txn whose loser reads the winner in the
+// same round trip. Nothing here names an etcd type: a Cluster over another Store (a test's
+// FileStore) behaves alike.
+//
 // Routes follow blocks: every host routes each remote block to the block's VTEP. An agent lists
 // P/blocks/ and P/hosts/ at a revision and watches from there; the plugin alone only reads the
 // blocks when it claims one (cluster_ipam.hpp), and programs what it read.
@@ -25,7 +32,8 @@
 // Freed addresses never give a block back: no flapping between hosts.
 
 #include "cnm/blocks.hpp"
-#include "etcd/client.hpp"
+#include "etcd/transport.hpp"
+#include "store/store.hpp"
 
 #include <memory>
 #include <set>
@@ -55,17 +63,27 @@ class Cluster {
 public:
     /// Makes no connection (nor a client) until a call needs etcd. `transport` for tests.
     explicit Cluster(ClusterConfig config, std::unique_ptr<etcd::Transport> transport = nullptr);
+    /// Over a store of the caller's (keys relative to the cluster prefix); config.etcd unused.
+    Cluster(ClusterConfig config, std::unique_ptr<Store> store);
+    ~Cluster();
     const ClusterConfig& config() const { return m_config; }
     const std::string& node() const { return m_config.node; }
 
+    /// The records' etcd keys ("<prefix>/networks/<name>", …), for messages and the agent.
     std::string network_key(const std::string& network) const;
     std::string host_key(const std::string& node) const;
     std::string blocks_prefix(const std::string& network) const;
     std::string block_path(const std::string& network, const IpNet& block) const;
+    /// The same records as Store keys.
+    static Key network_doc(const std::string& network) { return { "networks", network }; }
+    static Key host_doc(const std::string& node) { return { "hosts", node }; }
+    static Key blocks_dir(const std::string& network) { return { "blocks", network }; }
 
     /// The network's facts; written from `first` when the network is new (one create-if-absent:
     /// the loser reads the winner's).
     Result<NetworkFacts> ensure_network(const std::string& network, const NetworkFacts& first);
+    /// The network's facts, or nullopt when the cluster has no such network (one read).
+    Result<std::optional<NetworkFacts>> network(const std::string& network);
     /// This host's record, written when absent or different.
     Result<void> ensure_host(const IpAddr& vtep, const Mac& mac);
     /// Every block of the network (one range read).
@@ -86,11 +104,16 @@ public:
     Result<size_t> release_blocks(const std::string& network, const std::string& node);
 
 private:
-    Result<etcd::Client*> client();
+    Result<Store*> store();
+    /// "etcd key <prefix>/a/b" (or "cluster key a/b" over another store), for messages.
+    std::string where(const Key& key) const;
+    /// The key as it is after a lost compare-and-swap: what the store read with it, else a get.
+    Result<Loaded> winner(Store& store, const Key& key, const Cas& cas);
 
     ClusterConfig m_config;
     std::unique_ptr<etcd::Transport> m_transport;
-    std::unique_ptr<etcd::Client> m_client;
+    std::unique_ptr<Store> m_store;
+    bool m_etcd = true; // m_store is (or will be) the EtcdStore of m_config
 };
 
 } // namespace cnm

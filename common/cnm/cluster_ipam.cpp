@@ -109,18 +109,7 @@ Result<std::optional<NetworkFacts>> known_network_facts(Store& store, Cluster& c
     auto local = TRY(load_local_blocks(store, network));
     if (local.facts)
         return local.facts;
-    const ClusterConfig& config = cluster.config();
-    etcd::Options options;
-    options.endpoints = config.etcd;
-    options.timeout = std::chrono::milliseconds(config.timeout_ms);
-    options.connect_timeout = std::chrono::milliseconds(std::min(500, config.timeout_ms));
-    auto client = TRY(etcd::Client::create(options));
-    std::string key = cluster.network_key(network);
-    auto kv = TRY(client->get(key));
-    if (!kv)
-        return std::optional<NetworkFacts> {};
-    auto doc = TRY(parse_json(kv->value, Code::StateCorrupt, "etcd key " + key));
-    return std::optional<NetworkFacts>(TRY(NetworkFacts::from_json(doc, "etcd key " + key)));
+    return cluster.network(network);
 }
 
 Result<void> cache_network_facts(Store& store, Cluster& cluster, const std::string& network, const NetworkFacts& facts)

@@ -205,6 +205,8 @@ Json encode_op(const Op& op)
         Json put = encode_put(op.key, op.value, op.lease);
         if (op.prev_kv)
             put["prev_kv"] = true;
+        if (op.ignore_lease)
+            put["ignore_lease"] = true;
         return { { "request_put", std::move(put) } };
     }
     case Op::Kind::Delete: return { { "request_delete_range", encode_delete(op.key, op.range_end, op.prev_kv) } };

@@ -79,6 +79,7 @@ struct Op {
     std::string value;     // Put
     int64_t lease = 0;     // Put
     bool prev_kv = false;  // Put/Delete: return the previous kv
+    bool ignore_lease = false; // Put: keep the lease the key has (etcd refuses it on an absent key)
 
     static Op get(std::string key) { return { Kind::Range, std::move(key), {}, {}, 0, false }; }
     static Op get_prefix(const std::string& prefix) { return { Kind::Range, prefix, prefix_end(prefix), {}, 0, false }; }

@@ -611,7 +611,7 @@ Result<Cas> FileStore::put_if(const Key& key, const Json& doc, Version expected,
     if (current < 0)
         return io_error("cannot write", key, errno);
     if (static_cast<Version>(current) != expected)
-        return Cas { false, static_cast<Version>(current) };
+        return Cas { false, static_cast<Version>(current), std::nullopt };
     // Never in place under CAS: a kill -9 between the rewrite and its stamp could leave an old version.
     if (durability == Durability::Hint)
         durability = Durability::PerBoot;
@@ -619,11 +619,11 @@ Result<Cas> FileStore::put_if(const Key& key, const Json& doc, Version expected,
         Version version = 0;
         if (!TRY(create_doc(dfd, key, doc, durability, version))) { // made by a writer that ignores the lock
             long long now = current_version(dfd, key.back());
-            return Cas { false, now < 0 ? 0 : static_cast<Version>(now) };
+            return Cas { false, now < 0 ? 0 : static_cast<Version>(now), std::nullopt };
         }
-        return Cas { true, version };
+        return Cas { true, version, std::nullopt };
     }
-    return Cas { true, TRY(write_doc(dfd, key, doc, durability, expected)) };
+    return Cas { true, TRY(write_doc(dfd, key, doc, durability, expected)), std::nullopt };
 }
 
 Result<Cas> FileStore::remove_if(const Key& key, Version expected, Durability durability)
@@ -633,15 +633,15 @@ Result<Cas> FileStore::remove_if(const Key& key, Version expected, Durability du
     Key dir(key.begin(), key.end() - 1);
     int dfd = TRY(dir_fd(dir, Create::No));
     if (dfd < 0)
-        return Cas { false, 0 };
+        return Cas { false, 0, std::nullopt };
     auto held = TRY(lock(dir));
     long long current = current_version(dfd, key.back());
     if (current < 0)
         return io_error("cannot remove", key, errno);
     if (expected == 0 || static_cast<Version>(current) != expected)
-        return Cas { false, static_cast<Version>(current) };
+        return Cas { false, static_cast<Version>(current), std::nullopt };
     TRY(remove_entry(dfd, key, durability));
-    return Cas { true, 0 };
+    return Cas { true, 0, std::nullopt };
 }
 
 void FileStore::forget_dirs(const Key& dir)

@@ -1,14 +1,22 @@
 #pragma once
 // The state store: JSON documents under keys made of validated path segments, written atomically,
-// with exclusive creation and advisory locks on a key prefix. FileStore is the only backend today;
-// the interface is the seam for a distributed one (etcd) later, where lock() becomes a lease and
-// create() a compare-and-swap.
+// with exclusive creation, per-document versions and compare-and-swap, and exclusive locks on a
+// key prefix. Two backends: FileStore (file_store.hpp: one file per document, the per-host state of
+// every plugin) and EtcdStore (etcd_store.hpp: the cluster's records in etcd, where a version is
+// the key's mod_revision, lock() a lease and create() a compare-and-swap). Callers do not see
+// which one they hold: what both do honestly is the interface proper; what only one can do
+// (multi-key txn(), watch()) is an optional capability whose default answers "this backend cannot"
+// (Code::Internal), never a silent approximation. Neither keeps a store-wide counter: writes to
+// different keys never wait on each other.
 
 #include "util/json.hpp"
 #include "util/result.hpp"
 
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <optional>
+#include <stop_token>
 #include <string>
 #include <vector>
 
@@ -42,7 +50,58 @@ struct Loaded {
 struct Cas {
     bool done = false;   // false: the key was not at the expected version, and nothing was written
     Version version = 0; // done: the key's new version (0 after a remove); else its current one
+    /// Lost: the winner's document, when the backend read it in the same step (EtcdStore always,
+    /// from the failed txn; FileStore never: call get()).
+    std::optional<Loaded> current;
 };
+
+/// One document directly under a directory, as scan() read it.
+struct Scanned {
+    std::string name;
+    Loaded doc; // Ok or Corrupt (with its version), never Absent
+};
+struct Scan {
+    std::vector<Scanned> docs; // unsorted
+    /// A store position: watch(dir, at + 1) reports every change after this read, none missed.
+    /// 0 when the backend cannot watch.
+    Version at = 0;
+};
+
+/// txn(): the key must be at `version` (0: absent) for the writes to happen.
+struct TxnCheck {
+    Key key;
+    Version version = 0;
+};
+/// txn(): a put of `doc`, or (nullopt) a remove.
+struct TxnWrite {
+    Key key;
+    std::optional<Json> doc;
+};
+struct TxnOutcome {
+    bool done = false;            // false: some check failed and nothing was written
+    Version version = 0;          // done: the version every key put now has
+    std::vector<Version> current; // lost: each check's key's version now (0: absent), in order
+};
+
+/// watch(): one change. doc.status Absent: the key was removed; doc.version is the position of
+/// the change (a put's new version).
+struct Change {
+    Key key;
+    Loaded doc;
+};
+struct Changes {
+    std::vector<Change> changes; // in order, never empty
+    Version at = 0;              // the store position these bring the watcher to
+};
+struct Watched {
+    enum class End { Stopped, Compacted };
+    End end = End::Stopped;
+    /// Stopped: watch from here to continue. Compacted: the start position is gone from the
+    /// backend's history; scan() again and watch from its `at` + 1.
+    Version resume = 0;
+};
+/// Called for each batch of changes; false stops the watch.
+using WatchCallback = std::function<bool(const Changes&)>;
 
 /// Whether sync() makes a write durable.
 /// Sync: flushed by the next sync() (temp, rename, fsync of the file and of its directory) — for
@@ -100,14 +159,50 @@ public:
     virtual Result<bool> empty_dir(const Key& dir) = 0;
     /// True when the key exists, without reading it.
     virtual Result<bool> exists(const Key& key) = 0;
-    /// Takes an exclusive lock on the prefix `dir`, creating it if needed.
+    /// Takes an exclusive lock on the prefix `dir`, creating it if needed. (EtcdStore: a key on a
+    /// lease, waited for within the client's timeout, which fences the holder's writes under dir.)
     virtual Result<std::unique_ptr<Lock>> lock(const Key& dir) = 0;
     /// A marker lock on one key, held for the life of the Lock and removed with it: an ADD in
     /// flight holds its attachment's, so a GC can tell it from a crashed one. Not a document:
     /// list() and get() never see it.
     virtual Result<std::unique_ptr<Lock>> hold(const Key& key) = 0;
-    /// True while some process holds `key` (a crashed holder's hold is released by the kernel).
+    /// True while some process holds `key` (a crashed holder's hold is released by the kernel;
+    /// in EtcdStore by its lease's expiry).
     virtual Result<bool> held(const Key& key) = 0;
+    /// Every document directly under `dir` (not what subdirectories hold) with its version, and
+    /// the position it was read at. EtcdStore: one range read, one snapshot. Default (FileStore):
+    /// list() then get() of each name — not one snapshot, a document removed in between is left
+    /// out, and a subdirectory reads as Corrupt; `at` is 0 (files cannot be watched).
+    virtual Result<Scan> scan(const Key& dir)
+    {
+        Scan out;
+        for (auto& name : TRY(list(dir))) {
+            Key key = dir;
+            key.push_back(name);
+            Loaded doc = TRY(get(key));
+            if (doc.status != Loaded::Status::Absent)
+                out.docs.push_back({ name, std::move(doc) });
+        }
+        return out;
+    }
+    /// Writes every one of `writes` only if every check holds, atomically (all or none, also
+    /// across a crash). EtcdStore: one etcd txn over any keys. FileStore cannot (several renames
+    /// are never one atomic step) and answers an error; a caller needing it on files takes the
+    /// directory's lock and uses put_if.
+    virtual Result<TxnOutcome> txn(const std::vector<TxnCheck>& checks, const std::vector<TxnWrite>& writes)
+    {
+        (void)checks, (void)writes;
+        return make_error(Code::Internal, "this state store has no multi-key transactions");
+    }
+    /// Reports every change under `dir` (its whole subtree) from the position `from` (0: from
+    /// now) until `stop` or the callback returns false (End::Stopped), or until `from` is older
+    /// than the backend's history (End::Compacted: scan again). A broken connection is an error
+    /// (TryAgainLater). FileStore cannot watch and answers an error.
+    virtual Result<Watched> watch(const Key& dir, Version from, const WatchCallback& callback, std::stop_token stop)
+    {
+        (void)dir, (void)from, (void)callback, (void)stop;
+        return make_error(Code::Internal, "this state store cannot watch");
+    }
     /// Makes every write since the last sync durable (fsync of each file written, then of each
     /// directory changed). A verb calls it once, before it reports success.
     virtual Result<void> sync() = 0;
