@@ -21,6 +21,8 @@ packages=(
     docker.io curl
     # the cluster store for multi-host networks (tests start their own etcd on loopback)
     etcd-server
+    # `cnm-shim cluster dot` is validated by Graphviz itself (tests/unit/cluster_dot_test.cpp, e2e vxlan-ipv6)
+    graphviz
     # fuzzing: libFuzzer with ASan/UBSan
     clang libclang-rt-14-dev
     # the VM tier (tests/vm): qemu, and xz/cpio to unpack the kernel and pack the initramfs
