@@ -441,8 +441,8 @@ Result<Json> cluster_tunnels(const ClusterConfig& config, const std::string& sta
                 fdb[f.mac] = *f.dst;
         for (int family : { 4, 6 })
             for (auto& r : TRY(kernel->routes(host_ns, family))) {
-                if (r.oif != net.dev)
-                    continue;
+                if (r.oif != net.dev || !r.gw)
+                    continue; // (a route without a gateway is the kernel's, fe80::/64, not a tunnel)
                 Json row { { "network", net.name }, { "device", net.dev_name }, { "block", r.dst.str() },
                     { "via", r.gw ? r.gw->str() : "" }, { "mac", "" }, { "vtep", "" } };
                 if (r.gw && neigh.count(*r.gw)) {
