@@ -1,8 +1,8 @@
 // cnm-shim: Docker's remote network + IPAM driver over cnm's model, and the admin commands.
 //
-//   cnm-shim serve [--socket PATH] [--state-dir DIR] [--etcd URL[,URL…] --prefix P --node NAME]
+//   cnm-shim serve [--socket PATH] [--state-dir DIR] [--etcd URL[,URL…] --prefix P --node NAME --underlay IF|ADDR]
 //     (with a cluster — a cluster file or --etcd — the agent runs beside the API, in this process)
-//   cnm-shim agent [--etcd URL[,URL…]] [--prefix P] [--node NAME] [--state-dir DIR] [--release]
+//   cnm-shim agent [--etcd URL[,URL…]] [--prefix P] [--node NAME] [--underlay IF|ADDR] [--state-dir DIR] [--release]
 //   cnm-shim cluster hosts|blocks|tunnels [--json] | cluster dot | cluster release NODE
 //   cnm-shim list [--json] | inspect NETWORK [ENDPOINT] | gc [--dry-run] [--json] | dot
 
@@ -33,7 +33,7 @@ std::string default_state()
 }
 
 // The cluster: the host's cluster file, with what the command line gives over it.
-cnm::Result<cnm::ClusterConfig> cluster_config(const std::string& etcd, const std::string& prefix, const std::string& node)
+cnm::Result<cnm::ClusterConfig> cluster_config(const std::string& etcd, const std::string& prefix, const std::string& node, const std::string& underlay = "")
 {
     auto loaded = cnm::load_cluster_config(cnm::Json::object());
     cnm::ClusterConfig c;
@@ -47,6 +47,8 @@ cnm::Result<cnm::ClusterConfig> cluster_config(const std::string& etcd, const st
         c.prefix = prefix;
     if (!node.empty())
         c.node = node;
+    if (!underlay.empty())
+        c.underlay = underlay;
     if (c.node.empty() || !cnm::valid_node_name(c.node))
         return cnm::make_error(cnm::Code::InvalidConfig, "no usable node name (--node, the cluster file's \"node\", $CNM_NODE)");
     if (c.etcd.empty())
@@ -88,10 +90,11 @@ int run(int argc, char** argv)
         ->capture_default_str();
     serve->add_option("--state-dir", state_dir, "state directory shared with the CNI plugins");
     serve->add_option("--max-body", serve_options.max_body, "largest request body in bytes")->capture_default_str();
-    std::string etcd_list, prefix, node;
+    std::string etcd_list, prefix, node, underlay;
     serve->add_option("--etcd", etcd_list, "etcd endpoints: run the cluster agent beside the API (also when the cluster file exists)");
     serve->add_option("--prefix", prefix, "the agent's key prefix (default /cnm, or the cluster file's)");
     serve->add_option("--node", node, "the agent's node name (else the cluster file's, $CNM_NODE, the hostname)");
+    serve->add_option("--underlay", underlay, "the agent's underlay: interface or address (else the cluster file's, the default route's)");
     int serve_resync = 10;
     serve->add_option("--resync", serve_resync, "the agent's seconds between full reconciliations")->capture_default_str()->check(CLI::Range(1, 3600));
 
@@ -129,6 +132,7 @@ int run(int argc, char** argv)
     agent->add_option("--prefix", prefix, "key prefix (default /cnm, or the cluster file's)");
     agent->add_option("--node", node, "this host's node name (else the cluster file's, $CNM_NODE, the hostname)");
     agent->add_option("--state-dir", state_dir, "state directory shared with the CNI plugins");
+    agent->add_option("--underlay", underlay, "this host's underlay: interface or address (else the cluster file's, the default route's)");
     agent->add_flag("--release", agent_options.release, "on SIGTERM, release this node's blocks");
     int resync = 10;
     agent->add_option("--resync", resync, "seconds between full reconciliations")->capture_default_str()->check(CLI::Range(1, 3600));
@@ -152,7 +156,7 @@ int run(int argc, char** argv)
     CLI11_PARSE(app, argc, argv);
 
     if (agent->parsed()) {
-        auto config = cluster_config(etcd_list, prefix, node);
+        auto config = cluster_config(etcd_list, prefix, node, underlay);
         if (!config)
             return fail(config.error());
         agent_options.cluster = *config;
@@ -205,7 +209,7 @@ int run(int argc, char** argv)
         std::stop_source agent_stop;
         std::jthread agent_thread;
         if (clustered) {
-            auto config = cluster_config(etcd_list, prefix, node);
+            auto config = cluster_config(etcd_list, prefix, node, underlay);
             if (!config)
                 return fail(config.error());
             cnm::shim::AgentOptions o;

@@ -9,7 +9,8 @@
 #   - ping6 and ping across all hosts both ways (h1's ADD came first and learned no block: the
 #     agents — serve's on h3 — program the others);
 #   - serve registers h3's host lease, answers the plugin API, reconciles (a stale IPv6 route on its
-#     vxlan device goes), and stops on SIGTERM removing its socket;
+#     vxlan device goes), and stops on SIGTERM removing its socket; `serve --etcd --node --underlay`
+#     with no cluster file runs the agent too; an unusable cluster file makes serve exit 1;
 #   - `cnm-shim cluster dot` is valid Graphviz (dot -Tsvg) and draws the hosts, blocks and tunnels;
 #   - DEL frees every address (used 0 in every block), twice is success.
 source "$(dirname "$0")/lib.sh"
@@ -189,6 +190,21 @@ expect_eq "no endpoint left on h3" 0 "$(shim h3 list --json | jq '[.networks[].e
 if stop_agent h3; then pass "serve on h3 exits 0 on SIGTERM"; else fail "serve on h3 exited $? on SIGTERM: $(tail -5 "$WORK/h3/agent.log")"; fi
 expect_eq "…and removed its socket" no "$([ -e "$WORK/h3/cnm.sock" ] && echo yes || echo no)"
 check "…and its lease went with it (hosts: expired)" 3 test "$(host_state node-h3)" == expired
+
+# ---- serve with --etcd and no cluster file runs the agent too; an unusable cluster file is an error ----
+ip netns exec "$P-h3" env CNM_CLUSTER_FILE="$WORK/none.json" "$SHIM" serve --socket "$WORK/h3/cnm2.sock" --state-dir "$WORK/h3/state" \
+    --etcd "$ETCD_URL" --node node-h3b --underlay u0 >>"$WORK/h3/serve2.log" 2>&1 &
+AGENT[h3]=$!
+check "serve --etcd … --node node-h3b --underlay u0 registers that node's lease" 5 test "$(host_state node-h3b)" == alive
+if stop_agent h3; then pass "…and exits 0 on SIGTERM"; else fail "serve --etcd exited $? on SIGTERM"; fi
+echo '{"etcd": ' >"$WORK/bad.json"
+set +e
+err=$(ip netns exec "$P-h3" env CNM_CLUSTER_FILE="$WORK/bad.json" timeout 10 "$SHIM" serve --socket "$WORK/h3/cnm3.sock" --state-dir "$WORK/h3/state" 2>&1)
+rc=$?
+set -e
+expect_eq "serve with an unusable cluster file exits 1" 1 "$rc"
+expect_eq "…naming the file" 1 "$(grep -c "bad.json" <<<"$err")"
+expect_eq "…without listening" no "$([ -e "$WORK/h3/cnm3.sock" ] && echo yes || echo no)"
 stop_agent h1 || true
 stop_agent h2 || true
 finish
