@@ -6,6 +6,8 @@
 #include "cnm/registry.hpp"
 
 #include <algorithm>
+#include <cstdio>
+#include <map>
 #include <cctype>
 #include <linux/magic.h>
 #include <set>
@@ -89,6 +91,60 @@ std::string dot_text(const std::string& s)
 std::string dot_quote(const std::string& s)
 {
     return "\"" + s + "\"";
+}
+
+/// A DOT quoted string (an ID or a label) holding `s` exactly: `"` and `\` escaped (graphviz
+/// shows "\\" in a label as one backslash), control and non-ASCII bytes as the text \xNN.
+/// Injective, so distinct names stay distinct nodes.
+std::string dot_string(const std::string& s)
+{
+    std::string out = "\"";
+    for (char ch : s) {
+        auto c = static_cast<unsigned char>(ch);
+        if (c == '"' || c == '\\') {
+            out += '\\';
+            out += ch;
+        } else if (c < 0x20 || c >= 0x7f) {
+            char hex[8];
+            std::snprintf(hex, sizeof hex, "\\\\x%02x", c);
+            out += hex;
+        } else {
+            out += ch;
+        }
+    }
+    return out + "\"";
+}
+
+/// Lines of a label, each escaped, joined by DOT's "\n".
+std::string dot_label(const std::vector<std::string>& lines)
+{
+    std::string body;
+    for (auto& l : lines) {
+        std::string one = dot_string(l);
+        if (!body.empty())
+            body += "\\n";
+        body += one.substr(1, one.size() - 2);
+    }
+    return "\"" + body + "\"";
+}
+
+/// A row's field as text: strings as they are, numbers printed, anything else empty.
+std::string field(const Json& row, const char* key)
+{
+    if (!row.is_object() || !row.contains(key))
+        return "";
+    const Json& v = row[key];
+    if (v.is_string())
+        return v.get<std::string>();
+    if (v.is_number())
+        return v.dump();
+    return "";
+}
+
+const Json& rows_of(const Json& j)
+{
+    static const Json none = Json::array();
+    return j.is_array() ? j : none;
 }
 
 } // namespace
@@ -294,6 +350,73 @@ std::string dot(const Json& listing)
                 out << "  " << dot_quote(id) << " -> " << dot_quote("sb:" + sandbox) << ";\n";
             }
         }
+    }
+    out << "}\n";
+    return out.str();
+}
+
+std::string cluster_dot(const Json& hosts, const Json& blocks, const Json& tunnels, const std::string& self)
+{
+    std::ostringstream out;
+    out << "digraph cnm_cluster {\n  rankdir=LR;\n  node [fontname=\"monospace\"];\n";
+    std::set<std::string> drawn;                // host nodes
+    std::map<std::string, std::string> by_vtep; // VTEP address → node
+    auto host = [&](const std::string& node, const std::string& vtep, const std::string& lease) {
+        if (!drawn.insert(node).second)
+            return;
+        bool alive = lease == "alive";
+        std::vector<std::string> label { node };
+        if (!vtep.empty())
+            label.push_back("vtep " + vtep);
+        label.push_back("lease " + (lease.empty() ? std::string("?") : lease));
+        out << "  " << dot_string("host:" + node) << " [shape=box, label=" << dot_label(label)
+            << (alive ? "" : ", style=dashed, color=gray40") << (node == self ? ", penwidth=2" : "") << "];\n";
+    };
+    for (auto& h : rows_of(hosts)) {
+        std::string node = field(h, "node");
+        if (node.empty())
+            continue;
+        host(node, field(h, "vtep"), field(h, "lease"));
+        if (!field(h, "vtep").empty())
+            by_vtep.emplace(field(h, "vtep"), node);
+    }
+    for (auto& b : rows_of(blocks)) {
+        std::string node = field(b, "node"), cidr = field(b, "block"), network = field(b, "network");
+        if (node.empty() || cidr.empty())
+            continue;
+        host(node, field(b, "vtep"), "expired"); // a block's holder that has no host record
+        if (!field(b, "vtep").empty())
+            by_vtep.emplace(field(b, "vtep"), node);
+        std::vector<std::string> label { cidr, "network " + network };
+        if (!field(b, "used").empty())
+            label.push_back("used " + field(b, "used") + ", free " + field(b, "free"));
+        std::string id = "block:" + network + "/" + cidr;
+        out << "  " << dot_string(id) << " [shape=ellipse, label=" << dot_label(label) << "];\n";
+        out << "  " << dot_string("host:" + node) << " -> " << dot_string(id) << ";\n";
+    }
+    // (network, remote VTEP) → the blocks routed through that tunnel
+    std::map<std::pair<std::string, std::string>, std::vector<std::string>> tunnel;
+    for (auto& t : rows_of(tunnels)) {
+        std::string vtep = field(t, "vtep"), block = field(t, "block");
+        if (vtep.empty() || block.empty())
+            continue;
+        tunnel[{ field(t, "network"), vtep }].push_back(block);
+    }
+    if (!tunnel.empty() && !self.empty())
+        host(self, "", "");
+    for (auto& [key, routed] : tunnel) {
+        auto& [network, vtep] = key;
+        std::string to;
+        if (auto it = by_vtep.find(vtep); it != by_vtep.end()) {
+            to = "host:" + it->second;
+        } else {
+            to = "vtep:" + vtep; // a VTEP no host or block names (a stale tunnel)
+            if (drawn.insert(to).second)
+                out << "  " << dot_string(to) << " [shape=box, style=dotted, label=" << dot_label({ "unknown", "vtep " + vtep }) << "];\n";
+        }
+        std::vector<std::string> label { "tunnel " + network + " to " + vtep };
+        label.insert(label.end(), routed.begin(), routed.end());
+        out << "  " << dot_string("host:" + self) << " -> " << dot_string(to) << " [style=bold, color=blue, label=" << dot_label(label) << "];\n";
     }
     out << "}\n";
     return out.str();

@@ -26,5 +26,12 @@ Result<Json> inspect(Store& store, const std::string& network, const std::string
 Result<Json> gc(Store& store, Kernel* kernel, bool dry_run, int64_t lease_grace_s = 600);
 /// Graphviz DOT: networks → endpoints → sandboxes.
 std::string dot(const Json& listing);
+/// Graphviz DOT of a cluster, from the rows `cnm-shim cluster hosts|blocks|tunnels --json` print:
+/// a node per host (VTEP, lease alive/expired; `self` drawn bold), a node per block (CIDR,
+/// network, used/free where known) with an edge host → block, and per remote VTEP this host has
+/// tunnels to an edge `self` → that host, labelled with the blocks routed through it. Every name
+/// is escaped (quotes, backslashes, control and non-ASCII bytes), so hostile keys in etcd cannot
+/// break the graph or merge two nodes; rows of the wrong shape are skipped.
+std::string cluster_dot(const Json& hosts, const Json& blocks, const Json& tunnels, const std::string& self);
 
 } // namespace cnm::shim

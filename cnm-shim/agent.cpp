@@ -106,50 +106,6 @@ Result<std::vector<LocalNet>> local_networks(Store& store, Kernel& kernel, const
     return out;
 }
 
-/// The full diff of one network: programs every remote block, removes what none justifies.
-Result<size_t> reconcile_network(Kernel& kernel, const LocalNet& net, const std::vector<BlockOwner>& blocks)
-{
-    auto underlay = TRY(drivers::vxlan_underlay(kernel, net.options));
-    std::vector<BlockOwner> remote;
-    std::set<IpNet> dsts;
-    std::set<IpAddr> gateways;
-    std::set<Mac> macs;
-    for (auto& b : blocks) {
-        if (b.vtep == underlay.address)
-            continue;
-        remote.push_back(b);
-        dsts.insert(b.block);
-        gateways.insert(b.gateway());
-        macs.insert(b.mac);
-    }
-    TRY(drivers::program_remote_blocks(kernel, net.options, remote));
-    size_t removed = 0;
-    for (int family : { 4, 6 }) {
-        for (auto& r : TRY(kernel.routes(host_ns, family))) {
-            if (r.oif != net.dev || dsts.count(r.dst))
-                continue;
-            netlink::RouteSpec del;
-            del.dst = r.dst;
-            del.oif = net.dev;
-            TRY(kernel.delete_route(host_ns, del));
-            ++removed;
-        }
-    }
-    for (auto& n : TRY(kernel.neighbours(host_ns, net.dev))) {
-        if (!n.permanent() || gateways.count(n.dst))
-            continue;
-        TRY(kernel.delete_neighbour(host_ns, net.dev, n.dst));
-        ++removed;
-    }
-    for (auto& f : TRY(kernel.fdb(host_ns, net.dev))) {
-        if (!f.dst || f.master || macs.count(f.mac))
-            continue;
-        TRY(kernel.delete_fdb(host_ns, net.dev, f.mac, f.dst));
-        ++removed;
-    }
-    return removed;
-}
-
 class Agent {
 public:
     Agent(const AgentOptions& o, std::unique_ptr<Store> store, std::unique_ptr<Kernel> kernel, std::unique_ptr<etcd::Client> client)
@@ -201,7 +157,7 @@ private:
             return;
         }
         for (auto& net : *nets) {
-            auto done = reconcile_network(*m_kernel, net, by_net[net.name]);
+            auto done = drivers::reconcile_remote_blocks(*m_kernel, net.options, by_net[net.name]);
             if (!done)
                 log("network " + net.name + ": " + why(done.error()));
             else if (*done)
@@ -486,8 +442,8 @@ Result<Json> cluster_tunnels(const ClusterConfig& config, const std::string& sta
                 fdb[f.mac] = *f.dst;
         for (int family : { 4, 6 })
             for (auto& r : TRY(kernel->routes(host_ns, family))) {
-                if (r.oif != net.dev)
-                    continue;
+                if (r.oif != net.dev || !r.gw)
+                    continue; // (a route without a gateway is the kernel's, fe80::/64, not a tunnel)
                 Json row { { "network", net.name }, { "device", net.dev_name }, { "block", r.dst.str() },
                     { "via", r.gw ? r.gw->str() : "" }, { "mac", "" }, { "vtep", "" } };
                 if (r.gw && neigh.count(*r.gw)) {

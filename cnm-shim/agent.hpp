@@ -6,7 +6,7 @@
 // stream, with backoff while etcd is away); and reconciles the kernel of every vxlan network that
 // has its vxlan device on this host against the cluster's blocks: a full diff at start, after
 // every watched change and every `resync` — missing entries are added, differing ones replaced
-// (drivers::program_remote_blocks), and routes, neighbours and FDB entries on the vxlan device
+// (drivers::reconcile_remote_blocks), and routes, neighbours and FDB entries on the vxlan device
 // that no remote block justifies are removed. Routes follow blocks, not leases: a host whose
 // lease expired keeps its routes until its blocks are released.
 

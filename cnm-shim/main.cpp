@@ -1,8 +1,9 @@
 // cnm-shim: Docker's remote network + IPAM driver over cnm's model, and the admin commands.
 //
-//   cnm-shim serve [--socket PATH] [--state-dir DIR]
-//   cnm-shim agent [--etcd URL[,URL…]] [--prefix P] [--node NAME] [--state-dir DIR] [--release]
-//   cnm-shim cluster hosts|blocks|tunnels [--json] | cluster release NODE
+//   cnm-shim serve [--socket PATH] [--state-dir DIR] [--etcd URL[,URL…] --prefix P --node NAME --underlay IF|ADDR]
+//     (with a cluster — a cluster file or --etcd — the agent runs beside the API, in this process)
+//   cnm-shim agent [--etcd URL[,URL…]] [--prefix P] [--node NAME] [--underlay IF|ADDR] [--state-dir DIR] [--release]
+//   cnm-shim cluster hosts|blocks|tunnels [--json] | cluster dot | cluster release NODE
 //   cnm-shim list [--json] | inspect NETWORK [ENDPOINT] | gc [--dry-run] [--json] | dot
 
 #include "admin.hpp"
@@ -14,7 +15,10 @@
 
 #include <CLI/CLI.hpp>
 
+#include <csignal>
 #include <cstdio>
+#include <filesystem>
+#include <pthread.h>
 #include <cstdlib>
 #include <iostream>
 #include <iterator>
@@ -29,7 +33,7 @@ std::string default_state()
 }
 
 // The cluster: the host's cluster file, with what the command line gives over it.
-cnm::Result<cnm::ClusterConfig> cluster_config(const std::string& etcd, const std::string& prefix, const std::string& node)
+cnm::Result<cnm::ClusterConfig> cluster_config(const std::string& etcd, const std::string& prefix, const std::string& node, const std::string& underlay = "")
 {
     auto loaded = cnm::load_cluster_config(cnm::Json::object());
     cnm::ClusterConfig c;
@@ -43,6 +47,8 @@ cnm::Result<cnm::ClusterConfig> cluster_config(const std::string& etcd, const st
         c.prefix = prefix;
     if (!node.empty())
         c.node = node;
+    if (!underlay.empty())
+        c.underlay = underlay;
     if (c.node.empty() || !cnm::valid_node_name(c.node))
         return cnm::make_error(cnm::Code::InvalidConfig, "no usable node name (--node, the cluster file's \"node\", $CNM_NODE)");
     if (c.etcd.empty())
@@ -84,6 +90,13 @@ int run(int argc, char** argv)
         ->capture_default_str();
     serve->add_option("--state-dir", state_dir, "state directory shared with the CNI plugins");
     serve->add_option("--max-body", serve_options.max_body, "largest request body in bytes")->capture_default_str();
+    std::string etcd_list, prefix, node, underlay;
+    serve->add_option("--etcd", etcd_list, "etcd endpoints: run the cluster agent beside the API (also when the cluster file exists)");
+    serve->add_option("--prefix", prefix, "the agent's key prefix (default /cnm, or the cluster file's)");
+    serve->add_option("--node", node, "the agent's node name (else the cluster file's, $CNM_NODE, the hostname)");
+    serve->add_option("--underlay", underlay, "the agent's underlay: interface or address (else the cluster file's, the default route's)");
+    int serve_resync = 10;
+    serve->add_option("--resync", serve_resync, "the agent's seconds between full reconciliations")->capture_default_str()->check(CLI::Range(1, 3600));
 
     bool json = false;
     auto* list = app.add_subcommand("list", "list networks and their endpoints (CNI and Docker)");
@@ -113,13 +126,13 @@ int run(int argc, char** argv)
     auto* dot = app.add_subcommand("dot", "print the topology as Graphviz DOT (networks -> endpoints -> sandboxes)");
     dot->add_option("--state-dir", state_dir, "state directory");
 
-    std::string etcd_list, prefix, node;
     cnm::shim::AgentOptions agent_options;
     auto* agent = app.add_subcommand("agent", "the per-host agent of cluster (vxlan) networks: VTEP lease, block watch, route reconciliation");
     agent->add_option("--etcd", etcd_list, "etcd endpoints, comma-separated (else the cluster file's)");
     agent->add_option("--prefix", prefix, "key prefix (default /cnm, or the cluster file's)");
     agent->add_option("--node", node, "this host's node name (else the cluster file's, $CNM_NODE, the hostname)");
     agent->add_option("--state-dir", state_dir, "state directory shared with the CNI plugins");
+    agent->add_option("--underlay", underlay, "this host's underlay: interface or address (else the cluster file's, the default route's)");
     agent->add_flag("--release", agent_options.release, "on SIGTERM, release this node's blocks");
     int resync = 10;
     agent->add_option("--resync", resync, "seconds between full reconciliations")->capture_default_str()->check(CLI::Range(1, 3600));
@@ -133,6 +146,7 @@ int run(int argc, char** argv)
     auto* c_hosts = cluster->add_subcommand("hosts", "hosts, their VTEP and whether their lease is alive");
     auto* c_blocks = cluster->add_subcommand("blocks", "blocks, their host, used/free where this host knows");
     auto* c_tunnels = cluster->add_subcommand("tunnels", "the remote blocks programmed on this host");
+    auto* c_dot = cluster->add_subcommand("dot", "print hosts, blocks and this host's tunnels as Graphviz DOT");
     std::string release_node;
     auto* c_release = cluster->add_subcommand("release", "release every block a host holds");
     c_release->add_option("node", release_node, "node name")->required();
@@ -142,7 +156,7 @@ int run(int argc, char** argv)
     CLI11_PARSE(app, argc, argv);
 
     if (agent->parsed()) {
-        auto config = cluster_config(etcd_list, prefix, node);
+        auto config = cluster_config(etcd_list, prefix, node, underlay);
         if (!config)
             return fail(config.error());
         agent_options.cluster = *config;
@@ -161,6 +175,20 @@ int run(int argc, char** argv)
             std::cout << "released " << *n << " block(s) of " << release_node << "\n";
             return 0;
         }
+        if (c_dot->parsed()) {
+            auto hosts = cnm::shim::cluster_hosts(*config, state_dir);
+            if (!hosts)
+                return fail(hosts.error());
+            auto blocks = cnm::shim::cluster_blocks(*config, state_dir);
+            if (!blocks)
+                return fail(blocks.error());
+            // Without a state directory or netlink here, the cluster is still drawn.
+            auto tunnels = cnm::shim::cluster_tunnels(*config, state_dir);
+            if (!tunnels)
+                std::fprintf(stderr, "cnm-shim: no tunnels drawn: %s\n", tunnels.error().msg.c_str());
+            std::cout << cnm::shim::cluster_dot(*hosts, *blocks, tunnels ? *tunnels : cnm::Json::array(), config->node);
+            return 0;
+        }
         auto rows = c_hosts->parsed() ? cnm::shim::cluster_hosts(*config, state_dir)
             : c_blocks->parsed()      ? cnm::shim::cluster_blocks(*config, state_dir)
                                       : cnm::shim::cluster_tunnels(*config, state_dir);
@@ -172,14 +200,35 @@ int run(int argc, char** argv)
 
     if (serve->parsed()) {
         serve_options.state_dir = state_dir;
-        // A host with a cluster file runs the agent beside the API, in this process.
+        // A host with a cluster (its cluster file, or --etcd) runs the agent beside the API, in
+        // this process; a cluster file that is there but unusable is an error, not "no cluster".
+        const char* file_env = std::getenv(cnm::cluster_file_env);
+        std::string file = file_env && *file_env ? file_env : cnm::default_cluster_file;
+        std::error_code ec;
+        bool clustered = !etcd_list.empty() || std::filesystem::exists(file, ec);
         std::stop_source agent_stop;
         std::jthread agent_thread;
-        if (auto config = cnm::load_cluster_config(cnm::Json::object())) {
+        if (clustered) {
+            auto config = cluster_config(etcd_list, prefix, node, underlay);
+            if (!config)
+                return fail(config.error());
             cnm::shim::AgentOptions o;
             o.cluster = *config;
             o.state_dir = state_dir;
-            agent_thread = std::jthread([o, token = agent_stop.get_token()] { cnm::shim::run_agent(o, token); });
+            o.resync = std::chrono::seconds(serve_resync);
+            // SIGTERM/SIGINT are for serve's waiting thread: blocked before the agent's thread
+            // starts (it inherits the mask), or the signal could land there and kill the process
+            // with the socket left behind.
+            sigset_t signals;
+            sigemptyset(&signals);
+            sigaddset(&signals, SIGTERM);
+            sigaddset(&signals, SIGINT);
+            pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+            std::fprintf(stderr, "cnm-shim: running the cluster agent for node %s beside the API\n", o.cluster.node.c_str());
+            agent_thread = std::jthread([o, token = agent_stop.get_token()] {
+                if (cnm::shim::run_agent(o, token) != 0)
+                    std::fprintf(stderr, "cnm-shim: the cluster agent stopped; the API goes on\n");
+            });
         }
         int rc = cnm::shim::serve(serve_options);
         agent_stop.request_stop();

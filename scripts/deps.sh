@@ -23,6 +23,8 @@ packages=(
     etcd-server
     # TCP throughput through the vxlan overlay (tests/bench/vxlan.sh)
     iperf3
+    # `cnm-shim cluster dot` is validated by Graphviz itself (tests/unit/cluster_dot_test.cpp, e2e vxlan-ipv6)
+    graphviz
     # fuzzing: libFuzzer with ASan/UBSan
     clang libclang-rt-14-dev
     # the VM tier (tests/vm): qemu, and xz/cpio to unpack the kernel and pack the initramfs

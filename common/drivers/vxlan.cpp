@@ -38,6 +38,7 @@
 #include <cctype>
 #include <cerrno>
 #include <cstdio>
+#include <set>
 #include <utility>
 
 namespace cnm::drivers {
@@ -414,6 +415,55 @@ Result<void> program_remote_blocks(Kernel& kernel, const Json& options, const st
         TRY(kernel.replace_route(host_ns, route));
     }
     return {};
+}
+
+Result<size_t> reconcile_remote_blocks(Kernel& kernel, const Json& options, const std::vector<BlockOwner>& blocks)
+{
+    auto k = TRY(parse_keys(options));
+    auto underlay = TRY(vxlan_underlay(kernel, options));
+    std::string name = vxlan_device_name(k.vni);
+    auto dev = TRY(kernel.get_link(host_ns, name));
+    if (!dev)
+        return make_error(Code::Kernel, "vxlan device " + name + " is missing");
+    std::vector<BlockOwner> remote;
+    std::set<IpNet> dsts;
+    std::set<IpAddr> gateways;
+    std::set<Mac> macs;
+    for (auto& b : blocks) {
+        if (b.vtep == underlay.address)
+            continue;
+        remote.push_back(b);
+        dsts.insert(b.block);
+        gateways.insert(b.gateway());
+        macs.insert(b.mac);
+    }
+    TRY(program_remote_blocks(kernel, options, remote));
+    size_t removed = 0;
+    for (int family : { 4, 6 }) {
+        for (auto& r : TRY(kernel.routes(host_ns, family))) {
+            if (r.oif != dev->index || !r.gw || dsts.count(r.dst))
+                continue;
+            netlink::RouteSpec del;
+            del.dst = r.dst;
+            del.gw = r.gw;
+            del.oif = dev->index;
+            TRY(kernel.delete_route(host_ns, del));
+            ++removed;
+        }
+    }
+    for (auto& n : TRY(kernel.neighbours(host_ns, dev->index))) {
+        if (n.index != dev->index || !n.permanent() || gateways.count(n.dst))
+            continue;
+        TRY(kernel.delete_neighbour(host_ns, dev->index, n.dst));
+        ++removed;
+    }
+    for (auto& f : TRY(kernel.fdb(host_ns, dev->index))) {
+        if (f.index != dev->index || !f.dst || f.master || macs.count(f.mac))
+            continue;
+        TRY(kernel.delete_fdb(host_ns, dev->index, f.mac, f.dst));
+        ++removed;
+    }
+    return removed;
 }
 
 Result<void> remove_remote_block(Kernel& kernel, const Json& options, const BlockOwner& block)

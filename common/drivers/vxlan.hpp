@@ -33,6 +33,15 @@ std::string default_vxlan_bridge(const std::string& network);
 /// VTEP address) and `route <block> via <gateway> dev <vxlan> onlink`, route last, all with
 /// replace semantics. Blocks at this host's own VTEP are skipped.
 Result<void> program_remote_blocks(Kernel& kernel, const Json& options, const std::vector<BlockOwner>& blocks);
+/// The full diff of one network's vxlan device against the cluster's blocks (the agent's
+/// reconcile): program_remote_blocks for every block not at this host's VTEP (missing entries
+/// added, differing ones replaced), then, on that device only, removes what no such block
+/// justifies — routes with a gateway (the kind program_remote_blocks makes) to any other
+/// destination, permanent neighbours of any other address, FDB entries with a destination for any
+/// other MAC. Routes without a gateway (the kernel's prefix routes, fe80::/64) and entries of other
+/// devices are left alone. A failing kernel call ends it with that error; what was done stays, and
+/// the next run converges. Returns how many entries were removed. Code 5 when the device is missing.
+Result<size_t> reconcile_remote_blocks(Kernel& kernel, const Json& options, const std::vector<BlockOwner>& blocks);
 /// The route and neighbour of one block (a released one); the FDB entry stays while another block
 /// of that host may use it.
 Result<void> remove_remote_block(Kernel& kernel, const Json& options, const BlockOwner& block);

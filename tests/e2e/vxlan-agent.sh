@@ -103,8 +103,9 @@ check() { # check <description> <seconds> <command…>
     if within "$@"; then pass "$d"; else fail "$d"; fi
 }
 routes_on() { ip -n "$P-$1" -j route show dev cnmvx4240 2>/dev/null | jq -r '.[].dst' | sort | paste -sd' '; }
-no_route() { ! ip -n "$P-$1" route show dev cnmvx4240 | grep -q "^$2 "; }
-has_route() { ip -n "$P-$1" route show dev cnmvx4240 | grep -q "^$2 "; }
+# (grep without -q: it reads all of ip's output, so pipefail never sees ip die of SIGPIPE)
+no_route() { ! ip -n "$P-$1" route show dev cnmvx4240 | grep "^$2 " >/dev/null; }
+has_route() { ip -n "$P-$1" route show dev cnmvx4240 | grep "^$2 " >/dev/null; }
 host_state() { shim h1 cluster hosts --json | jq -r --arg n "$1" '.[] | select(.node == $n) | .lease'; }
 
 # ---- three hosts with agents, one container each ----
