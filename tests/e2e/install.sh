@@ -56,12 +56,12 @@ if [ -x "$ETCD_BIN" ]; then
     # The same binary without its module beside it, then with a module others may write.
     mkdir -p "$WORK/alone" && cp "$VXI" "$WORK/alone/vxlan"
     vx_status "$WORK/alone/vxlan"
-    expect_eq "vxlan without its module: STATUS says not ready (50), naming the module" "50 yes" \
-        "$RC $(jq -r '.msg + " " + .details' <<<"$OUT" | grep -q "cnm-etcd-http.so is not installed" && echo yes || echo no)"
+    expect_eq "vxlan without its module: STATUS says not ready (50), naming the module" "1 50 yes" \
+        "$RC $(jq -r .code <<<"$OUT") $(jq -r '.msg + " " + .details' <<<"$OUT" | grep -q "cnm-etcd-http.so is not installed" && echo yes || echo no)"
     cp "$MOD" "$WORK/alone/cnm-etcd-http.so" && chmod 0666 "$WORK/alone/cnm-etcd-http.so"
     vx_status "$WORK/alone/vxlan"
-    expect_eq "…with a world-writable module: refused, not loaded" "50 yes" \
-        "$RC $(jq -r '.msg + " " + .details' <<<"$OUT" | grep -q "not trusted: it is writable by others" && echo yes || echo no)"
+    expect_eq "…with a world-writable module: refused, not loaded" "1 50 yes" \
+        "$RC $(jq -r .code <<<"$OUT") $(jq -r '.msg + " " + .details' <<<"$OUT" | grep -q "not trusted: it is writable by others" && echo yes || echo no)"
     chmod 0644 "$WORK/alone/cnm-etcd-http.so"
     vx_status "$WORK/alone/vxlan"
     expect_eq "…the same module made 0644: STATUS succeeds" "0" "$RC${OUT:+: $OUT}"
