@@ -5,8 +5,10 @@
 //
 // The module lies beside the executable (http_module_dir) and is trusted no less than it: the
 // same owners, nothing others can write, no symlink (open_trusted_module). A missing or refused
-// module fails only the calls that need etcd, each as a request that could not be sent (so the
-// client says etcd could not be asked, code 11, the module's path and fault in the details).
+// module fails only the calls that need etcd, each as a request that could not be sent: the
+// client then reports etcd unreachable, the module's path and fault in the details (an ADD that
+// needs a block: code 11, as for any etcd out of reach, and a retry once the module is in place
+// succeeds; STATUS: 50, not ready). Nothing else changes: DEL, CHECK, GC, an ADD with room work.
 
 #include "etcd/http_module.hpp"
 
