@@ -297,3 +297,21 @@ std::unique_ptr<Transport> make_http_transport()
 }
 
 } // namespace cnm::etcd
+
+// The entry point of cnm-etcd-http.so (this file built as a module, for the vxlan plugin; see
+// http_module.cpp). The module is built with hidden visibility: this is its only exported symbol.
+extern "C" __attribute__((visibility("default"))) const cnm::etcd::HttpModule* cnm_etcd_http_module()
+{
+    static const cnm::etcd::HttpModule table = [] {
+        auto t = cnm::etcd::http_module_expected();
+        t.create = []() -> cnm::etcd::Transport* {
+            try {
+                return new cnm::etcd::HttpTransport();
+            } catch (...) {
+                return nullptr;
+            }
+        };
+        return t;
+    }();
+    return &table;
+}

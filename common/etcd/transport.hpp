@@ -51,7 +51,39 @@ public:
 };
 
 /// The cpp-httplib transport: keep-alive connections pooled per endpoint, TCP_NODELAY, a
-/// watchdog that cuts a call off at its deadline.
+/// watchdog that cuts a call off at its deadline. Client::create uses it when given no transport.
+/// Defined twice, and a binary links exactly one (common/meson.build):
+///  * http_transport.cpp (libcnm_etcd_dep): httplib linked in; cnm-shim and the tests;
+///  * http_module.cpp (libcnm_etcd_module_dep): a stand-in that loads cnm-etcd-http.so, which
+///    is http_transport.cpp built as a module, on its first post() or stream(); the vxlan plugin,
+///    so that an exec that makes no etcd call never loads httplib, libssl and libcrypto.
 std::unique_ptr<Transport> make_http_transport();
+
+// The module's one entry point: an extern "C" function named http_module_symbol returning a
+// pointer to this table. The types above cross the boundary as C++ objects, so the plugin and
+// the module must agree on their layout: http_module_abi counts the changes of this file (bump
+// it with any change to the classes above), and the sizes and the compiler catch a module built
+// by another compiler or with other flags.
+inline constexpr unsigned http_module_abi = 1;
+inline constexpr const char* http_module_symbol = "cnm_etcd_http_module";
+inline constexpr const char* http_module_file = "cnm-etcd-http.so";
+
+struct HttpModule {
+    unsigned abi;             // http_module_abi of the module's build
+    unsigned table_size;      // sizeof(HttpModule)
+    unsigned request_size;    // sizeof(HttpRequest)
+    unsigned reply_size;      // sizeof(HttpReply)
+    unsigned string_size;     // sizeof(std::string)
+    const char* compiler;     // __VERSION__
+    /// A new transport (delete it through Transport's virtual destructor), or null when out of
+    /// memory. Throws nothing.
+    Transport* (*create)();
+};
+
+/// What this build expects of a module; the loader compares a module's table with it.
+inline HttpModule http_module_expected()
+{
+    return { http_module_abi, sizeof(HttpModule), sizeof(HttpRequest), sizeof(HttpReply), sizeof(std::string), __VERSION__, nullptr };
+}
 
 } // namespace cnm::etcd
