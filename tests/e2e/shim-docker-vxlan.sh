@@ -126,7 +126,8 @@ DOCKER_NETNS=$A
 docker_start
 docker_image
 shim_start
-check "the agent in a's cnm-shim serve registered a on a lease" 5 test "$(admin a cluster hosts --json | jq -r '.[] | select(.node == "node-a") | .lease')" == alive
+a_leased() { test "$(admin a cluster hosts --json | jq -r '.[] | select(.node == "node-a") | .lease')" == alive; }
+check "the agent in a's cnm-shim serve registered a on a lease" 5 a_leased
 
 before=$(state_snapshot)
 out=$(dk network create -d "$P" --ipam-driver "$P" -o cnm.driver=vxlan -o cnm.network=$NET --ipam-opt cnm.network=$NET --subnet 10.213.186.0/23 wrong 2>&1) && fail "a subnet other than the cluster's was accepted"

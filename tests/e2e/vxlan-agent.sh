@@ -107,6 +107,8 @@ routes_on() { ip -n "$P-$1" -j route show dev cnmvx4240 2>/dev/null | jq -r '.[]
 no_route() { ! ip -n "$P-$1" route show dev cnmvx4240 | grep "^$2 " >/dev/null; }
 has_route() { ip -n "$P-$1" route show dev cnmvx4240 | grep "^$2 " >/dev/null; }
 host_state() { shim h1 cluster hosts --json | jq -r --arg n "$1" '.[] | select(.node == $n) | .lease'; }
+# (a function, so `check` asks again on every try; "$(host_state …)" as an argument is asked once)
+host_is() { test "$(host_state "$1")" == "$2"; }
 
 # ---- three hosts with agents, one container each ----
 for h in h1 h2 h3; do start_agent "$h"; done
@@ -117,7 +119,7 @@ for a in h1 h2 h3; do
         check "$a/c1 pings $b/c1 (${IP[$b-c1]}) within 2 s" 2 pings "$a-c1" "${IP[$b-c1]}"
     done
 done
-check "the agent registered h2 on a lease" 3 test "$(host_state node-h2)" == alive
+check "the agent registered h2 on a lease" 3 host_is node-h2 alive
 expect_eq "cluster hosts names h2's VTEP" 10.213.240.2 "$(shim h1 cluster hosts --json | jq -r '.[] | select(.node == "node-h2") | .vtep')"
 expect_eq "cluster tunnels on h1: the blocks of h2 and h3, via their VTEPs" "10.213.240.2 10.213.240.3" \
     "$(shim h1 cluster tunnels --json | jq -r '.[].vtep' | sort | paste -sd' ')"
@@ -140,7 +142,7 @@ expect_eq "no ADD ran on the old hosts" "$adds_before" "$(grep -c -v h4 "$WORK/a
 # ---- h3's agent stops: membership goes, routes stay ----
 h3_block=$(shim h1 cluster blocks --json | jq -r '.[] | select(.node == "node-h3") | .block')
 stop_agent h3
-check "h3's lease is gone (hosts: expired)" 3 test "$(host_state node-h3)" == expired
+check "h3's lease is gone (hosts: expired)" 3 host_is node-h3 expired
 sleep 3 # more than a resync
 check "h1 still routes h3's block $h3_block" 1 has_route h1 "$h3_block"
 check "h1/c1 still pings h3/c1" 2 pings h1-c1 "${IP[h3-c1]}"
@@ -165,7 +167,7 @@ ip netns exec "$U" curl -sf -X POST "$ETCD_URL/v3/kv/put" \
 for h in h1 h2 h4; do check "after an etcd restart, $h routes a block claimed meanwhile within 10 s" 10 has_route "$h" 10.213.246.0/28; done
 ip netns exec "$U" curl -sf -X POST "$ETCD_URL/v3/kv/deleterange" -d "{\"key\":\"$(b64 $FAKE)\"}" >/dev/null
 check "…and drops it when its key goes" 5 no_route h1 10.213.246.0/28
-check "the agent registered h1 again after the restart (lease alive)" 10 test "$(host_state node-h1)" == alive
+check "the agent registered h1 again after the restart (lease alive)" 10 host_is node-h1 alive
 
 for h in h1 h2 h4; do stop_agent "$h"; done
 for h in "${HOSTS[@]}"; do vx "$h" DEL c1; [ "$RC" -eq 0 ] || fail "$h DEL c1: $OUT"; done

@@ -110,6 +110,8 @@ pings6() { ip netns exec "$P-$1" ping -6 -c 1 -W 1 "$2" >/dev/null 2>&1; }
 # (grep without -q: it reads all of ip's output, so pipefail never sees ip die of SIGPIPE)
 no_route6() { ! ip -n "$P-$1" -6 route show dev $DEV | grep "^$2 " >/dev/null; }
 host_state() { shim h1 cluster hosts --json | jq -r --arg n "$1" '.[] | select(.node == $n) | .lease'; }
+# (a function, so `check` asks again on every try; "$(host_state …)" as an argument is asked once)
+host_is() { test "$(host_state "$1")" == "$2"; }
 in_net() { python3 -c 'import ipaddress,sys; sys.exit(0 if ipaddress.ip_address(sys.argv[1]) in ipaddress.ip_network(sys.argv[2]) else 1)' "$1" "$2"; }
 
 start_agent h1
@@ -118,7 +120,7 @@ start_serve h3
 check "serve on h3 listens on its socket" 5 test -S "$WORK/h3/cnm.sock"
 expect_eq "serve on h3 answers the plugin API" local \
     "$(shim h3 call --socket "$WORK/h3/cnm.sock" NetworkDriver.GetCapabilities 2>&1 | jq -r .Scope 2>&1)"
-check "serve on h3 registered its host lease (cluster hosts: alive)" 5 test "$(host_state node-h3)" == alive
+check "serve on h3 registered its host lease (cluster hosts: alive)" 5 host_is node-h3 alive
 expect_eq "…with its VTEP" 10.213.196.3 "$(shim h1 cluster hosts --json | jq -r '.[] | select(.node == "node-h3") | .vtep')"
 
 declare -A IP4 IP6
@@ -189,13 +191,13 @@ expect_eq "no endpoint left on h3" 0 "$(shim h3 list --json | jq '[.networks[].e
 # ---- serve stops cleanly, and its agent revokes the lease ----
 if stop_agent h3; then pass "serve on h3 exits 0 on SIGTERM"; else fail "serve on h3 exited $? on SIGTERM: $(tail -5 "$WORK/h3/agent.log")"; fi
 expect_eq "…and removed its socket" no "$([ -e "$WORK/h3/cnm.sock" ] && echo yes || echo no)"
-check "…and its lease went with it (hosts: expired)" 3 test "$(host_state node-h3)" == expired
+check "…and its lease went with it (hosts: expired)" 3 host_is node-h3 expired
 
 # ---- serve with --etcd and no cluster file runs the agent too; an unusable cluster file is an error ----
 ip netns exec "$P-h3" env CNM_CLUSTER_FILE="$WORK/none.json" "$SHIM" serve --socket "$WORK/h3/cnm2.sock" --state-dir "$WORK/h3/state" \
     --etcd "$ETCD_URL" --node node-h3b --underlay u0 >>"$WORK/h3/serve2.log" 2>&1 &
 AGENT[h3]=$!
-check "serve --etcd … --node node-h3b --underlay u0 registers that node's lease" 5 test "$(host_state node-h3b)" == alive
+check "serve --etcd … --node node-h3b --underlay u0 registers that node's lease" 5 host_is node-h3b alive
 if stop_agent h3; then pass "…and exits 0 on SIGTERM"; else fail "serve --etcd exited $? on SIGTERM"; fi
 echo '{"etcd": ' >"$WORK/bad.json"
 set +e
