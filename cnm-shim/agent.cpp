@@ -350,6 +350,42 @@ int run_agent_until_signal(const AgentOptions& options)
     return rc;
 }
 
+Result<Json> cluster_networks(const ClusterConfig& config, const std::string&)
+{
+    auto client = TRY(make_client(config));
+    std::string prefix = config.prefix + "/networks/";
+    auto nets = TRY(client->range_prefix(prefix));
+    auto blocks = TRY(client->range_prefix(config.prefix + "/blocks/"));
+    std::map<std::string, std::pair<int64_t, int64_t>> count; // network → (blocks, of them this host's)
+    for (auto& kv : blocks.kvs)
+        if (auto r = parse_block(config.prefix, kv.key, kv.value)) {
+            auto& c = count[r->network];
+            ++c.first;
+            c.second += r->owner.node == config.node;
+        }
+    Json out = Json::array();
+    for (auto& kv : nets.kvs) {
+        std::string name = kv.key.substr(prefix.size());
+        Json row { { "network", name }, { "vni", nullptr }, { "subnet", nullptr }, { "subnet6", nullptr }, { "blockSize", nullptr },
+            { "port", nullptr }, { "mtu", nullptr }, { "blocks", count[name].first }, { "mine", count[name].second } };
+        auto doc = parse_json(kv.value, Code::StateCorrupt, kv.key);
+        auto facts = doc ? NetworkFacts::from_json(*doc, kv.key) : Result<NetworkFacts>(doc.error());
+        if (facts) {
+            row["vni"] = facts->vni;
+            row["subnet"] = facts->subnet.str();
+            if (facts->subnet6)
+                row["subnet6"] = facts->subnet6->str();
+            row["blockSize"] = facts->block_size;
+            row["port"] = facts->port;
+            row["mtu"] = facts->mtu;
+        } else {
+            row["error"] = facts.error().msg;
+        }
+        out.push_back(row);
+    }
+    return out;
+}
+
 Result<Json> cluster_hosts(const ClusterConfig& config, const std::string&)
 {
     auto client = TRY(make_client(config));

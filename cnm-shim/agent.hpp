@@ -32,7 +32,9 @@ int run_agent(const AgentOptions& options, std::stop_token stop);
 /// The same, stopping on SIGTERM or SIGINT (blocks them in every thread).
 int run_agent_until_signal(const AgentOptions& options);
 
-/// `cnm-shim cluster hosts|blocks|tunnels` as JSON, and its table.
+/// `cnm-shim cluster networks|hosts|blocks|tunnels` as JSON, and its table.
+/// `cnm-shim cluster networks`: every cluster network's facts, its block count and how many are this host's.
+Result<Json> cluster_networks(const ClusterConfig& config, const std::string& state_dir);
 Result<Json> cluster_hosts(const ClusterConfig& config, const std::string& state_dir);
 Result<Json> cluster_blocks(const ClusterConfig& config, const std::string& state_dir);
 Result<Json> cluster_tunnels(const ClusterConfig& config, const std::string& state_dir);

@@ -3,7 +3,7 @@
 //   cnm-shim serve [--socket PATH] [--state-dir DIR] [--etcd URL[,URL…] --prefix P --node NAME --underlay IF|ADDR]
 //     (with a cluster — a cluster file or --etcd — the agent runs beside the API, in this process)
 //   cnm-shim agent [--etcd URL[,URL…]] [--prefix P] [--node NAME] [--underlay IF|ADDR] [--state-dir DIR] [--release]
-//   cnm-shim cluster hosts|blocks|tunnels [--json] | cluster dot | cluster release NODE
+//   cnm-shim cluster networks|hosts|blocks|tunnels [--json] | cluster dot | cluster release NODE
 //   cnm-shim list [--json] | inspect NETWORK [ENDPOINT] | gc [--dry-run] [--json] | dot
 
 #include "admin.hpp"
@@ -137,12 +137,13 @@ int run(int argc, char** argv)
     int resync = 10;
     agent->add_option("--resync", resync, "seconds between full reconciliations")->capture_default_str()->check(CLI::Range(1, 3600));
 
-    auto* cluster = app.add_subcommand("cluster", "the cluster's hosts, blocks and this host's tunnels; release a host's blocks");
+    auto* cluster = app.add_subcommand("cluster", "the cluster's networks, hosts, blocks and this host's tunnels; release a host's blocks");
     cluster->require_subcommand(1);
     cluster->add_option("--etcd", etcd_list, "etcd endpoints");
     cluster->add_option("--prefix", prefix, "key prefix");
     cluster->add_option("--node", node, "this host's node name");
     cluster->add_option("--state-dir", state_dir, "state directory");
+    auto* c_networks = cluster->add_subcommand("networks", "cluster networks: VNI, subnets, block size, port, MTU, blocks (all, this host's)");
     auto* c_hosts = cluster->add_subcommand("hosts", "hosts, their VTEP and whether their lease is alive");
     auto* c_blocks = cluster->add_subcommand("blocks", "blocks, their host, used/free where this host knows");
     auto* c_tunnels = cluster->add_subcommand("tunnels", "the remote blocks programmed on this host");
@@ -150,7 +151,7 @@ int run(int argc, char** argv)
     std::string release_node;
     auto* c_release = cluster->add_subcommand("release", "release every block a host holds");
     c_release->add_option("node", release_node, "node name")->required();
-    for (auto* sub : { c_hosts, c_blocks, c_tunnels })
+    for (auto* sub : { c_networks, c_hosts, c_blocks, c_tunnels })
         sub->add_flag("--json", json, "print JSON");
 
     CLI11_PARSE(app, argc, argv);
@@ -189,7 +190,8 @@ int run(int argc, char** argv)
             std::cout << cnm::shim::cluster_dot(*hosts, *blocks, tunnels ? *tunnels : cnm::Json::array(), config->node);
             return 0;
         }
-        auto rows = c_hosts->parsed() ? cnm::shim::cluster_hosts(*config, state_dir)
+        auto rows = c_networks->parsed() ? cnm::shim::cluster_networks(*config, state_dir)
+            : c_hosts->parsed()          ? cnm::shim::cluster_hosts(*config, state_dir)
             : c_blocks->parsed()      ? cnm::shim::cluster_blocks(*config, state_dir)
                                       : cnm::shim::cluster_tunnels(*config, state_dir);
         if (!rows)

@@ -125,6 +125,10 @@ expect_eq "cluster tunnels on h1: the blocks of h2 and h3, via their VTEPs" "10.
     "$(shim h1 cluster tunnels --json | jq -r '.[].vtep' | sort | paste -sd' ')"
 expect_eq "cluster blocks: h1's block has 1 used address (local cache)" 1 \
     "$(shim h1 cluster blocks --json | jq -r '.[] | select(.node == "node-h1") | .used')"
+expect_eq "cluster networks: agnet with its VNI, subnet, block size, 3 blocks, 1 of them h1's" "agnet 4240 10.213.244.0/22 28 3 1" \
+    "$(shim h1 cluster networks --json | jq -r '.[] | "\(.network) \(.vni) \(.subnet) \(.blockSize) \(.blocks) \(.mine)"')"
+expect_eq "…and as a table: a header naming VNI and SUBNET, one row for agnet" "1 1" \
+    "$(shim h1 cluster networks | { t=$(cat); echo "$(grep -w VNI <<<"$t" | grep -cw SUBNET) $(grep -w agnet <<<"$t" | grep -cw 4240)"; })"
 
 # ---- stale entries go ----
 ip -n "$P-h1" route add 10.213.247.0/28 via 10.213.247.1 dev cnmvx4240 onlink
