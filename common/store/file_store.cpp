@@ -198,7 +198,7 @@ int for_each_entry(int dfd, Fn&& fn)
 {
     int fd = ::openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
-        return errno;
+        return errno == ENOENT ? 0 : errno; // removed since its fd was cached: empty
     alignas(struct dirent64) char buf[32768];
     int err = 0;
     for (bool more = true; more;) {
@@ -206,7 +206,9 @@ int for_each_entry(int dfd, Fn&& fn)
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0) {
-            err = n < 0 ? errno : 0;
+            // ENOENT: the directory was removed (by another process, after its last entry went)
+            // since its fd was cached; it is empty, as readdir() reported it.
+            err = n < 0 && errno != ENOENT ? errno : 0;
             break;
         }
         for (ssize_t pos = 0; pos < n && more;) {
