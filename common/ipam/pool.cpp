@@ -395,6 +395,24 @@ Result<bool> Pools::has_free(const std::string& space, const RangeSet& set)
 {
     for (auto& range : set) {
         PoolId pool { space, range.subnet };
+        // First where the next allocation looks: the addresses after the cursor. Two usable ones
+        // without a lease file there mean a free address (at most one of them can be the pool's
+        // gateway, which has no lease but is never handed out), so a pool that is not nearly full
+        // answers from a few probes, however many leases it has. Else every lease is counted.
+        Loaded hint = TRY(m_store.get(pool.cursor()));
+        IpAddr candidate = range.end;
+        if (hint.ok() && hint.doc.contains("last") && hint.doc["last"].is_string())
+            if (auto last = IpAddr::parse(hint.doc["last"].get<std::string>()); last && range.contains(*last))
+                candidate = *last;
+        u128 span = range.end.value - range.start.value + 1;
+        int unleased = 0;
+        for (u128 probe = 0; probe < span && probe < 64 && unleased < 2; ++probe) {
+            candidate = candidate >= range.end ? range.start : candidate.next();
+            if (range.usable(candidate) && !TRY(m_store.exists(pool.lease(candidate))))
+                ++unleased;
+        }
+        if (unleased >= 2)
+            return true;
         u128 usable = range.end.value - range.start.value + 1;
         for (IpAddr special : { range.gateway, range.subnet.network(), range.subnet.last() })
             if (range.contains(special) && !range.usable(special) && usable > 0)

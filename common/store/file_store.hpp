@@ -6,11 +6,15 @@
 // writable by group or others, as ssh demands of a home: otherwise another user could forge a
 // record that a later GC acts on. The root's ancestors are not checked (/tmp/x is fine).
 //
-// Writes go to a temp file ".tmp-<16 random hex>" renamed over the key. Its writer holds an
+// Writes go to a temp file ".tmp-<16 hex>" renamed over the key (a document that is not flushed:
+// exchanged with it, RENAME_EXCHANGE, and the old one unlinked). Its writer holds an
 // flock on it from creation to rename, so a temp whose flock can be taken belongs to a writer that
 // died: list() removes those in the directory it reads, and lock() in a small directory (pool
 // and network directories; never one that grows with the number of leases). A dead writer's temp
 // therefore never blocks a later one, whatever PID it gets.
+//
+// Holds (hold/held) are write locks on one byte each of a directory's ".holds" file (open file
+// description locks: released by the kernel when the holder closes or dies); no file per hold.
 //
 // Versions: a document's version is its mtime in nanoseconds, which every write through the store
 // sets to max(now, previous + 1) before the rename (or after an in-place Hint rewrite); it is read

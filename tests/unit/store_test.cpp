@@ -661,3 +661,65 @@ TEST_CASE("store: a PerBoot write is atomic (kill -9 mid-loop leaves the old or 
     (void)(*store)->list({ "sandboxes" });
     CHECK(dot_entries(tmp.path() + "/sandboxes").empty());
 }
+
+TEST_CASE("store: a hold is seen by held() while it lives (also in a child), per key, from no file of its own; a dead holder's is not")
+{
+    test::TempDir tmp;
+    auto store = FileStore::open(tmp.path());
+    REQUIRE(store.ok());
+    Key a { "networks", "n1", "endpoints", "a@eth0" }, b { "networks", "n1", "endpoints", "b@eth0" };
+    std::string dir = tmp.path() + "/networks/n1/endpoints";
+    CHECK(!(*store)->held(a).value());
+    {
+        auto hold = (*store)->hold(a);
+        REQUIRE(hold.ok());
+        CHECK((*store)->held(a).value());
+        CHECK(!(*store)->held(b).value()); // another attachment of the same directory
+        CHECK(dot_entries(dir) == std::vector<std::string> { ".holds" });
+        pid_t child = ::fork(); // another process probes it too
+        if (child == 0) {
+            auto other = FileStore::open(tmp.path());
+            auto ha = other.ok() ? (*other)->held(a) : Result<bool>(false);
+            auto hb = other.ok() ? (*other)->held(b) : Result<bool>(true);
+            ::_exit(ha.ok() && *ha && hb.ok() && !*hb ? 0 : 1);
+        }
+        int status = 0;
+        ::waitpid(child, &status, 0);
+        CHECK((WIFEXITED(status) && WEXITSTATUS(status) == 0));
+    }
+    CHECK(!(*store)->held(a).value()); // released with the Lock, and no file per hold left behind
+    CHECK(dot_entries(dir) == std::vector<std::string> { ".holds" });
+    // A holder killed mid-ADD: the kernel drops its lock.
+    int ready[2];
+    REQUIRE(::pipe(ready) == 0);
+    pid_t holder = ::fork();
+    if (holder == 0) {
+        auto other = FileStore::open(tmp.path());
+        auto hold = (*other)->hold(b);
+        char c = hold.ok() ? 'y' : 'n';
+        (void)!::write(ready[1], &c, 1);
+        ::pause();
+        ::_exit(0);
+    }
+    char c = 0;
+    REQUIRE(::read(ready[0], &c, 1) == 1);
+    CHECK(c == 'y');
+    CHECK((*store)->held(b).value());
+    ::kill(holder, SIGKILL);
+    ::waitpid(holder, nullptr, 0);
+    CHECK(!(*store)->held(b).value());
+    ::close(ready[0]);
+    ::close(ready[1]);
+    // An earlier binary's hold file: flocked is held; unlocked (its holder died) is not, and goes.
+    std::string legacy = dir + "/.c@eth0.held";
+    int fd = ::open(legacy.c_str(), O_RDWR | O_CREAT, 0600);
+    REQUIRE(fd >= 0);
+    REQUIRE(::flock(fd, LOCK_EX) == 0);
+    CHECK((*store)->held({ "networks", "n1", "endpoints", "c@eth0" }).value());
+    ::close(fd);
+    CHECK(!(*store)->held({ "networks", "n1", "endpoints", "c@eth0" }).value());
+    CHECK(!fs::exists(legacy));
+    // The holds file does not keep an otherwise empty directory alive.
+    REQUIRE((*store)->remove_dir({ "networks", "n1", "endpoints" }).ok());
+    CHECK(!fs::exists(dir));
+}
