@@ -27,7 +27,7 @@ while [ $# -gt 0 ]; do
 done
 [ "$fresh" -ge 3 ] && [ "$fresh" -le 15 ] || { echo "vxlan.sh: --fresh must be 3..15 (/28 blocks of a /24)" >&2; exit 2; }
 [ -f build/build.ninja ] || meson setup build >/dev/null
-ninja -C build plugins/vxlan plugins/bridge plugins/ipam tests/bench/cni-bench tests/bench/exec-shim tests/bench/noop-httplib >/dev/null
+ninja -C build plugins/vxlan plugins/cnm-etcd-http.so plugins/bridge plugins/ipam tests/bench/cni-bench tests/bench/exec-shim tests/bench/noop-httplib >/dev/null
 for tool in /usr/bin/etcd /usr/bin/iperf3 /usr/bin/strace; do
     [ -x $tool ] || { echo "vxlan.sh: $tool is missing (scripts/deps.sh installs it)" >&2; exit 1; }
 done

@@ -158,6 +158,7 @@ vxlan_three_pods() {
     for _ in $(seq 100); do ip netns exec "$H" curl -sf http://127.0.0.1:23815/health >/dev/null 2>&1 && break; sleep 0.1; done
     echo '{"etcd":["http://127.0.0.1:23815"],"node":"cri-node","underlay":"cri-up"}' >"$WORK/cluster.json"
     install -m 755 "$PLUGINS/vxlan" "$BIN/cnm-vxlan-real"
+    install -m 644 "$PLUGINS/cnm-etcd-http.so" "$BIN/" # the etcd transport, found beside the executable
     cat >"$BIN/vxlan" <<EOF
 #!/bin/bash
 conf=\$(cat)
