@@ -38,19 +38,6 @@ Result<Session> open(const Context& ctx)
     return s;
 }
 
-void complete_options(Json& options, const NetworkFacts& facts)
-{
-    options["vni"] = facts.vni;
-    options["subnet"] = facts.subnet.str();
-    options["blockSize"] = facts.block_size;
-    options["port"] = facts.port;
-    options["mtu"] = facts.mtu;
-    if (facts.subnet6) {
-        options["subnet6"] = facts.subnet6->str();
-        options["blockSize6"] = facts.block_size6;
-    }
-}
-
 /// A source for the verbs that never claim (DEL, GC, CHECK): the cached facts, no cluster call.
 std::unique_ptr<ClusterAddresses> local_source(Session& s, const Context& ctx)
 {
@@ -78,7 +65,7 @@ Result<CniResult> add(const Context& ctx)
     auto underlay = TRY(drivers::vxlan_underlay(*s.kernel, s.options));
     auto cluster = std::make_shared<Cluster>(config);
     auto facts = TRY(resolve_network_facts(*s.state.store, *cluster, ctx.conf.name, wanted, underlay.mtu - 50));
-    complete_options(s.options, facts);
+    complete_vxlan_options(s.options, facts);
     TRY(s.driver->validate(s.options));
     Vtep vtep { underlay.address, vtep_mac(underlay.address) };
     ClusterAddresses source(cluster, facts, [vtep]() -> Result<Vtep> { return vtep; });

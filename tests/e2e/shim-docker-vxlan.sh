@@ -21,21 +21,16 @@ source "$(dirname "$0")/shim-lib.sh"
 
 VX=$PLUGINS/vxlan
 [ -x "$VX" ] && [ -x "$SHIM" ] || { echo "no $VX or $SHIM" >&2; exit 1; }
-ETCD_BIN=/usr/bin/etcd
-[ -x "$ETCD_BIN" ] || { echo "skip: no $ETCD_BIN (Debian's etcd-server)"; exit 77; }
-
 NSP=hdk-$$
-U=$NSP-u
+VX_NS=$NSP VX_NET=10.213.182 VX_ETCD_PORT=23860
+source "$(dirname "$0")/vxlan-lib.sh"
 A=$NSP-a
 B=$NSP-b
-ETCD_IP=10.213.182.250
-ETCD_URL=http://$ETCD_IP:23860
 SUBNET=10.213.184.0/22
 NET=dkvx
 VNI=4184
 DEV=cnmvx$VNI
 BR=vxb-$NET
-ETCD_PID=""
 AGENT_PID=""
 
 dv_cleanup() {
@@ -44,42 +39,16 @@ dv_cleanup() {
     if [ "$FAILS" -gt 0 ]; then for f in "$WORK"/b/agent.log "$WORK"/etcd.log; do [ -f "$f" ] && { echo "--- $f" >&2; tail -n 20 "$f" >&2; }; done; fi
     docker_cleanup
     if [ -n "$SHIM_PID" ]; then kill -TERM "$SHIM_PID" 2>/dev/null || true; wait "$SHIM_PID" 2>/dev/null || true; SHIM_PID=""; fi
-    [ -z "$ETCD_PID" ] || { kill -9 "$ETCD_PID" 2>/dev/null || true; wait "$ETCD_PID" 2>/dev/null || true; }
+    etcd_kill
     cleanup
 }
 trap dv_cleanup EXIT
 
-ns_add() { echo "$1" >>"$WORK/netns"; ip netns add "$1"; ip -n "$1" link set lo up; }
-
 # ---- underlay, hosts, etcd ----
-ns_add "$U"
-ip -n "$U" link add ubr type bridge
-ip -n "$U" link set ubr up
-ip -n "$U" link add ue type veth peer name ue-br
-ip -n "$U" link set ue-br master ubr up
-ip -n "$U" addr add $ETCD_IP/24 dev ue
-ip -n "$U" link set ue up
-i=0
-for h in a b; do
-    i=$((i + 1))
-    ns_add "$NSP-$h"
-    ip -n "$U" link add "u$h" type veth peer name u0 netns "$NSP-$h"
-    ip -n "$U" link set "u$h" master ubr up
-    ip -n "$NSP-$h" addr add 10.213.182.$i/24 dev u0
-    ip -n "$NSP-$h" link set u0 up
-    mkdir -p "$WORK/$h"
-    jq -n --arg u "$ETCD_URL" --arg n "node-$h" '{etcd: [$u], node: $n, underlay: "u0", timeoutMs: 3000}' >"$WORK/$h/cluster.json"
-done
-ip netns exec "$U" "$ETCD_BIN" --name dv --data-dir "$WORK/etcd" \
-    --listen-client-urls "$ETCD_URL" --advertise-client-urls "$ETCD_URL" \
-    --listen-peer-urls http://$ETCD_IP:23861 --initial-advertise-peer-urls http://$ETCD_IP:23861 \
-    --initial-cluster dv=http://$ETCD_IP:23861 --initial-cluster-state new \
-    --listen-metrics-urls http://$ETCD_IP:23862 --heartbeat-interval 10 --election-timeout 100 \
-    --log-level error >>"$WORK/etcd.log" 2>&1 &
-ETCD_PID=$!
-up=0
-for _ in $(seq 100); do ip netns exec "$U" curl -sf "$ETCD_URL/health" >/dev/null 2>&1 && { up=1; break; }; sleep 0.1; done
-[ "$up" -eq 1 ] || { echo "etcd did not start:" >&2; cat "$WORK/etcd.log" >&2; exit 1; }
+underlay_up
+host_up a 1
+host_up b 2
+start_etcd || exit 1
 
 # Host a's state is lib.sh's $CNM_STATE_DIR (the shim's); b's is its own.
 STATE_A=$CNM_STATE_DIR

@@ -14,56 +14,25 @@ source "$(dirname "$0")/lib.sh"
 VX=$PLUGINS/vxlan
 SHIM=$BUILD/cnm-shim/cnm-shim
 [ -x "$VX" ] && [ -x "$SHIM" ] || { echo "no $VX or $SHIM" >&2; exit 1; }
-ETCD_BIN=/usr/bin/etcd
-[ -x "$ETCD_BIN" ] || { echo "skip: no $ETCD_BIN (Debian's etcd-server)"; exit 77; }
-
 P=cnmag-$$
-U=$P-u
-ETCD_IP=10.213.240.250
-ETCD_URL=http://$ETCD_IP:23820
+VX_NS=$P VX_NET=10.213.240 VX_ETCD_PORT=23820
+source "$(dirname "$0")/vxlan-lib.sh"
 HOSTS=(h1 h2 h3 h4)
-ETCD_PID=""
 declare -A AGENT
 
 ag_cleanup() {
     for pid in "${AGENT[@]}"; do kill -9 "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
-    [ -z "$ETCD_PID" ] || { kill -9 "$ETCD_PID" 2>/dev/null || true; wait "$ETCD_PID" 2>/dev/null || true; }
+    etcd_kill
     cleanup
 }
 trap ag_cleanup EXIT
 
-ns_add() { echo "$1" >>"$WORK/netns"; ip netns add "$1"; ip -n "$1" link set lo up; }
-
-ns_add "$U"
-ip -n "$U" link add ubr type bridge
-ip -n "$U" link set ubr up
-ip -n "$U" link add ue type veth peer name ue-br
-ip -n "$U" link set ue-br master ubr up
-ip -n "$U" addr add $ETCD_IP/24 dev ue
-ip -n "$U" link set ue up
+underlay_up
 i=0
 for h in "${HOSTS[@]}"; do
     i=$((i + 1))
-    ns_add "$P-$h"
-    ip -n "$U" link add "u$h" type veth peer name u0 netns "$P-$h"
-    ip -n "$U" link set "u$h" master ubr up
-    ip -n "$P-$h" addr add 10.213.240.$i/24 dev u0
-    ip -n "$P-$h" link set u0 up
-    mkdir -p "$WORK/$h"
-    jq -n --arg u "$ETCD_URL" --arg n "node-$h" '{etcd: [$u], node: $n, underlay: "u0", timeoutMs: 3000}' >"$WORK/$h/cluster.json"
+    host_up "$h" "$i"
 done
-
-start_etcd() {
-ip netns exec "$U" "$ETCD_BIN" --name ag --data-dir "$WORK/etcd" \
-    --listen-client-urls "$ETCD_URL" --advertise-client-urls "$ETCD_URL" \
-    --listen-peer-urls http://$ETCD_IP:23821 --initial-advertise-peer-urls http://$ETCD_IP:23821 \
-    --initial-cluster ag=http://$ETCD_IP:23821 --initial-cluster-state new \
-    --listen-metrics-urls http://$ETCD_IP:23822 --heartbeat-interval 10 --election-timeout 100 \
-    --log-level error >>"$WORK/etcd.log" 2>&1 &
-ETCD_PID=$!
-for _ in $(seq 100); do ip netns exec "$U" curl -sf "$ETCD_URL/health" >/dev/null 2>&1 && return 0; sleep 0.1; done
-echo "etcd did not start:" >&2; cat "$WORK/etcd.log" >&2; return 1
-}
 start_etcd
 
 CONF='{"cniVersion":"1.0.0","name":"agnet","type":"vxlan","vni":4240,"subnet":"10.213.244.0/22","blockSize":28}'
@@ -161,7 +130,7 @@ check "h1/c1 still pings h4/c1" 2 pings h1-c1 "${IP[h4-c1]}"
 expect_eq "a bad node name is refused" 1 "$(shim h1 cluster release 'no/such' >/dev/null 2>&1; echo $?)"
 
 # ---- etcd restarts: the agents list and watch again ----
-kill -9 "$ETCD_PID"; wait "$ETCD_PID" 2>/dev/null || true; ETCD_PID=""
+stop_etcd
 sleep 1
 start_etcd
 b64() { printf '%s' "$1" | base64 -w0; }

@@ -18,59 +18,24 @@ source "$(dirname "$0")/lib.sh"
 
 VX=$PLUGINS/vxlan
 [ -x "$VX" ] || { echo "no $VX" >&2; exit 1; }
-ETCD_BIN=/usr/bin/etcd
-[ -x "$ETCD_BIN" ] || { echo "skip: no $ETCD_BIN (Debian's etcd-server)"; exit 77; }
-
 P=cnmvx-$$
-U=$P-u
-ETCD_IP=10.213.230.250
-ETCD_URL=http://$ETCD_IP:23810
+VX_NS=$P VX_NET=10.213.230 VX_ETCD_PORT=23810
+source "$(dirname "$0")/vxlan-lib.sh"
 HOSTS=(h1 h2 h3)
-ETCD_PID=""
 
 vx_cleanup() {
-    [ -z "$ETCD_PID" ] || { kill -9 "$ETCD_PID" 2>/dev/null || true; wait "$ETCD_PID" 2>/dev/null || true; }
+    etcd_kill
     cleanup
 }
 trap vx_cleanup EXIT
 
-ns_add() { echo "$1" >>"$WORK/netns"; ip netns add "$1"; ip -n "$1" link set lo up; }
-
-ns_add "$U"
-ip -n "$U" link add ubr type bridge
-ip -n "$U" link set ubr up
-ip -n "$U" link add ue type veth peer name ue-br
-ip -n "$U" link set ue-br master ubr up
-ip -n "$U" addr add $ETCD_IP/24 dev ue
-ip -n "$U" link set ue up
+underlay_up
 i=0
 for h in "${HOSTS[@]}"; do
     i=$((i + 1))
-    ns_add "$P-$h"
-    ip -n "$U" link add "u$h" type veth peer name u0 netns "$P-$h"
-    ip -n "$U" link set "u$h" master ubr up
-    ip -n "$P-$h" addr add 10.213.230.$i/24 dev u0
-    ip -n "$P-$h" link set u0 up
-    mkdir -p "$WORK/$h"
-    jq -n --arg u "$ETCD_URL" --arg n "node-$h" '{etcd: [$u], node: $n, underlay: "u0", timeoutMs: 5000}' >"$WORK/$h/cluster.json"
+    host_up "$h" "$i" 5000
 done
 
-start_etcd() {
-    ip netns exec "$U" "$ETCD_BIN" --name vx --data-dir "$WORK/etcd" \
-        --listen-client-urls "$ETCD_URL" --advertise-client-urls "$ETCD_URL" \
-        --listen-peer-urls http://$ETCD_IP:23811 --initial-advertise-peer-urls http://$ETCD_IP:23811 \
-        --initial-cluster vx=http://$ETCD_IP:23811 --initial-cluster-state new \
-        --listen-metrics-urls http://$ETCD_IP:23812 --heartbeat-interval 10 --election-timeout 100 \
-        --log-level error >>"$WORK/etcd.log" 2>&1 &
-    ETCD_PID=$!
-    local _
-    for _ in $(seq 100); do
-        ip netns exec "$U" curl -sf "$ETCD_URL/health" >/dev/null 2>&1 && return 0
-        sleep 0.1
-    done
-    echo "etcd did not start:" >&2; cat "$WORK/etcd.log" >&2; return 1
-}
-stop_etcd() { kill -9 "$ETCD_PID"; wait "$ETCD_PID" 2>/dev/null || true; ETCD_PID=""; }
 # etcd_keys <prefix>: the keys under it, one per line.
 etcd_keys() {
     local k e

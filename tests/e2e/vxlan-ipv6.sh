@@ -18,56 +18,28 @@ source "$(dirname "$0")/lib.sh"
 VX=$PLUGINS/vxlan
 SHIM=$BUILD/cnm-shim/cnm-shim
 [ -x "$VX" ] && [ -x "$SHIM" ] || { echo "no $VX or $SHIM" >&2; exit 1; }
-ETCD_BIN=/usr/bin/etcd
-[ -x "$ETCD_BIN" ] || { echo "skip: no $ETCD_BIN (Debian's etcd-server)"; exit 77; }
 command -v dot >/dev/null || { echo "no dot (graphviz: scripts/deps.sh)" >&2; exit 1; }
 
 P=hag-$$
-U=$P-u
-ETCD_IP=10.213.196.250
-ETCD_URL=http://$ETCD_IP:23880
+VX_NS=$P VX_NET=10.213.196 VX_ETCD_PORT=23880
+source "$(dirname "$0")/vxlan-lib.sh"
 HOSTS=(h1 h2 h3)
-ETCD_PID=""
 declare -A AGENT
 
 v6_cleanup() {
     for pid in "${AGENT[@]}"; do kill -9 "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
-    [ -z "$ETCD_PID" ] || { kill -9 "$ETCD_PID" 2>/dev/null || true; wait "$ETCD_PID" 2>/dev/null || true; }
+    etcd_kill
     cleanup
 }
 trap v6_cleanup EXIT
 
-ns_add() { echo "$1" >>"$WORK/netns"; ip netns add "$1"; ip -n "$1" link set lo up; }
-
-ns_add "$U"
-ip -n "$U" link add ubr type bridge
-ip -n "$U" link set ubr up
-ip -n "$U" link add ue type veth peer name ue-br
-ip -n "$U" link set ue-br master ubr up
-ip -n "$U" addr add $ETCD_IP/24 dev ue
-ip -n "$U" link set ue up
+underlay_up
 i=0
 for h in "${HOSTS[@]}"; do
     i=$((i + 1))
-    ns_add "$P-$h"
-    ip -n "$U" link add "u$h" type veth peer name u0 netns "$P-$h"
-    ip -n "$U" link set "u$h" master ubr up
-    ip -n "$P-$h" addr add 10.213.196.$i/24 dev u0
-    ip -n "$P-$h" link set u0 up
-    mkdir -p "$WORK/$h"
-    jq -n --arg u "$ETCD_URL" --arg n "node-$h" '{etcd: [$u], node: $n, underlay: "u0", timeoutMs: 3000}' >"$WORK/$h/cluster.json"
+    host_up "$h" "$i"
 done
-
-ip netns exec "$U" "$ETCD_BIN" --name hag --data-dir "$WORK/etcd" \
-    --listen-client-urls "$ETCD_URL" --advertise-client-urls "$ETCD_URL" \
-    --listen-peer-urls http://$ETCD_IP:23881 --initial-advertise-peer-urls http://$ETCD_IP:23881 \
-    --initial-cluster hag=http://$ETCD_IP:23881 --initial-cluster-state new \
-    --listen-metrics-urls http://$ETCD_IP:23882 --heartbeat-interval 10 --election-timeout 100 \
-    --log-level error >>"$WORK/etcd.log" 2>&1 &
-ETCD_PID=$!
-up=0
-for _ in $(seq 100); do ip netns exec "$U" curl -sf "$ETCD_URL/health" >/dev/null 2>&1 && { up=1; break; }; sleep 0.1; done
-[ "$up" = 1 ] || { echo "etcd did not start:" >&2; cat "$WORK/etcd.log" >&2; exit 1; }
+start_etcd || exit 1
 
 DEV=cnmvx4196
 CONF='{"cniVersion":"1.0.0","name":"v6net","type":"vxlan","vni":4196,"subnet":"10.213.198.0/23","blockSize":26,"subnet6":"fd00:213:198::/64","blockSize6":122}'
