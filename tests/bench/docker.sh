@@ -17,7 +17,8 @@
 # containerd and shims are stopped by PID, its mounts undone, the shim stopped and its socket
 # removed, the netns hdb-<pid>-docker and the temp dir removed at exit, also after a failure or
 # a signal. --keep-log DIR copies dockerd's and the shim's logs there first. CNM_BENCH_TRACE=DIR:
-# after the rounds, one more run, create and rm with the shim under strace -f -T -tt (files in DIR).
+# after the rounds, one more run, create and rm with the shim under strace -f -T -tt, then create
+# and rm with each driver with dockerd under strace (files in DIR).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 reps=15 keep_log=""
@@ -167,13 +168,13 @@ for i in $(seq "$reps"); do
 done
 
 # CNM_BENCH_TRACE=DIR: one more run, create and rm through the shim with the shim under strace -f -T -tt.
-traced() { # traced <file> cmd…
+traced() { # traced <pid> <file> cmd…
     local st
-    strace -f -T -tt -p "$SHIM_PID" -o "$1" 2>/dev/null &
+    strace -f -T -tt -p "$1" -o "$2" 2>/dev/null &
     st=$!
     PIDS+=("$st")
-    for _ in $(seq 50); do grep -q 'TracerPid:[[:space:]]*[1-9]' "/proc/$SHIM_PID/status" 2>/dev/null && break; sleep 0.05; done
-    shift
+    for _ in $(seq 50); do grep -q 'TracerPid:[[:space:]]*[1-9]' "/proc/$1/status" 2>/dev/null && break; sleep 0.05; done
+    shift 2
     "$@" >"$WORK/out" 2>&1 || die "failed under strace: $*"
     sleep 0.2
     kill -INT "$st" 2>/dev/null || true
@@ -183,10 +184,15 @@ if [ -n "${CNM_BENCH_TRACE:-}" ]; then
     mkdir -p "$CNM_BENCH_TRACE"
     tdir=$(realpath "$CNM_BENCH_TRACE")
     create_cnm hdb-t >"$WORK/out" 2>&1 || die "network create for the trace"
-    traced "$tdir/docker-shim-run.txt" dk run --rm --network hdb-t "$IMG" true
+    traced "$SHIM_PID" "$tdir/docker-shim-run.txt" dk run --rm --network hdb-t "$IMG" true
     dk network rm hdb-t >"$WORK/out" 2>&1 || die "network rm for the trace"
-    traced "$tdir/docker-shim-create.txt" create_cnm hdb-t
-    traced "$tdir/docker-shim-rm.txt" dk network rm hdb-t
+    traced "$SHIM_PID" "$tdir/docker-shim-create.txt" create_cnm hdb-t
+    traced "$SHIM_PID" "$tdir/docker-shim-rm.txt" dk network rm hdb-t
+    # dockerd itself (every thread) around the same commands with each driver, for its netlink calls
+    traced "$DOCKER_PID" "$tdir/docker-dockerd-create-cnm.txt" create_cnm hdb-t
+    traced "$DOCKER_PID" "$tdir/docker-dockerd-rm-cnm.txt" dk network rm hdb-t
+    traced "$DOCKER_PID" "$tdir/docker-dockerd-create-bridge.txt" create_br hdb-tb
+    traced "$DOCKER_PID" "$tdir/docker-dockerd-rm-bridge.txt" dk network rm hdb-tb
 fi
 
 per() { awk -v s="$1" -v n="$2" 'BEGIN { printf "%.2f", s / n }'; }
@@ -202,4 +208,4 @@ line "network rm" cnm rm_cnm bridge rm_br 1.1
 printf '%-22s shim handlers %s ms per rm (%s calls)\n' "" "$(per "$shim_rm" "$reps")" "$(per "$calls_rm" "$reps")"
 printf '%-22s floor: a CLI round trip (docker network inspect) %.2f ms\n' "" "$(med "${cli[@]}")"
 echo "rounds took $((SECONDS - t_all)) s; load: $(cut -d' ' -f1-3 /proc/loadavg)"
-[ -z "${CNM_BENCH_TRACE:-}" ] || echo "strace -f -T -tt of the shim during one run, create, rm: $tdir/docker-shim-{run,create,rm}.txt"
+[ -z "${CNM_BENCH_TRACE:-}" ] || echo "strace -f -T -tt of the shim during one run, create, rm: $tdir/docker-shim-{run,create,rm}.txt; of dockerd: $tdir/docker-dockerd-{create,rm}-{cnm,bridge}.txt"
