@@ -12,13 +12,16 @@
 #      (`docker network inspect none`) as the floor of any such command.
 # Targets (issue 14): run, create and rm each <= 1.1x the bridge driver's.
 # Beside them: the time the shim spent in its handlers (its log has each call's duration, in whole
-# ms) per run / create / rm, which bounds what the shim itself adds.
+# ms) per run / create / rm, which bounds what the shim itself adds; and the CPU time of dockerd,
+# containerd and the shim (every thread's, from schedstat) per command, steadier than the wall time
+# on a shared machine.
 # Everything is the e2e helpers' (tests/e2e/lib.sh, docker-lib.sh, shim-lib.sh): dockerd and its
 # containerd and shims are stopped by PID, its mounts undone, the shim stopped and its socket
 # removed, the netns hdb-<pid>-docker and the temp dir removed at exit, also after a failure or
 # a signal. --keep-log DIR copies dockerd's and the shim's logs there first. CNM_BENCH_TRACE=DIR:
 # after the rounds, one more run, create and rm with the shim under strace -f -T -tt, then create
 # and rm with each driver with dockerd under strace (files in DIR).
+# shellcheck disable=SC2154 # the arrays are declared by name (declare -ga) and filled through namerefs
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 reps=15 keep_log=""
@@ -62,21 +65,43 @@ die() { echo "docker.sh: $*" >&2; [ -s "$WORK/out" ] && sed 's/^/  /' "$WORK/out
 docker_start
 docker_image
 shim_start
+CONTAINERD_PID=$(pgrep -P "$DOCKER_PID" -x containerd) || die "no containerd under dockerd $DOCKER_PID"
 IMG=cnm-bb:1
 CNM_SUBNET=10.213.224.0/24
 BR_SUBNET=10.213.225.0/24
 create_cnm() { dk network create -d "$P" --ipam-driver "$P" --subnet "$CNM_SUBNET" "$1"; }
 create_br() { dk network create -d bridge --subnet "$BR_SUBNET" "$1"; }
 
-# timed <array> cmd…: runs cmd (output to $WORK/out), appends its wall time in µs to <array>.
-# EPOCHREALTIME: no fork for the clock, so both sides pay only their command.
+# CPU_NS: the CPU time (ns, /proc/<pid>/task/*/schedstat, every thread) of the pids given; no fork.
+cpu_ns() {
+    local p f a
+    CPU_NS=0
+    for p in "$@"; do
+        for f in /proc/"$p"/task/*/schedstat; do
+            { read -r a _ <"$f"; } 2>/dev/null || continue
+            CPU_NS=$((CPU_NS + a))
+        done
+    done
+}
+# timed <name> cmd…: runs cmd (output to $WORK/out); appends its wall time in µs to <name>, the CPU
+# time of dockerd and containerd to <name>_cd, of the shim to <name>_cs, their sum to <name>_ct
+# (µs). EPOCHREALTIME: no fork for the clock, so both sides pay only their command. The CPU of the
+# short-lived runc and containerd-shim processes is not in it.
 timed() {
-    local -n into=$1
+    local -n into=$1 cd=${1}_cd cs=${1}_cs ct=${1}_ct
     shift
-    local t0=${EPOCHREALTIME/./} t1
+    local t0 t1 d0 s0 d1 s1
+    cpu_ns "$DOCKER_PID" "$CONTAINERD_PID"; d0=$CPU_NS
+    cpu_ns "$SHIM_PID"; s0=$CPU_NS
+    t0=${EPOCHREALTIME/./}
     "$@" >"$WORK/out" 2>&1 || die "failed: $*"
     t1=${EPOCHREALTIME/./}
+    cpu_ns "$DOCKER_PID" "$CONTAINERD_PID"; d1=$CPU_NS
+    cpu_ns "$SHIM_PID"; s1=$CPU_NS
     into+=($((t1 - t0)))
+    cd+=($(((d1 - d0) / 1000)))
+    cs+=($(((s1 - s0) / 1000)))
+    ct+=($(((d1 - d0 + s1 - s0) / 1000)))
 }
 # stats <µs…>: "median p90 min" in ms
 stats() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { p = int(0.9 * NR + 0.5); if (p < 1) p = 1; if (p > NR) p = NR;
@@ -86,14 +111,14 @@ med() { stats "$@" | cut -d' ' -f1; }
 paired() {
     local -n a=$1 b=$2
     local i
-    for i in "${!a[@]}"; do echo "${a[$i]} ${b[$i]}"; done | awk '{ print $1 / $2 }' | sort -g |
+    for i in "${!a[@]}"; do echo "${a[$i]} ${b[$i]}"; done | awk '$2 > 0 { print $1 / $2 }' | sort -g |
         awk '{ v[NR] = $1 } END { printf "%.2f\n", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 # shim_ms <from-line>: whole ms the shim's handlers logged after line <from-line> of its log, and the calls
 shim_ms() { tail -n +"$(($1 + 1))" "$WORK/shim.log" | awk '/ -> [0-9]+ in [0-9]+ ms/ { for (i = 1; i <= NF; i++) if ($i == "in") s += $(i + 1); n++ } END { printf "%d %d\n", s, n }'; }
 shim_lines() { wc -l <"$WORK/shim.log"; }
-# line <what> <a-name> <a-array> <b-name> <b-array> <target>
+# line <what> <a-name> <a-array> <b-name> <b-array> <target>: wall times, then the CPU times
 line() {
     local what=$1 an=$2 bn=$4 target=$6
     local -n av=$3 bv=$5
@@ -102,6 +127,10 @@ line() {
     read -r bm bp _ < <(stats "${bv[@]}")
     printf '%-22s %s %8.2f ms (p90 %8.2f)   %s %8.2f ms (p90 %8.2f)   %s/%s %5.2fx (paired %5.2fx)%s\n' "$what" "$an" "$am" "$ap" \
         "$bn" "$bm" "$bp" "$an" "$bn" "$(ratio "$am" "$bm")" "$(paired "$3" "$5")" "${target:+; target <= $target}"
+    local -n acd=${3}_cd acs=${3}_cs act=${3}_ct bct=${5}_ct
+    printf '%-22s cpu: %s %.2f ms (dockerd+containerd %.2f, shim %.2f)   %s %.2f ms   %s/%s %5.2fx (paired %5.2fx)\n' "" "$an" \
+        "$(med "${act[@]}")" "$(med "${acd[@]}")" "$(med "${acs[@]}")" "$bn" "$(med "${bct[@]}")" "$an" "$bn" \
+        "$(ratio "$(med "${act[@]}")" "$(med "${bct[@]}")")" "$(paired "${3}_ct" "${5}_ct")"
 }
 
 dk network create -d bridge --subnet 10.213.225.0/24 hdb-probe >"$WORK/out" 2>&1 || die "Docker's bridge driver cannot make a network here"
@@ -119,7 +148,8 @@ got=$(dk run --rm --network hdb-br "$IMG" ip -4 -o addr show eth0 2>&1) || die "
 # Each of the 6 orders of the three in turn, so no one always goes first or follows the same one.
 orders=("cnm br X" "br X cnm" "X cnm br" "X br cnm" "br cnm X" "cnm X br")
 t_all=$SECONDS
-run_cnm=() run_br=() run_none=() shim_run=0 calls_run=0
+for a in run_cnm run_br run_none mk_cnm mk_br rm_cnm rm_br cli; do declare -ga "$a=()" "${a}_cd=()" "${a}_cs=()" "${a}_ct=()"; done
+shim_run=0 calls_run=0
 for i in $(seq "$reps"); do
     order=${orders[(i - 1) % 6]//X/none}
     for o in $order; do
@@ -142,8 +172,7 @@ create_cnm hdb-wc >"$WORK/out" 2>&1 || die "network create through the shim"
 dk network rm hdb-wc >"$WORK/out" 2>&1 || die "network rm through the shim"
 create_br hdb-wb >"$WORK/out" 2>&1 || die "network create with the bridge driver"
 dk network rm hdb-wb >"$WORK/out" 2>&1 || die "network rm with the bridge driver"
-# shellcheck disable=SC2034 # filled and read through namerefs (timed, line)
-mk_cnm=() mk_br=() rm_cnm=() rm_br=() cli=() shim_mk=0 shim_rm=0 calls_mk=0 calls_rm=0
+shim_mk=0 shim_rm=0 calls_mk=0 calls_rm=0
 for i in $(seq "$reps"); do
     order=${orders[(i - 1) % 6]//X/cli}
     for o in $order; do
