@@ -2,8 +2,8 @@
 # The Docker bench (tests/bench/run.sh docker [--reps N] [--keep-log DIR]): one dockerd (Debian's
 # docker.io 20.10, in a netns of its own, as the e2e tiers start it) and one `cnm-shim serve` in the
 # same netns, found by that dockerd as driver cnmt<pid>; the same image (cnm-bb:1, busybox-static,
-# imported offline). In N interleaved rounds (the three
-# commands of a round in each of their 6 orders in turn), medians:
+# imported offline). In N interleaved rounds (the three commands of a round in each of their 6
+# orders in turn), medians:
 #   1. `docker run --rm cnm-bb:1 true` on a cnm bridge network (-d/--ipam-driver the shim,
 #      10.213.224.0/24) vs on a network of Docker's own bridge driver (10.213.225.0/24), with
 #      `--network none` in the same rounds as the floor (a container with no network at all);
