@@ -17,6 +17,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 scripts/deps.sh
 [ "${1:-}" != vxlan ] || { shift; exec tests/bench/vxlan.sh "$@"; } # vxlan ADD vs bridge ADD, first ADD, iperf3 (see vxlan.sh)
+[ "${1:-}" != docker ] || { shift; exec tests/bench/docker.sh "$@"; } # docker run/network create/rm via cnm-shim vs the bridge driver (see docker.sh)
 if [ ! -f build/build.ninja ]; then
     meson setup build >/dev/null
 fi
