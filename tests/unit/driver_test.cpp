@@ -24,25 +24,6 @@ using test::FakeLink;
 
 namespace {
 
-/// GC spares attachments that became ready less than CNM_GC_GRACE_MS ago (the runtime may have
-/// computed its list while their ADD was in flight); GC tests run with none.
-struct NoGcGrace {
-    std::string old;
-    bool had = false;
-    NoGcGrace()
-    {
-        if (const char* v = std::getenv("CNM_GC_GRACE_MS"))
-            old = v, had = true;
-        ::setenv("CNM_GC_GRACE_MS", "0", 1);
-    }
-    ~NoGcGrace()
-    {
-        if (had)
-            ::setenv("CNM_GC_GRACE_MS", old.c_str(), 1);
-        else
-            ::unsetenv("CNM_GC_GRACE_MS");
-    }
-};
 
 struct Conf {
     std::string kind;
@@ -413,7 +394,7 @@ TEST_CASE("bridge ADD of a second attachment rolls back without touching the fir
 
 TEST_CASE("a DEL that fails part-way is retried to completion")
 {
-    NoGcGrace grace;
+    test::NoGcGrace grace;
     int n = 0;
     {
         Rig r;
@@ -474,7 +455,7 @@ TEST_CASE("DEL after the netns is gone removes the host side, the firewall eleme
 
 TEST_CASE("GC removes the endpoints not in the valid list, with their links, leases and firewall elements")
 {
-    NoGcGrace grace;
+    test::NoGcGrace grace;
     Rig r;
     Conf c = bridge_conf();
     std::map<std::string, EndpointRecord> made;
@@ -504,7 +485,7 @@ TEST_CASE("GC removes the endpoints not in the valid list, with their links, lea
 
 TEST_CASE("GC does not free an attachment whose ADD is in flight, and frees it once the ADD is gone")
 {
-    NoGcGrace grace;
+    test::NoGcGrace grace;
     Rig r;
     Conf c = bridge_conf();
     REQUIRE(r.add(c, "a").ok());

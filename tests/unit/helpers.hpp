@@ -42,4 +42,24 @@ inline FakeEnv attachment_env(const std::string& command, const std::string& id 
         { "CNI_IFNAME", "eth0" }, { "CNI_PATH", "/opt/cni/bin" } } };
 }
 
+/// GC spares attachments that became ready less than CNM_GC_GRACE_MS ago (the runtime may have
+/// computed its list while their ADD was in flight); GC tests run with none.
+struct NoGcGrace {
+    std::string old;
+    bool had = false;
+    NoGcGrace()
+    {
+        if (const char* v = std::getenv("CNM_GC_GRACE_MS"))
+            old = v, had = true;
+        ::setenv("CNM_GC_GRACE_MS", "0", 1);
+    }
+    ~NoGcGrace()
+    {
+        if (had)
+            ::setenv("CNM_GC_GRACE_MS", old.c_str(), 1);
+        else
+            ::unsetenv("CNM_GC_GRACE_MS");
+    }
+};
+
 } // namespace cnm::test

@@ -25,25 +25,6 @@ Result<IpamConf> conf_of(const std::string& ipam_json, const std::string& cni_ar
     return parse_ipam_conf(*conf, *args);
 }
 
-/// GC spares attachments that became ready less than CNM_GC_GRACE_MS ago (the runtime may have
-/// computed its list while their ADD was in flight); GC tests run with none.
-struct NoGcGrace {
-    std::string old;
-    bool had = false;
-    NoGcGrace()
-    {
-        if (const char* v = std::getenv("CNM_GC_GRACE_MS"))
-            old = v, had = true;
-        ::setenv("CNM_GC_GRACE_MS", "0", 1);
-    }
-    ~NoGcGrace()
-    {
-        if (had)
-            ::setenv("CNM_GC_GRACE_MS", old.c_str(), 1);
-        else
-            ::unsetenv("CNM_GC_GRACE_MS");
-    }
-};
 
 /// The ipam plugin's lifecycle (cni/ipam_frontend.cpp): Endpoints with no kernel and no driver,
 /// addresses from PoolAddresses.
@@ -307,7 +288,7 @@ TEST_CASE("STATUS reports 50 when a range set is full")
 
 TEST_CASE("GC frees every attachment not in the valid list; an empty list frees all")
 {
-    NoGcGrace grace;
+    test::NoGcGrace grace;
     Fixture f;
     auto c = *conf_of(R"({"ranges":[[{"subnet":"10.213.0.0/24"}]]})");
     for (auto id : { "a", "b", "c" })
@@ -324,7 +305,7 @@ TEST_CASE("GC frees every attachment not in the valid list; an empty list frees 
 
 TEST_CASE("corrupt endpoint records: ADD refuses, DEL and GC clean up by owner")
 {
-    NoGcGrace grace;
+    test::NoGcGrace grace;
     Fixture f;
     auto c = *conf_of(R"({"ranges":[[{"subnet":"10.213.0.0/24"}]]})");
     f.add_one(c, "a");
@@ -412,7 +393,7 @@ TEST_CASE("upgrade: records the landed version wrote (pools in space local, no s
     CHECK(added->endpoint.addresses[0].pool == "local/10.213.54.0/24");
     CHECK(added->endpoint.addresses[0].address.str() != "10.213.54.2/24");
     // The old record is not stale (no boot id): GC with both listed keeps both.
-    NoGcGrace grace;
+    test::NoGcGrace grace;
     PoolAddresses gc_source(*conf);
     REQUIRE(f.endpoints.gc(f.network, { { "old", "eth0" }, { "new", "eth0" } }, gc_source).ok());
     CHECK(f.store->exists({ "ipam", "local", "10.213.54.0_24", "leases", "10.213.54.2" }).value());
