@@ -16,11 +16,6 @@ using ipam::Pools;
 // parallel ADDs before it gets an address from it.
 constexpr int max_claim_rounds = 4;
 
-Owner owner_of(const EndpointRecord& r)
-{
-    return { r.network, r.container_id, r.ifname, r.frontend };
-}
-
 Key claim_lock(const std::string& network)
 {
     return { "cluster", network };
@@ -266,7 +261,7 @@ Result<EndpointAddress> ClusterAddresses::take(Registry& registry, int family, c
 
 Result<NetSetup> ClusterAddresses::acquire(Registry& registry, EndpointRecord& endpoint)
 {
-    Owner owner = owner_of(endpoint);
+    Owner owner = lease_owner(endpoint);
     Pools pools(registry.store());
     std::vector<EndpointAddress> taken;
     struct Family {
@@ -301,20 +296,8 @@ Result<NetSetup> ClusterAddresses::acquire(Registry& registry, EndpointRecord& e
 
 Result<void> ClusterAddresses::release(Registry& registry, const EndpointRecord& endpoint)
 {
-    Pools pools(registry.store());
-    Owner owner = owner_of(endpoint);
-    if (endpoint.phase == EndpointRecord::Phase::Ready && !endpoint.addresses.empty()) {
-        for (auto& a : endpoint.addresses)
-            if (auto pool = PoolId::parse(a.pool))
-                TRY(pools.release(*pool, a.address.addr, owner));
-        return {};
-    }
-    // A crashed ADD (or a corrupt record): its leases by owner, in every block of this host.
-    for (auto& pool : TRY(pools.list(address_space())))
-        for (auto& lease : TRY(pools.leases(pool)))
-            if (lease.owner.same(owner))
-                TRY(pools.release(pool, lease.address, owner));
-    return {};
+    // The recovery path looks in every block of this host.
+    return release_endpoint_leases(registry.store(), endpoint, [&] { return Pools(registry.store()).list(address_space()); });
 }
 
 Result<void> ClusterAddresses::collect(Registry& registry, const std::string& network, const std::vector<std::pair<std::string, std::string>>& keep)

@@ -35,11 +35,6 @@ std::string list_str(const std::vector<std::string>& items)
     return "[" + out + "]";
 }
 
-Owner owner_of(const EndpointRecord& r)
-{
-    return { r.network, r.container_id, r.ifname, r.frontend };
-}
-
 std::string point(Driver* driver, const char* step)
 {
     return std::string(driver ? driver->kind() : "ipam") + step;
@@ -171,7 +166,7 @@ Result<NetSetup> PoolAddresses::acquire(Registry& registry, EndpointRecord& endp
         slot = ip;
     }
     Pools pools(registry.store());
-    Owner owner = owner_of(endpoint);
+    Owner owner = lease_owner(endpoint);
     std::vector<EndpointAddress> taken;
     for (size_t i = 0; i < m_conf.range_sets.size(); ++i) {
         auto got = pools.allocate(m_conf.address_space, m_conf.range_sets[i], owner, wanted[i]);
@@ -192,26 +187,38 @@ Result<NetSetup> PoolAddresses::acquire(Registry& registry, EndpointRecord& endp
     return out;
 }
 
-Result<void> PoolAddresses::release(Registry& registry, const EndpointRecord& endpoint)
+Owner lease_owner(const EndpointRecord& r)
 {
-    Pools pools(registry.store());
-    Owner owner = owner_of(endpoint);
+    return { r.network, r.container_id, r.ifname, r.frontend };
+}
+
+Result<void> release_endpoint_leases(Store& store, const EndpointRecord& endpoint,
+    const std::function<Result<std::vector<PoolId>>()>& scan)
+{
+    Owner owner = lease_owner(endpoint);
     if (endpoint.phase == EndpointRecord::Phase::Ready && !endpoint.addresses.empty()) {
+        Pools pools(store);
         for (auto& a : endpoint.addresses)
             if (auto pool = PoolId::parse(a.pool))
                 TRY(pools.release(*pool, a.address.addr, owner));
         return {};
     }
-    // A crashed ADD (or a corrupt record): find the leases by owner, in the network's pools or
-    // those of this conf.
-    std::vector<PoolId> ids;
-    auto network = registry.load_network(endpoint.network);
-    if (network && network->ok())
-        ids = pools_of(network->record);
-    for (auto& [net, gw] : this->pools())
-        if (std::find(ids.begin(), ids.end(), PoolId { m_conf.address_space, net }) == ids.end())
-            ids.push_back({ m_conf.address_space, net });
-    return release_by_scan(registry.store(), ids, owner);
+    return release_by_scan(store, TRY(scan()), owner);
+}
+
+Result<void> PoolAddresses::release(Registry& registry, const EndpointRecord& endpoint)
+{
+    // The recovery path looks in the network's pools and in those of this conf.
+    return release_endpoint_leases(registry.store(), endpoint, [&]() -> Result<std::vector<PoolId>> {
+        std::vector<PoolId> ids;
+        auto network = registry.load_network(endpoint.network);
+        if (network && network->ok())
+            ids = pools_of(network->record);
+        for (auto& [net, gw] : this->pools())
+            if (std::find(ids.begin(), ids.end(), PoolId { m_conf.address_space, net }) == ids.end())
+                ids.push_back({ m_conf.address_space, net });
+        return ids;
+    });
 }
 
 Result<void> PoolAddresses::collect(Registry& registry, const std::string& network, const Keep& keep)
@@ -267,7 +274,7 @@ Result<void> check_leases(Registry& registry, const EndpointRecord& endpoint, co
 {
     std::string who = endpoint.container_id + "/" + endpoint.ifname;
     Pools pools(registry.store());
-    Owner owner = owner_of(endpoint);
+    Owner owner = lease_owner(endpoint);
     for (auto& a : endpoint.addresses) {
         auto pool = PoolId::parse(a.pool);
         auto holder = pool ? TRY(pools.owner_of(*pool, a.address.addr)) : std::nullopt;
@@ -546,7 +553,7 @@ Result<Added> Endpoints::add(const AddRequest& request, AddressSource& addresses
             if (!pool)
                 continue;
             auto holder = TRY_OR_UNDO(undo, pools.owner_of(*pool, a.address.addr));
-            if (!holder || !holder->same(owner_of(record)))
+            if (!holder || !holder->same(lease_owner(record)))
                 return undo.fail(make_error(Code::TryAgainLater, "the lease of " + a.address.addr.str() + " was freed while "
                         + record.container_id + "/" + record.ifname + " was being added (a concurrent GC or release)", "retry the ADD"));
         }

@@ -72,6 +72,14 @@ private:
     std::function<void()> m_first;
 };
 
+/// The lease owner an endpoint record stands for.
+ipam::Owner lease_owner(const EndpointRecord& record);
+/// Gives back an endpoint's leases: those its ready record names; else (a crashed ADD's record has
+/// no addresses yet, or the record is corrupt) every lease it owns in the pools `scan` returns
+/// (asked only then), found by owner. For AddressSource::release.
+Result<void> release_endpoint_leases(Store& store, const EndpointRecord& endpoint,
+    const std::function<Result<std::vector<ipam::PoolId>>()>& scan);
+
 /// Where an endpoint's addresses come from.
 class AddressSource {
 public:
