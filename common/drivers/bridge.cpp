@@ -143,15 +143,8 @@ public:
         m_ensured.reset();
         if (!bridge)
             return make_error(Code::Kernel, "bridge " + c.bridge + " is missing");
-        std::string host_veth = state_string(endpoint.driver_state, "hostVeth");
-        std::optional<Mac> mac;
-        if (!endpoint.mac.empty())
-            mac = netlink::parse_mac(endpoint.mac);
-        NsId ns = host_ns;
-        std::string peer = target.host() ? target.ifname : state_string(endpoint.driver_state, "tempName");
-        if (!target.host())
-            ns = TRY(open_sandbox(kernel, target));
-        auto hv = TRY(add_bridge_veth(kernel, *bridge, host_veth, peer, ns, c.mtu, mac));
+        auto veth = TRY(add_bridge_veth(kernel, *bridge, endpoint, target, c.mtu));
+        const Link& hv = veth.host;
         fault_point("bridge-after-veth");
         if (c.hairpin || c.port_isolation)
             TRY(kernel.set_bridge_port(host_ns, hv.index, { c.hairpin ? std::optional(true) : std::nullopt,
@@ -165,24 +158,15 @@ public:
         out.setup = ipam;
         out.announce_gateway = c.is_gateway;
         out.disable_gateway_service = !c.is_gateway;
-        Mac container_mac {};
-        if (target.host()) {
-            auto link = TRY(kernel.get_link(host_ns, peer));
-            if (!link)
-                return make_error(Code::Kernel, "container end of the veth (" + peer + ") is missing");
-            container_mac = link->mac;
-        } else {
-            auto link = TRY(configure_container(kernel, ns, { !c.disable_container_interface, c.enabledad, c.is_default_gateway },
-                peer, target.ifname, out.setup));
-            container_mac = link.mac;
-        }
+        Mac container_mac = TRY(finish_container_end(kernel, veth, target,
+            { !c.disable_container_interface, c.enabledad, c.is_default_gateway }, out.setup));
         fault_point("bridge-after-configure");
         endpoint.mac = netlink::mac_str(container_mac);
 
         auto bridge_now = TRY(kernel.get_link(host_ns, bridge->index));
         out.setup.interfaces.clear();
         out.setup.interfaces.push_back({ c.bridge, netlink::mac_str(bridge_now ? bridge_now->mac : bridge->mac), {}, "", "", "" });
-        out.setup.interfaces.push_back({ host_veth, netlink::mac_str(hv.mac), {}, "", "", "" });
+        out.setup.interfaces.push_back({ hv.name, netlink::mac_str(hv.mac), {}, "", "", "" });
         if (!target.host())
             out.setup.interfaces.push_back({ target.ifname, endpoint.mac, {}, target.netns, "", "" });
         for (auto& ip : out.setup.ips)

@@ -92,10 +92,19 @@ Result<Link> configure_container(Kernel& kernel, NsId ns, const ContainerSetup& 
     return *link;
 }
 
-Result<Link> add_bridge_veth(Kernel& kernel, const Link& bridge, const std::string& host_veth, const std::string& peer, NsId ns,
-    std::optional<int> mtu, std::optional<Mac> mac)
+Result<BridgeVeth> add_bridge_veth(Kernel& kernel, const Link& bridge, const EndpointRecord& endpoint, const Target& target,
+    std::optional<int> mtu)
 {
-    TRY(kernel.create_veth({ host_veth, peer, host_ns, ns, mtu, mac }));
+    std::string host_veth = state_string(endpoint.driver_state, "hostVeth");
+    std::optional<Mac> mac;
+    if (!endpoint.mac.empty())
+        mac = netlink::parse_mac(endpoint.mac);
+    BridgeVeth veth;
+    veth.ns = host_ns;
+    veth.peer = target.host() ? target.ifname : state_string(endpoint.driver_state, "tempName");
+    if (!target.host())
+        veth.ns = TRY(open_sandbox(kernel, target));
+    TRY(kernel.create_veth({ host_veth, veth.peer, host_ns, veth.ns, mtu, mac }));
     auto hv = TRY(kernel.get_link(host_ns, host_veth));
     if (!hv)
         return make_error(Code::Kernel, "host end of the veth (" + host_veth + ") is missing");
@@ -103,7 +112,21 @@ Result<Link> add_bridge_veth(Kernel& kernel, const Link& bridge, const std::stri
     join.up = true;
     join.master = bridge.index;
     TRY(kernel.set_link(host_ns, hv->index, join));
-    return *hv;
+    veth.host = *hv;
+    return veth;
+}
+
+Result<Mac> finish_container_end(Kernel& kernel, const BridgeVeth& veth, const Target& target, const ContainerSetup& how,
+    NetSetup& setup)
+{
+    if (target.host()) {
+        auto link = TRY(kernel.get_link(host_ns, veth.peer));
+        if (!link)
+            return make_error(Code::Kernel, "container end of the veth (" + veth.peer + ") is missing");
+        return link->mac;
+    }
+    auto link = TRY(configure_container(kernel, veth.ns, how, veth.peer, target.ifname, setup));
+    return link.mac;
 }
 
 Result<void> delete_veth_endpoint(Kernel& kernel, const EndpointRecord& endpoint)

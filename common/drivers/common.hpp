@@ -27,10 +27,22 @@ struct ContainerSetup {
 Result<Link> configure_container(Kernel& kernel, NsId ns, const ContainerSetup& how, const std::string& temp_name,
     const std::string& ifname, NetSetup& setup);
 
-/// A veth pair: `host_veth` in the host, made a port of `bridge` and up; `peer` in `ns` (with
-/// `mac` when given). Both ends get `mtu`. Returns the host end.
-Result<Link> add_bridge_veth(Kernel& kernel, const Link& bridge, const std::string& host_veth, const std::string& peer, NsId ns,
-    std::optional<int> mtu, std::optional<Mac> mac);
+/// The veth of a bridge endpoint (bridge, vxlan).
+struct BridgeVeth {
+    Link host;        // the host end, a port of the bridge and up
+    std::string peer; // the container end's name: the target's for Docker's Join, else the record's temp name
+    NsId ns;          // where the container end is: the host (Join), else the sandbox
+};
+/// Makes the endpoint's veth pair: the host end under the name its record keeps ("hostVeth"), made
+/// a port of `bridge` and up; the container end in the host under the target's name (Docker moves
+/// it) or in the sandbox under the record's temp name, with the record's MAC when it has one. Both
+/// ends get `mtu`.
+Result<BridgeVeth> add_bridge_veth(Kernel& kernel, const Link& bridge, const EndpointRecord& endpoint, const Target& target,
+    std::optional<int> mtu);
+/// The container end once the host end is done: configured in the sandbox as `how` says (renamed
+/// to the target's name), or, left in the host for Docker, only looked up. Returns its MAC.
+Result<Mac> finish_container_end(Kernel& kernel, const BridgeVeth& veth, const Target& target, const ContainerSetup& how,
+    NetSetup& setup);
 
 /// Detach of a veth endpoint (bridge, vxlan): the host end by its recorded name (its peer goes with
 /// it), the container end while it is still in the host (a Docker endpoint before Docker moved
