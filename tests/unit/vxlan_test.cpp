@@ -10,6 +10,8 @@
 #include "helpers.hpp"
 #include "store/file_store.hpp"
 
+#include "memory_etcd.hpp"
+
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -21,125 +23,7 @@ using namespace cnm::etcd;
 
 namespace {
 
-/// etcd's kv API in memory, spoken over the gateway's JSON: range, put, deleterange and txn with
-/// VERSION/MOD compares. `down` answers nothing (a stopped etcd); `before_txn` runs just before the
-/// next txn on a block key is applied (another host's write, to lose a race).
-class MemoryEtcd final : public Transport {
-public:
-    struct Entry {
-        std::string value;
-        int64_t create = 0, mod = 0, version = 0;
-    };
-    std::map<std::string, Entry> kv;
-    int64_t revision = 1;
-    bool down = false;
-    int posts = 0;
-    int txns = 0;
-    std::function<void()> before_txn;
-
-    void put(const std::string& key, const std::string& value)
-    {
-        auto& e = kv[key];
-        ++revision;
-        if (e.version == 0)
-            e.create = revision;
-        e.mod = revision;
-        ++e.version;
-        e.value = value;
-    }
-
-    HttpReply post(const HttpRequest& request) override
-    {
-        ++posts;
-        if (down)
-            return { HttpReply::Outcome::NotSent, 0, {}, "Connection refused" };
-        Json body = Json::parse(request.body);
-        Json out;
-        if (request.path == "/v3/kv/range")
-            out = range(body);
-        else if (request.path == "/v3/kv/put") {
-            put(key_of(body), *base64_decode(body["value"].get<std::string>()));
-            out = header();
-        } else if (request.path == "/v3/kv/deleterange")
-            out = del(body);
-        else if (request.path == "/v3/kv/txn")
-            out = txn(body);
-        else
-            return { HttpReply::Outcome::Ok, 404, R"({"error":"not found","message":"not found","code":5})", {} };
-        return { HttpReply::Outcome::Ok, 200, out.dump(), {} };
-    }
-    HttpReply stream(const HttpRequest&, const OnData&, std::stop_token) override { return { HttpReply::Outcome::NotSent, 0, {}, "no watch here" }; }
-
-private:
-    static std::string key_of(const Json& body) { return *base64_decode(body["key"].get<std::string>()); }
-    Json header() const { return { { "header", { { "revision", std::to_string(revision) } } } }; }
-    Json kv_json(const std::string& k, const Entry& e) const
-    {
-        return { { "key", base64_encode(k) }, { "value", base64_encode(e.value) }, { "create_revision", std::to_string(e.create) },
-            { "mod_revision", std::to_string(e.mod) }, { "version", std::to_string(e.version) } };
-    }
-    Json range(const Json& body)
-    {
-        std::string key = key_of(body);
-        std::string end = body.contains("range_end") ? *base64_decode(body["range_end"].get<std::string>()) : "";
-        Json out = header();
-        Json kvs = Json::array();
-        for (auto& [k, e] : kv)
-            if (end.empty() ? k == key : (k >= key && k < end))
-                kvs.push_back(kv_json(k, e));
-        if (!kvs.empty()) {
-            out["kvs"] = kvs;
-            out["count"] = std::to_string(kvs.size());
-        }
-        return out;
-    }
-    Json del(const Json& body)
-    {
-        size_t n = kv.erase(key_of(body));
-        ++revision;
-        Json out = header();
-        if (n)
-            out["deleted"] = std::to_string(n);
-        return out;
-    }
-    Json txn(const Json& body)
-    {
-        ++txns;
-        bool on_block = !body.value("compare", Json::array()).empty() && key_of(body["compare"][0]).find("/blocks/") != std::string::npos;
-        if (before_txn && on_block) {
-            auto hook = std::move(before_txn);
-            before_txn = nullptr;
-            hook();
-        }
-        bool ok = true;
-        for (auto& c : body.value("compare", Json::array())) {
-            std::string key = key_of(c);
-            auto it = kv.find(key);
-            Entry e = it == kv.end() ? Entry {} : it->second;
-            std::string target = c["target"];
-            int64_t have = target == "VERSION" ? e.version : target == "MOD" ? e.mod : e.create;
-            const char* field = target == "VERSION" ? "version" : target == "MOD" ? "mod_revision" : "create_revision";
-            int64_t want = std::stoll(c.value(field, std::string("0")));
-            ok = ok && have == want;
-        }
-        Json responses = Json::array();
-        for (auto& op : body.value(ok ? "success" : "failure", Json::array())) {
-            if (op.contains("request_put")) {
-                put(key_of(op["request_put"]), *base64_decode(op["request_put"]["value"].get<std::string>()));
-                responses.push_back({ { "response_put", header() } });
-            } else if (op.contains("request_range")) {
-                responses.push_back({ { "response_range", range(op["request_range"]) } });
-            } else if (op.contains("request_delete_range")) {
-                responses.push_back({ { "response_delete_range", del(op["request_delete_range"]) } });
-            }
-        }
-        Json out = header();
-        if (ok)
-            out["succeeded"] = true;
-        out["responses"] = responses;
-        return out;
-    }
-};
+using test::MemoryEtcd;
 
 ClusterConfig config_for(const std::string& node)
 {
@@ -155,15 +39,8 @@ struct Host {
     std::shared_ptr<Cluster> cluster;
     Host(const std::string& node, MemoryEtcd& shared)
     {
-        // Each host gets its own forwarding transport onto the shared store.
-        struct Forward final : public Transport {
-            MemoryEtcd& to;
-            explicit Forward(MemoryEtcd& t) : to(t) { }
-            HttpReply post(const HttpRequest& r) override { return to.post(r); }
-            HttpReply stream(const HttpRequest& r, const OnData& d, std::stop_token s) override { return to.stream(r, d, s); }
-        };
         etcd = &shared;
-        cluster = std::make_shared<Cluster>(config_for(node), std::make_unique<Forward>(shared));
+        cluster = std::make_shared<Cluster>(config_for(node), std::make_unique<test::Forward>(shared));
     }
 };
 
@@ -256,6 +133,7 @@ TEST_CASE("cluster: claims, lost races, adoption, exhaustion, etcd down")
     CHECK(second->others[0].vtep == ip("10.213.230.1"));
 
     // A lost race: node-b takes .128 between node-a's read and its CAS; node-a gets .192.
+    etcd.before_txn_on = "/blocks/";
     etcd.before_txn = [&] {
         etcd.put("/cnm/blocks/net/10.213.232.128_26", BlockOwner { net("10.213.232.128/26"), "node-b", ip("10.213.230.2"), mb }.to_json().dump());
     };
