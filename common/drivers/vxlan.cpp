@@ -375,76 +375,93 @@ Result<Underlay> vxlan_underlay(Kernel& kernel, const Json& options)
     return u;
 }
 
-Result<void> program_remote_blocks(Kernel& kernel, const Json& options, const std::vector<BlockOwner>& blocks)
+namespace {
+
+/// The network's vxlan device and this host's VTEP address: what programming remote blocks needs.
+struct RemoteDevice {
+    int index = 0;
+    IpAddr self;
+};
+
+Result<RemoteDevice> remote_device(Kernel& kernel, const Json& options)
 {
-    if (blocks.empty())
-        return {};
     auto k = TRY(parse_keys(options));
     auto underlay = TRY(vxlan_underlay(kernel, options));
     std::string name = vxlan_device_name(k.vni);
     auto dev = TRY(kernel.get_link(host_ns, name));
     if (!dev)
         return make_error(Code::Kernel, "vxlan device " + name + " is missing");
+    return RemoteDevice { dev->index, underlay.address };
+}
+
+/// Per block not at `dev.self`: its gateway's permanent neighbour (the holder's VTEP MAC), the FDB
+/// entry to the VTEP, the route via the gateway onlink — each replaced, never EEXIST.
+Result<void> program_blocks(Kernel& kernel, const RemoteDevice& dev, const std::vector<BlockOwner>& blocks)
+{
     for (auto& b : blocks) {
-        if (b.vtep == underlay.address)
+        if (b.vtep == dev.self)
             continue;
         IpAddr gw = b.gateway();
-        TRY(kernel.replace_neighbour(host_ns, dev->index, gw, b.mac));
-        TRY(kernel.replace_fdb(host_ns, dev->index, b.mac, b.vtep));
+        TRY(kernel.replace_neighbour(host_ns, dev.index, gw, b.mac));
+        TRY(kernel.replace_fdb(host_ns, dev.index, b.mac, b.vtep));
         netlink::RouteSpec route;
         route.dst = b.block;
         route.gw = gw;
-        route.oif = dev->index;
+        route.oif = dev.index;
         route.onlink = true;
         TRY(kernel.replace_route(host_ns, route));
     }
     return {};
 }
 
+} // namespace
+
+Result<void> program_remote_blocks(Kernel& kernel, const Json& options, const std::vector<BlockOwner>& blocks)
+{
+    if (blocks.empty())
+        return {};
+    return program_blocks(kernel, TRY(remote_device(kernel, options)), blocks);
+}
+
 Result<size_t> reconcile_remote_blocks(Kernel& kernel, const Json& options, const std::vector<BlockOwner>& blocks)
 {
-    auto k = TRY(parse_keys(options));
-    auto underlay = TRY(vxlan_underlay(kernel, options));
-    std::string name = vxlan_device_name(k.vni);
-    auto dev = TRY(kernel.get_link(host_ns, name));
-    if (!dev)
-        return make_error(Code::Kernel, "vxlan device " + name + " is missing");
+    auto dev = TRY(remote_device(kernel, options));
     std::vector<BlockOwner> remote;
     std::set<IpNet> dsts;
     std::set<IpAddr> gateways;
     std::set<Mac> macs;
     for (auto& b : blocks) {
-        if (b.vtep == underlay.address)
+        if (b.vtep == dev.self)
             continue;
         remote.push_back(b);
         dsts.insert(b.block);
         gateways.insert(b.gateway());
         macs.insert(b.mac);
     }
-    TRY(program_remote_blocks(kernel, options, remote));
+    TRY(program_blocks(kernel, dev, remote));
     size_t removed = 0;
     for (int family : { 4, 6 }) {
         for (auto& r : TRY(kernel.routes(host_ns, family))) {
-            if (r.oif != dev->index || !r.gw || dsts.count(r.dst))
+            if (r.oif != dev.index || !r.gw || dsts.count(r.dst))
                 continue;
             netlink::RouteSpec del;
             del.dst = r.dst;
             del.gw = r.gw;
-            del.oif = dev->index;
+            del.oif = dev.index;
             TRY(kernel.delete_route(host_ns, del));
             ++removed;
         }
     }
-    for (auto& n : TRY(kernel.neighbours(host_ns, dev->index))) {
-        if (n.index != dev->index || !n.permanent() || gateways.count(n.dst))
+    for (auto& n : TRY(kernel.neighbours(host_ns, dev.index))) {
+        if (n.index != dev.index || !n.permanent() || gateways.count(n.dst))
             continue;
-        TRY(kernel.delete_neighbour(host_ns, dev->index, n.dst));
+        TRY(kernel.delete_neighbour(host_ns, dev.index, n.dst));
         ++removed;
     }
-    for (auto& f : TRY(kernel.fdb(host_ns, dev->index))) {
-        if (f.index != dev->index || !f.dst || f.master || macs.count(f.mac))
+    for (auto& f : TRY(kernel.fdb(host_ns, dev.index))) {
+        if (f.index != dev.index || !f.dst || f.master || macs.count(f.mac))
             continue;
-        TRY(kernel.delete_fdb(host_ns, dev->index, f.mac, f.dst));
+        TRY(kernel.delete_fdb(host_ns, dev.index, f.mac, f.dst));
         ++removed;
     }
     return removed;
