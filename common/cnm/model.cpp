@@ -65,17 +65,17 @@ std::string now_rfc3339()
 
 Json NetworkRecord::to_json() const
 {
-    return {
-        { "name", name },
-        { "driver", driver },
-        { "frontend", frontend_name(frontend) },
-        { "addressSpace", address_space },
-        { "subnets", subnets },
-        { "options", options },
-        { "dockerIDs", docker_ids },
-        { "created", created },
-        { "schema", record_schema },
-    };
+    return Members()
+        .add("name", name)
+        .add("driver", driver)
+        .add("frontend", frontend_name(frontend))
+        .add("addressSpace", address_space)
+        .add("subnets", subnets)
+        .add("options", options)
+        .add("dockerIDs", docker_ids)
+        .add("created", created)
+        .add("schema", record_schema)
+        .done();
 }
 
 Result<NetworkRecord> NetworkRecord::from_json(const Json& doc)
@@ -101,28 +101,29 @@ Json EndpointRecord::to_json() const
 {
     Json addrs = Json::array();
     for (auto& a : addresses) {
-        Json j = { { "address", a.address.str() }, { "pool", a.pool } };
+        Members m;
+        m.add("address", a.address.str()).add("pool", a.pool);
         if (a.gateway)
-            j["gateway"] = a.gateway->str();
-        addrs.push_back(j);
+            m.add("gateway", a.gateway->str());
+        addrs.push_back(m.done());
     }
-    return {
-        { "network", network },
-        { "containerID", container_id },
-        { "ifname", ifname },
-        { "sandbox", sandbox },
-        { "netns", netns },
-        { "frontend", frontend_name(frontend) },
-        { "phase", phase == Phase::Ready ? "ready" : "creating" },
-        { "addresses", addrs },
-        { "mac", mac },
-        { "created", created },
-        { "readyAtMs", ready_at_ms },
-        { "bootId", boot_id },
-        { "mountNs", mount_ns },
-        { "schema", record_schema },
-        { "driver", driver_state },
-    };
+    return Members()
+        .add("network", network)
+        .add("containerID", container_id)
+        .add("ifname", ifname)
+        .add("sandbox", sandbox)
+        .add("netns", netns)
+        .add("frontend", frontend_name(frontend))
+        .add("phase", phase == Phase::Ready ? "ready" : "creating")
+        .add("addresses", std::move(addrs))
+        .add("mac", mac)
+        .add("created", created)
+        .add("readyAtMs", ready_at_ms)
+        .add("bootId", boot_id)
+        .add("mountNs", mount_ns)
+        .add("schema", record_schema)
+        .add("driver", driver_state)
+        .done();
 }
 
 Result<EndpointRecord> EndpointRecord::from_json(const Json& doc)
@@ -181,9 +182,15 @@ Json SandboxRecord::to_json() const
 {
     Json eps = Json::array();
     for (auto& m : endpoints)
-        eps.push_back({ { "network", m.network }, { "endpoint", m.endpoint } });
-    return { { "id", id }, { "netns", netns }, { "frontend", frontend_name(frontend) }, { "endpoints", eps }, { "bootId", boot_id },
-        { "schema", record_schema } };
+        eps.push_back(Members().add("network", m.network).add("endpoint", m.endpoint).done());
+    return Members()
+        .add("id", id)
+        .add("netns", netns)
+        .add("frontend", frontend_name(frontend))
+        .add("endpoints", std::move(eps))
+        .add("bootId", boot_id)
+        .add("schema", record_schema)
+        .done();
 }
 
 Result<SandboxRecord> SandboxRecord::from_json(const Json& doc)

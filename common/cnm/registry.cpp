@@ -72,6 +72,7 @@ Result<Stored<Record>> Registry::load(const Key& key)
     Stored<Record> out;
     out.status = loaded.status;
     out.reason = loaded.reason;
+    out.version = loaded.version;
     if (loaded.ok()) {
         auto record = Record::from_json(loaded.doc);
         if (!record) {
@@ -86,7 +87,23 @@ Result<Stored<Record>> Registry::load(const Key& key)
 
 Result<Stored<NetworkRecord>> Registry::load_network(const std::string& name)
 {
-    return load<NetworkRecord>(network_key(name));
+    Key key = network_key(name);
+    if (auto it = m_networks.find(name); it != m_networks.end()) {
+        // Versions only grow while a key exists, and a re-created key starts at "now": the same
+        // version is the same document (store.hpp).
+        if (auto now = TRY(m_store.peek_version(key)); now && *now == it->second.first) {
+            Stored<NetworkRecord> out;
+            out.status = Loaded::Status::Ok;
+            out.record = it->second.second;
+            out.version = it->second.first;
+            return out;
+        }
+        m_networks.erase(it);
+    }
+    auto out = TRY(load<NetworkRecord>(key));
+    if (out.ok() && out.version != 0)
+        m_networks[name] = { out.version, out.record };
+    return out;
 }
 
 Result<void> Registry::save_network(const NetworkRecord& record)

@@ -13,6 +13,7 @@
 #include "cnm/model.hpp"
 #include "store/store.hpp"
 
+#include <map>
 #include <memory>
 
 namespace cnm {
@@ -28,6 +29,7 @@ struct Stored {
     Loaded::Status status = Loaded::Status::Absent;
     Record record;
     std::string reason; // why it is corrupt
+    Version version = 0; // the store's version of it (when ok or corrupt)
     bool ok() const { return status == Loaded::Status::Ok; }
     bool absent() const { return status == Loaded::Status::Absent; }
     bool corrupt() const { return status == Loaded::Status::Corrupt; }
@@ -69,6 +71,9 @@ private:
     Result<Stored<Record>> load(const Key& key);
 
     Store& m_store;
+    // The network records this registry read, with their versions: an ADD reads its network's
+    // twice (its options, then under the lock), and the second is a stat when it is unchanged.
+    std::map<std::string, std::pair<Version, NetworkRecord>> m_networks;
 };
 
 } // namespace cnm

@@ -1,5 +1,7 @@
 #include "drivers/common.hpp"
 
+#include <cerrno>
+
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -46,11 +48,14 @@ Result<Link> configure_container(Kernel& kernel, NsId ns, const ContainerSetup& 
     auto link = TRY(kernel.get_link(ns, temp_name));
     if (!link)
         return make_error(Code::Kernel, "the container end of the link (" + temp_name + ") is missing");
-    if (TRY(kernel.get_link(ns, ifname)))
-        return make_error(Code::InvalidConfig, "container already has an interface named " + ifname);
     netlink::LinkChange rename;
     rename.name = ifname;
-    TRY(kernel.set_link(ns, link->index, rename));
+    // The kernel refuses a name that is taken (EEXIST): no lookup of it first.
+    if (auto renamed = kernel.set_link(ns, link->index, rename); !renamed) {
+        if (renamed.error().sys_errno == EEXIST)
+            return make_error(Code::InvalidConfig, "container already has an interface named " + ifname);
+        return renamed.release_error();
+    }
     link->name = ifname;
     if (!how.up)
         return *link;

@@ -21,11 +21,11 @@ bool per_boot(const Owner& o)
 
 Json owner_json(const Owner& o)
 {
-    Json doc = { { "network", o.network }, { "containerID", o.container_id }, { "ifname", o.ifname },
-        { "frontend", frontend_name(o.frontend) } };
+    Members doc;
+    doc.add("network", o.network).add("containerID", o.container_id).add("ifname", o.ifname).add("frontend", frontend_name(o.frontend));
     if (per_boot(o) && !current_boot().empty())
-        doc["bootId"] = current_boot();
-    return doc;
+        doc.add("bootId", current_boot());
+    return doc.done();
 }
 
 /// A lease of another boot (its holder ended with that boot).

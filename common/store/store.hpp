@@ -159,6 +159,9 @@ public:
     virtual Result<bool> empty_dir(const Key& dir) = 0;
     /// True when the key exists, without reading it.
     virtual Result<bool> exists(const Key& key) = 0;
+    /// The version the key has now (0 when absent) when the store can tell without reading it, at
+    /// the cost of a stat; nullopt when it cannot (a remote store: it would be a round trip).
+    virtual Result<std::optional<Version>> peek_version(const Key&) { return std::optional<Version> {}; }
     /// Takes an exclusive lock on the prefix `dir`, creating it if needed. (EtcdStore: a key on a
     /// lease, waited for within the client's timeout, which fences the holder's writes under dir.)
     virtual Result<std::unique_ptr<Lock>> lock(const Key& dir) = 0;

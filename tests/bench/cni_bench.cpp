@@ -544,9 +544,11 @@ int bench_ipam(int reps, const std::string& ours_dir, const std::string& ref_dir
 
 // ---- the kernel floor --------------------------------------------------------------------------
 
-// One ADD's kernel work in-process, in `host`, into a fresh netns: the link created there (a veth
-// whose host end becomes a port of `master` and goes up, or a macvlan on `master`), renamed to
-// the runtime's name, up, its address, and a default route when `gw` is set; then its delete.
+// One ADD's kernel work in-process, in `host`, into a fresh netns: the netns opened and a netlink
+// socket made in it (any plugin must enter the netns to address the link and route through it),
+// the master looked up by name, the link created there (a veth whose host end becomes a port of
+// the master and goes up, or a macvlan on it), renamed to the runtime's name, up, its address, and
+// a default route when `gw` is set; then its delete.
 struct KernelFloor {
     Stats add, del; // wall in ms; .cpu: the bench's own CPU time (getrusage) over the same calls
 };
@@ -559,12 +561,15 @@ double self_cpu_ms()
         + static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e3;
 }
 
-void kernel_floor_once(Host& host, const std::string& kind, int master, const std::string& address, std::optional<IpAddr> gw,
-    KernelFloor& out)
+void kernel_floor_once(Host& host, const std::string& kind, const std::string& master_name, const std::string& address,
+    std::optional<IpAddr> gw, KernelFloor& out)
 {
     static int round = 0;
     std::string ns = ns_name("k" + std::to_string(round++));
     add_netns(ns);
+    netlink::Socket& hs = *host.nl;
+    double c0 = self_cpu_ms();
+    auto t0 = Clock::now();
     auto target = Netns::open("/run/netns/" + ns);
     if (!target)
         die("kernel floor: " + target.error().msg);
@@ -575,9 +580,10 @@ void kernel_floor_once(Host& host, const std::string& kind, int master, const st
     }
     if (!inside)
         die("kernel floor: no netlink socket in " + ns);
-    netlink::Socket& hs = *host.nl;
-    double c0 = self_cpu_ms();
-    auto t0 = Clock::now();
+    auto master_link = netlink::get_link(hs, master_name);
+    if (!master_link || !*master_link)
+        die("kernel floor: no link " + master_name + " in " + host.name);
+    int master = (*master_link)->index;
     auto made = kind == "macvlan"
         ? netlink::create_macvlan(hs, { "cnmbk1", master, target->fd(), 4 /* MACVLAN_MODE_BRIDGE */, std::nullopt, std::nullopt })
         : netlink::create_veth(hs, { "cnmbk0", "cnmbk1", target->fd(), std::nullopt, std::nullopt });
@@ -765,9 +771,11 @@ int bench_link_plugin(const std::string& kind, int reps, const std::string& ours
         timed_cycle(lone.back(), "warm", path, false, false);
     }
     StartUp start_up = measure_start_up(ours, ref, base, reps);
-    int master = link_index(host, kind == "macvlan" ? "cnmbnmv0" : "cnmbnK0");
+    link_index(host, kind == "macvlan" ? "cnmbnmv0" : "cnmbnK0"); // the floor looks it up by name, timed
     KernelFloor kernel;
-    Stats true_exec, durable;
+    Stats true_exec, mnl_exec, durable;
+    // The exec floor: a no-op linked as the plugin is (libc and libmnl dynamically), beside /bin/true.
+    std::string noop_mnl = (fs::path(g_shim).parent_path() / "noop-mnl").string();
     for (int i = -2; i < reps; ++i) { // two warm-up rounds
         bool timed = i >= 0;
         std::string id = "b" + std::to_string(i + 2);
@@ -781,10 +789,11 @@ int bench_link_plugin(const std::string& kind, int reps, const std::string& ours
             else if (item == 2 * resident.size()) {
                 host.enter();
                 KernelFloor scratch;
-                kernel_floor_once(host, kind, master, "10.213.223.2/24", IpAddr::parse("10.213.223.1"), timed ? kernel : scratch);
+                kernel_floor_once(host, kind, kind == "macvlan" ? "cnmbnmv0" : "cnmbnK0", "10.213.223.2/24", IpAddr::parse("10.213.223.1"), timed ? kernel : scratch);
                 enter_fd(g_origin_ns);
             } else if (timed) {
                 true_exec.add(exec_plugin("/bin/true", {}, ""));
+                mnl_exec.add(exec_plugin(noop_mnl, {}, ""));
                 durable.add(durable_add_floor(work));
             }
         }
@@ -817,15 +826,22 @@ int bench_link_plugin(const std::string& kind, int reps, const std::string& ours
     if (with_base)
         std::printf(", base %ld KiB", resident[2].add.rss_kb);
     std::printf("\n");
-    double floor = true_exec.median() + kernel.add.median();
-    double del_floor = true_exec.median() + kernel.del.median();
-    std::printf("floor, same rounds: exec of /bin/true (dynamic) %.2f ms + in-process %s %.2f ms = %.2f ms "
-                "(+ durability of one ADD, 4 fsyncs, %.2f ms = %.2f ms)\n",
-        true_exec.median(), kind == "macvlan" ? "macvlan create, rename, up, address, route" : "veth create, port+up, rename, up, address, route",
-        kernel.add.median(), floor, durable.median(), floor + durable.median());
-    std::printf("ADD/floor: ours %.2f, ref %.2f%s", resident[0].add.median() / floor, resident[1].add.median() / floor, with_base ? "" : "\n");
+    double floor = mnl_exec.median() + kernel.add.median();
+    double true_floor = true_exec.median() + kernel.add.median();
+    double del_floor = mnl_exec.median() + kernel.del.median();
+    std::printf("floor, same rounds: exec of a no-op linked like the plugin (libc + libmnl) %.2f ms (/bin/true %.2f) + in-process %s %.2f ms "
+                "= %.2f ms (with /bin/true %.2f; + durability of one ADD, 4 fsyncs, %.2f ms = %.2f ms)\n",
+        mnl_exec.median(), true_exec.median(),
+        kind == "macvlan" ? "netns+socket, master lookup, macvlan create, rename, up, address, route"
+                          : "netns+socket, bridge lookup, veth create, port+up, rename, up, address, route",
+        kernel.add.median(), floor, true_floor, durable.median(), floor + durable.median());
+    std::printf("ADD/floor: ours %.2f (%.2f over /bin/true's), ref %.2f%s", resident[0].add.median() / floor, resident[0].add.median() / true_floor,
+        resident[1].add.median() / floor, with_base ? "" : "\n");
     if (with_base)
         std::printf(", base %.2f\n", resident[2].add.median() / floor);
+    std::printf("ADD CPU/floor CPU: ours %.2f (floor CPU %.2f ms: the no-op's %.2f + the in-process work's %.2f)\n",
+        resident[0].add.cpu_median() / (mnl_exec.cpu_median() + kernel.add.cpu_median()), mnl_exec.cpu_median() + kernel.add.cpu_median(),
+        mnl_exec.cpu_median(), kernel.add.cpu_median());
     std::printf("DEL floor (exec + kernel delete) %.2f ms; DEL/floor: ours %.2f, ref %.2f\n", del_floor, resident[0].del.median() / del_floor,
         resident[1].del.median() / del_floor);
     return 0;
@@ -885,7 +901,8 @@ int bench_fill(const std::string& kind, int reps, int endpoints, int per_netns, 
     resident_add(r1, "fill-one", ns_name("fone"), "net0", path);
     // The timed ADD's container gets eth<per_netns>, past the residents' names in no netns of its
     // own (each timed ADD has a fresh netns), so its ifname is eth0 as usual.
-    int master_full = link_index(h_full, link), master_one = link_index(h_one, link);
+    link_index(h_full, link);
+    link_index(h_one, link);
     std::printf("setup: %d container netns in %.1f s; %d of our ADDs in %.1f s (%.2f ms each); %d reference ADDs in %.1f s\n", groups + 1,
         ns_ms / 1000, endpoints, ours_ms / 1000, ours_ms / endpoints, endpoints, ref_ms / 1000);
 
@@ -904,14 +921,14 @@ int bench_fill(const std::string& kind, int reps, int endpoints, int per_netns, 
             case 4: {
                 h_full.enter();
                 KernelFloor scratch;
-                kernel_floor_once(h_full, kind, master_full, "10.213.223.250/22", std::nullopt, timed ? k_full : scratch);
+                kernel_floor_once(h_full, kind, link, "10.213.223.250/22", std::nullopt, timed ? k_full : scratch);
                 enter_fd(g_origin_ns);
                 break;
             }
             case 5: {
                 h_one.enter();
                 KernelFloor scratch;
-                kernel_floor_once(h_one, kind, master_one, "10.213.223.250/22", std::nullopt, timed ? k_one : scratch);
+                kernel_floor_once(h_one, kind, link, "10.213.223.250/22", std::nullopt, timed ? k_one : scratch);
                 enter_fd(g_origin_ns);
                 break;
             }
@@ -1018,7 +1035,8 @@ int bench_nets(int reps, int networks, int per_netns, const std::string& ours_di
     resident_add(rm, "resident", ns_name("nres-rm"), "eth0", path);
     resident_add(r0, "resident", ns_name("nres-r0"), "eth0", path);
     std::printf("setup: %d L2 networks of ours in %.1f s, %d of the reference in %.1f s\n", networks, ours_ms / 1000, networks, ref_ms / 1000);
-    int m_many = link_index(h_many, "cnmbnt0"), m_none = link_index(h_none, "cnmbnt0");
+    link_index(h_many, "cnmbnt0");
+    link_index(h_none, "cnmbnt0");
     KernelFloor k_many, k_none;
     Stats true_exec;
     for (int i = -1; i < reps; ++i) {
@@ -1035,7 +1053,7 @@ int bench_nets(int reps, int networks, int per_netns, const std::string& ours_di
                 Host& h = (k + i + 1) % 7 == 4 ? h_many : h_none;
                 h.enter();
                 KernelFloor scratch;
-                kernel_floor_once(h, "bridge", &h == &h_many ? m_many : m_none, "10.213.220.250/24", IpAddr::parse("10.213.220.1"),
+                kernel_floor_once(h, "bridge", "cnmbnt0", "10.213.220.250/24", IpAddr::parse("10.213.220.1"),
                     !timed ? scratch : &h == &h_many ? k_many : k_none);
                 enter_fd(g_origin_ns);
                 break;
@@ -1185,7 +1203,7 @@ int bench_vxlan(int reps, const std::string& ours_dir, const std::string& ref_di
     };
     fresh_add(0, nullptr); // the network's first ADD anywhere (writes its record in etcd): untimed
     size_t timed_fresh = fresh.size() - 2;
-    int master = link_index(host, "hbvK0");
+    link_index(host, "hbvK0");
     KernelFloor kernel;
     Stats true_exec, v_vx, v_br, first, noop_httplib;
     std::string noop = (fs::path(g_shim).parent_path() / "noop-httplib").string();
@@ -1201,7 +1219,7 @@ int bench_vxlan(int reps, const std::string& ours_dir, const std::string& ref_di
             case 3: {
                 host.enter();
                 KernelFloor scratch;
-                kernel_floor_once(host, "bridge", master, "10.213.195.2/25", IpAddr::parse("10.213.195.1"), timed ? kernel : scratch);
+                kernel_floor_once(host, "bridge", "hbvK0", "10.213.195.2/25", IpAddr::parse("10.213.195.1"), timed ? kernel : scratch);
                 enter_fd(g_origin_ns);
                 break;
             }
@@ -1260,7 +1278,7 @@ int bench_vxlan(int reps, const std::string& ours_dir, const std::string& ref_di
         vx.add.cpu_median() / br.add.cpu_median(), paired(vx.add.cpu, br.add.cpu), vx.add.cpu_median() - br.add.cpu_median(),
         noop_httplib.cpu_median() - true_exec.cpu_median());
     std::printf("floor, same rounds (the same for both: a steady-state vxlan ADD does a bridge ADD's kernel work): exec of /bin/true %.2f ms "
-                "+ in-process veth create, port+up, rename, up, address, route %.2f ms = %.2f ms\n",
+                "+ in-process netns+socket, bridge lookup, veth create, port+up, rename, up, address, route %.2f ms = %.2f ms\n",
         true_exec.median(), kernel.add.median(), floor);
     std::printf("ADD/floor: vxlan %.2f, bridge %.2f, ref bridge %.2f; DEL floor %.2f ms, DEL/floor: vxlan %.2f, bridge %.2f\n",
         vx.add.median() / floor, br.add.median() / floor, rb.add.median() / floor, del_floor, vx.del.median() / del_floor,

@@ -21,7 +21,7 @@ scripts/deps.sh
 if [ ! -f build/build.ninja ]; then
     meson setup build >/dev/null
 fi
-ninja -C build plugins/bridge plugins/ipam plugins/macvlan tests/bench/cni-bench tests/bench/exec-shim >/dev/null
+ninja -C build plugins/bridge plugins/ipam plugins/macvlan tests/bench/cni-bench tests/bench/exec-shim tests/bench/noop-mnl >/dev/null
 what=${1:-ipam}
 shift || true
 tag=$$

@@ -65,7 +65,7 @@ nft_elems() { # elements of every set/map in our tables in H
 portmap_chains() { ip netns exec "$H" iptables -t nat -S 2>/dev/null | grep -c '^-N CNI-DN-' || true; }
 netns_mounts() { _cri_mounts | grep -c "$CRI_DIR/state/netns" || true; }
 records() { # endpoint and sandbox records of a network, by name
-    (cd "$CNM_STATE_DIR" 2>/dev/null && find "networks/$1/endpoints" sandboxes -type f ! -name .lock 2>/dev/null | sort | paste -sd' ')
+    (cd "$CNM_STATE_DIR" 2>/dev/null && find "networks/$1/endpoints" sandboxes -type f ! -name .lock ! -name '.spare-*' 2>/dev/null | sort | paste -sd' ')
 }
 # expect_clean <label> <network>: what a torn-down node must look like.
 expect_clean() {

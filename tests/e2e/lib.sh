@@ -59,16 +59,17 @@ cni() {
     set -e
 }
 
-# State snapshot: every file under the state dir with its content, for "changed nothing" checks.
+# State snapshot: every file under the state dir with its content, for "changed nothing" checks
+# (the store's lock files and spare inodes left out: they hold no document).
 state_snapshot() {
     if [ -d "$CNM_STATE_DIR" ]; then
-        (cd "$CNM_STATE_DIR" && find . -type f ! -name .lock -print0 | sort -z | xargs -0r sha1sum)
+        (cd "$CNM_STATE_DIR" && find . -type f ! -name .lock ! -name '.spare-*' -print0 | sort -z | xargs -0r sha1sum)
     fi
 }
 
 lease_count() {
     if [ -d "$CNM_STATE_DIR/ipam" ]; then
-        find "$CNM_STATE_DIR/ipam" -path '*/leases/*' -type f | wc -l
+        find "$CNM_STATE_DIR/ipam" -path '*/leases/*' -type f ! -name '.spare-*' | wc -l
     else
         echo 0
     fi

@@ -139,7 +139,7 @@ env_file() {
     } >"$WORK/env-$name"
     mkdir -p "$WORK/tbin-$name"
 }
-leases_in() { find "$1/var/lib/cni/cnm/ipam" -path '*/leases/*' -type f 2>/dev/null | wc -l; }
+leases_in() { find "$1/var/lib/cni/cnm/ipam" -path '*/leases/*' -type f ! -name '.spare-*' 2>/dev/null | wc -l; }
 first_v4() { [ -f "$1" ] || { echo none; return 0; }; jq -r '[.. | objects | .subnet? // empty | select(test(":") | not)][0]' "$1" | cut -d. -f1-3; }
 in_ns() { local ns=$1; shift; nsenter --net="$ns" "$@"; }
 had_var_cnm=$([ -e /var/lib/cni/cnm ] && echo yes || echo no)

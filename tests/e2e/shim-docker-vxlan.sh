@@ -77,8 +77,8 @@ check() { local d=$1; shift; CHECKS=$((CHECKS + 1)); if within "$@"; then pass "
 pings() { ip netns exec "$1" ping -c 1 -W 1 "$2" >/dev/null 2>&1; }
 dpings() { dk exec "$1" ping -c 1 -W 1 "$2" >/dev/null 2>&1; }
 block_of() { admin a cluster blocks --json | jq -r --arg n "$1" '[.[] | select(.node == $n) | .block] | sort | join(" ")'; }
-docker_leases_a() { find "$STATE_A/ipam" -path '*/leases/*' -type f -exec grep -l '"frontend": *"docker"' {} + 2>/dev/null | wc -l; }
-cni_leases_a() { find "$STATE_A/ipam" -path '*/leases/*' -type f -exec grep -l '"frontend": *"cni"' {} + 2>/dev/null | wc -l; }
+docker_leases_a() { find "$STATE_A/ipam" -path '*/leases/*' -type f ! -name '.spare-*' -exec grep -l '"frontend": *"docker"' {} + 2>/dev/null | wc -l; }
+cni_leases_a() { find "$STATE_A/ipam" -path '*/leases/*' -type f ! -name '.spare-*' -exec grep -l '"frontend": *"cni"' {} + 2>/dev/null | wc -l; }
 in_block() { python3 -c 'import ipaddress,sys; print("yes" if ipaddress.ip_address(sys.argv[1]) in ipaddress.ip_network(sys.argv[2]) else "no")' "$1" "$2"; }
 first_host() { python3 -c 'import ipaddress,sys; print(ipaddress.ip_network(sys.argv[1])[1])' "$1"; }
 

@@ -57,7 +57,7 @@ call() { # call <Method> [json]: POST to the shim, prints "<status> <body>"
     { curl -s --max-time 10 --unix-socket "$SOCK" -XPOST "http://plugin/$1" -H "Content-Length: ${#body}" ${body:+--data-binary "$body"} -w ' %{http_code}' || echo " curl-failed"; } | tr -d '\n'
 }
 ip_of() { dk inspect -f "{{(index .NetworkSettings.Networks \"$2\").IPAddress}}" "$1"; }
-leases_of() { find "$CNM_STATE_DIR/ipam" -path '*/leases/*' -type f -exec grep -l "\"frontend\": *\"$1\"" {} + 2>/dev/null | wc -l; }
+leases_of() { find "$CNM_STATE_DIR/ipam" -path '*/leases/*' -type f ! -name '.spare-*' -exec grep -l "\"frontend\": *\"$1\"" {} + 2>/dev/null | wc -l; }
 docker_leases() { leases_of docker; }
 cni_leases() { leases_of cni; }
 web_get() { ip netns exec "$CL" curl -s --max-time 3 "$1" 2>&1 || true; }

@@ -73,7 +73,7 @@ container() {
     if [ "$RC" -eq 0 ]; then IP[$1-$2]=$(jq -r '.ips[0].address | split("/")[0]' <<<"$OUT"); else IP[$1-$2]=""; fi
 }
 ping_from() { ip netns exec "$P-$1" ping -c 1 -W 2 "$2" >/dev/null 2>&1; }
-leases_of() { find "$WORK/$1/state/ipam" -path '*/leases/*' -type f 2>/dev/null | wc -l; }
+leases_of() { find "$WORK/$1/state/ipam" -path '*/leases/*' -type f ! -name '.spare-*' 2>/dev/null | wc -l; }
 endpoints_of() { find "$WORK/$1/state/networks" -path '*/endpoints/*.json' -type f 2>/dev/null | wc -l; }
 host_veths() { ip -n "$P-$1" -o link show type veth | grep -vc ' u0@' || true; }
 blocks_of() { etcd_keys "/cnm/blocks/$1/" | while read -r k; do etcd_value "$k" | jq -r .node; done | grep -c "^$2\$" || true; }

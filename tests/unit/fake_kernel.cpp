@@ -1,5 +1,7 @@
 #include "fake_kernel.hpp"
 
+#include <cerrno>
+
 #include <algorithm>
 #include <net/if.h>
 
@@ -479,8 +481,11 @@ Result<void> FakeKernel::set_link(NsId ns, int index, const netlink::LinkChange&
     // Validate everything before changing anything: one RTM_NEWLINK is applied whole or not at all.
     if (change.name && *change.name != l->link.name) {
         TRY(check_name(*change.name));
-        if (link_in(*n, *change.name))
-            return kernel_error("a link named " + *change.name + " exists");
+        if (link_in(*n, *change.name)) {
+            Error taken = kernel_error("a link named " + *change.name + " exists");
+            taken.sys_errno = EEXIST; // as the kernel's RTM_NEWLINK rename answers
+            return taken;
+        }
     }
     FakeLink* bridge = nullptr;
     if (change.master && *change.master != 0) {

@@ -43,7 +43,8 @@ std::map<std::string, std::string> snapshot(const std::string& root)
 {
     std::map<std::string, std::string> out;
     for (auto& entry : std::filesystem::recursive_directory_iterator(root)) {
-        if (!entry.is_regular_file() || entry.path().filename() == ".lock")
+        // The store's own files: lock files, and spares (at most four per directory, file_store.hpp).
+        if (!entry.is_regular_file() || entry.path().filename() == ".lock" || entry.path().filename().string().starts_with(".spare-"))
             continue;
         std::ifstream in(entry.path());
         std::stringstream body;

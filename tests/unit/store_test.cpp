@@ -662,6 +662,163 @@ TEST_CASE("store: a PerBoot write is atomic (kill -9 mid-loop leaves the old or 
     CHECK(dot_entries(tmp.path() + "/sandboxes").empty());
 }
 
+namespace {
+
+ino_t inode_of(const std::string& path)
+{
+    struct stat st {};
+    return ::lstat(path.c_str(), &st) == 0 ? st.st_ino : 0;
+}
+
+} // namespace
+
+TEST_CASE("store: a per-boot document removed or replaced leaves its inode as a spare for the next per-boot write; Sync ones never")
+{
+    test::TempDir tmp;
+    auto store = FileStore::open(tmp.path()).release_value();
+    std::string d = tmp.path() + "/eps";
+    Json long_doc = { { "id", "a" }, { "pad", std::string(300, 'x') } };
+    REQUIRE(store->put({ "eps", "a" }, long_doc, Durability::PerBoot).ok());
+    ino_t a = inode_of(d + "/a");
+    REQUIRE(store->remove({ "eps", "a" }, Durability::PerBoot).ok());
+    CHECK_FALSE(fs::exists(d + "/a"));
+    CHECK(dot_entries(d) == std::vector<std::string> { ".spare-0" });
+    CHECK(inode_of(d + "/.spare-0") == a);
+
+    // The next per-boot write takes it: same inode, exactly the new (shorter) document, padded.
+    Json short_doc = { { "id", "b" } };
+    REQUIRE(store->put({ "eps", "b" }, short_doc, Durability::PerBoot).ok());
+    CHECK(inode_of(d + "/b") == a);
+    CHECK_FALSE(fs::exists(d + "/.spare-0"));
+    CHECK(fs::file_size(d + "/b") >= long_doc.dump(2).size());
+    auto got = store->get({ "eps", "b" });
+    REQUIRE(got.ok());
+    REQUIRE(got->ok());
+    CHECK(got->doc == short_doc);
+
+    // Replacing it swaps the old inode out into a spare (RENAME_EXCHANGE), and versions still grow.
+    Version v1 = got->version;
+    REQUIRE(store->put({ "eps", "b" }, Json { { "id", "b" }, { "n", 2 } }, Durability::PerBoot).ok());
+    CHECK(inode_of(d + "/.spare-0") == a);
+    CHECK(inode_of(d + "/b") != a);
+    CHECK(store->get({ "eps", "b" })->version > v1);
+    CHECK(store->get({ "eps", "b" })->doc["n"] == 2);
+
+    // A Sync document gets a new inode and, removed, is unlinked: no spare holds a durable one.
+    REQUIRE(store->put({ "eps", "c" }, Json { { "id", "c" } }).ok());
+    CHECK(inode_of(d + "/c") != a);
+    CHECK(inode_of(d + "/.spare-0") == a);
+    REQUIRE(store->sync().ok());
+    REQUIRE(store->remove({ "eps", "c" }).ok());
+    CHECK_FALSE(fs::exists(d + "/.spare-1"));
+
+    // At most four spares; the rest are unlinked.
+    for (int i = 0; i < 6; ++i)
+        REQUIRE(store->put({ "eps", "m" + std::to_string(i) }, Json { { "i", i } }, Durability::PerBoot).ok());
+    for (int i = 0; i < 6; ++i)
+        REQUIRE(store->remove({ "eps", "m" + std::to_string(i) }, Durability::PerBoot).ok());
+    std::vector<std::string> spares;
+    for (auto& name : dot_entries(d))
+        if (name.starts_with(".spare-"))
+            spares.push_back(name);
+    CHECK(spares == std::vector<std::string> { ".spare-0", ".spare-1", ".spare-2", ".spare-3" });
+    CHECK(store->list({ "eps" })->size() == 1); // b: spares are never listed
+    CHECK_FALSE(store->empty_dir({ "eps" }).value());
+
+    // A document too large to be a spare (over one block) is unlinked.
+    REQUIRE(store->remove({ "eps", "b" }, Durability::PerBoot).ok()); // slots full: unlinked
+    REQUIRE(store->put({ "eps", "big" }, Json { { "pad", std::string(8000, 'y') } }, Durability::PerBoot).ok());
+    ino_t big = inode_of(d + "/big");
+    REQUIRE(store->remove({ "eps", "big" }, Durability::PerBoot).ok());
+    for (int slot = 0; slot < 4; ++slot)
+        CHECK(inode_of(d + "/.spare-" + std::to_string(slot)) != big);
+
+    // A directory whose documents are gone is removed with its spares.
+    CHECK(store->empty_dir({ "eps" }).value());
+    REQUIRE(store->remove_dir({ "eps" }).ok());
+    CHECK_FALSE(fs::exists(d));
+}
+
+TEST_CASE("store: a spare slot holding something no writer of ours put there is removed, never written through")
+{
+    test::TempDir tmp;
+    auto store = FileStore::open(tmp.path()).release_value();
+    std::string d = tmp.path() + "/eps";
+    REQUIRE(store->put({ "eps", "x" }, Json { { "id", "x" } }, Durability::PerBoot).ok());
+    std::string outside = tmp.path() + "/outside.json";
+    std::ofstream(outside) << "{\"keep\":1}";
+    fs::create_directory(d + "/.spare-0");
+    std::ofstream(d + "/.spare-0/inner") << "x";
+    fs::create_symlink(outside, d + "/.spare-1");
+    fs::create_hard_link(outside, d + "/.spare-2");
+    REQUIRE(::mkfifo((d + "/.spare-3").c_str(), 0600) == 0);
+    for (int i = 0; i < 3; ++i) {
+        REQUIRE(store->put({ "eps", "n" + std::to_string(i) }, Json { { "i", i } }, Durability::PerBoot).ok());
+        auto got = store->get({ "eps", "n" + std::to_string(i) });
+        REQUIRE(got.ok());
+        REQUIRE(got->ok());
+        CHECK(got->doc == Json { { "i", i } });
+    }
+    std::string kept;
+    std::getline(std::ifstream(outside), kept);
+    CHECK(kept == "{\"keep\":1}");
+    CHECK(fs::hard_link_count(outside) == 1);
+    for (auto& name : dot_entries(d))
+        CHECK_MESSAGE((name == ".lock" || name == ".holds"), name << " is left");
+}
+
+TEST_CASE("store: per-boot writes through spares are atomic too (kill -9 mid-loop leaves the old or the new document)")
+{
+    // Documents under one block, of changing lengths, so every write takes a spare of another length.
+    test::TempDir tmp;
+    auto doc_for = [](int i) {
+        return Json { { "i", i }, { "pad", std::string(static_cast<size_t>(200 + (i * 977) % 3000), static_cast<char>('a' + i % 26)) } };
+    };
+    {
+        auto store = FileStore::open(tmp.path());
+        for (int k = 0; k < 4; ++k)
+            REQUIRE((*store)->put({ "eps", "k" + std::to_string(k) }, doc_for(k), Durability::PerBoot).ok());
+    }
+    for (int round = 0; round < 12; ++round) {
+        pid_t child = ::fork();
+        if (child == 0) {
+            auto store = FileStore::open(tmp.path());
+            for (int i = 1;; ++i) { // replace, remove and re-create: spares go round
+                Key key { "eps", "k" + std::to_string(i % 4) };
+                (void)(*store)->put(key, doc_for(i), Durability::PerBoot);
+                if (i % 3 == 0) {
+                    (void)(*store)->remove({ "eps", "k" + std::to_string((i + 1) % 4) }, Durability::PerBoot);
+                    (void)(*store)->put({ "eps", "k" + std::to_string((i + 1) % 4) }, doc_for(i + 1), Durability::Hint);
+                }
+            }
+        }
+        auto reader = FileStore::open(tmp.path());
+        for (int i = 0; i < 60; ++i) {
+            auto got = (*reader)->get({ "eps", "k" + std::to_string(i % 4) });
+            REQUIRE(got.ok());
+            if ((got->status == Loaded::Status::Absent))
+                continue; // between its remove and its re-create
+            REQUIRE_MESSAGE(got->ok(), got->reason);
+            REQUIRE(got->doc == doc_for(got->doc["i"].get<int>()));
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(3 + round));
+        ::kill(child, SIGKILL);
+        ::waitpid(child, nullptr, 0);
+        for (int k = 0; k < 4; ++k) {
+            auto got = (*reader)->get({ "eps", "k" + std::to_string(k) });
+            REQUIRE(got.ok());
+            if (got->ok())
+                CHECK(got->doc == doc_for(got->doc["i"].get<int>()));
+            else
+                CHECK((got->status == Loaded::Status::Absent));
+        }
+    }
+    auto store = FileStore::open(tmp.path());
+    (void)(*store)->list({ "eps" }); // sweeps the dead writer's temp
+    for (auto& name : dot_entries(tmp.path() + "/eps"))
+        CHECK_MESSAGE((name == ".lock" || name == ".holds" || name.starts_with(".spare-")), name << " is left");
+}
+
 TEST_CASE("store: a hold is seen by held() while it lives (also in a child), per key, from no file of its own; a dead holder's is not")
 {
     test::TempDir tmp;

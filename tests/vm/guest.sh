@@ -81,8 +81,8 @@ links_in() {
 # What a DEL must leave in our state dir: nothing.
 leftovers() {
     local l e s
-    l=$(find $CNM_STATE_DIR/ipam -path '*/leases/*' -type f 2>/dev/null | wc -l)
-    e=$(find $CNM_STATE_DIR/networks -path '*/endpoints/*' -type f 2>/dev/null | wc -l)
+    l=$(find $CNM_STATE_DIR/ipam -path '*/leases/*' -type f ! -name '.spare-*' 2>/dev/null | wc -l)
+    e=$(find $CNM_STATE_DIR/networks -path '*/endpoints/*' -type f ! -name '.spare-*' 2>/dev/null | wc -l)
     s=$(ls $CNM_STATE_DIR/sandboxes 2>/dev/null | wc -l)
     echo "leases=$((l)) endpoints=$((e)) sandboxes=$((s))"
 }
