@@ -313,15 +313,20 @@ bool spare_worthy(const struct stat& st)
 }
 
 // A spare of `dfd` under the new temp name `name`, claimed (flocked) as write_temp claims a file
-// it created: its fd, with its length in `size`; -1 when there is none (or no usable one).
-int take_spare(int dfd, std::string& name, off_t& size)
+// it created: its fd, with its length in `size`; -1 when there is none (or no usable one), with
+// `none` set when every slot was empty.
+int take_spare(int dfd, std::string& name, off_t& size, bool& none)
 {
+    none = false;
+    int empty = 0;
     for (int slot = 0; slot < spare_slots; ++slot) {
         name = temp_name();
         if (::renameat2(dfd, spare_name(slot), dfd, name.c_str(), RENAME_NOREPLACE) < 0) {
-            if (errno == ENOENT)
+            if (errno == ENOENT) {
+                none = ++empty == spare_slots;
                 continue; // no spare in this slot (or another writer took it first)
-            return -1;    // a temp name clash, a read-only or rename-less file system: make a new file
+            }
+            return -1; // a temp name clash, a read-only or rename-less file system: make a new file
         }
         int fd = ::openat(dfd, name.c_str(), O_WRONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
         bool reclaimed = false; // by a sweeper, between the rename and the flock: it removes the name
@@ -572,7 +577,13 @@ Result<std::string> FileStore::write_temp(int dfd, const Key& key, const Json& d
 {
     std::string name;
     off_t spare_size = 0;
-    fd = durability == Durability::Sync ? -1 : take_spare(dfd, name, spare_size);
+    // A directory found without spares is not asked again by this process (four failed renames
+    // per write in a new network's directories) until it keeps one there itself.
+    bool none = false;
+    bool ask = durability != Durability::Sync && std::find(m_spareless.begin(), m_spareless.end(), dfd) == m_spareless.end();
+    fd = ask ? take_spare(dfd, name, spare_size, none) : -1;
+    if (none)
+        m_spareless.push_back(dfd);
     for (int attempt = 0; fd < 0; ++attempt) {
         name = temp_name();
         fd = ::openat(dfd, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, file_mode);
@@ -608,6 +619,11 @@ Result<std::string> FileStore::write_temp(int dfd, const Key& key, const Json& d
         return io_error("cannot write", key, err);
     }
     return name;
+}
+
+void FileStore::kept_spare(int dfd)
+{
+    m_spareless.erase(std::remove(m_spareless.begin(), m_spareless.end(), dfd), m_spareless.end());
 }
 
 void FileStore::dirty_dir(int dfd)
@@ -682,7 +698,9 @@ Result<Version> FileStore::write_doc(int dfd, const Key& key, const Json& doc, D
     if (swap && ::renameat2(dfd, temp.c_str(), dfd, key.back().c_str(), RENAME_EXCHANGE) == 0) {
         // The old document, now under the temp name: kept as a spare, or unlinked (a failure of
         // both leaves a temp for the sweeps).
-        if (!spare_worthy(st) || !keep_spare(dfd, temp.c_str()))
+        if (spare_worthy(st) && keep_spare(dfd, temp.c_str()))
+            kept_spare(dfd);
+        else
             ::unlinkat(dfd, temp.c_str(), 0);
         ::close(fd);
         return version;
@@ -806,6 +824,7 @@ void FileStore::forget_dirs(const Key& dir)
          && std::equal(dir.begin(), dir.end(), it->first.begin());) {
         m_unsynced_dirs.erase(std::remove(m_unsynced_dirs.begin(), m_unsynced_dirs.end(), it->second), m_unsynced_dirs.end());
         m_swept.erase(std::remove(m_swept.begin(), m_swept.end(), it->second), m_swept.end());
+        kept_spare(it->second);
         ::close(it->second);
         it = m_dirs.erase(it);
     }
@@ -819,8 +838,10 @@ Result<void> FileStore::remove_entry(int dfd, const Key& key, Durability durabil
         int seen = ::fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW);
         if (seen < 0 && errno == ENOENT)
             return {};
-        if (seen == 0 && spare_worthy(st) && keep_spare(dfd, name))
+        if (seen == 0 && spare_worthy(st) && keep_spare(dfd, name)) {
+            kept_spare(dfd);
             return {};
+        }
     }
     if (::unlinkat(dfd, name, 0) < 0) {
         if (errno == ENOENT)
@@ -855,6 +876,7 @@ Result<void> FileStore::remove_dir(const Key& key)
     if (auto it = m_dirs.find(key); it != m_dirs.end()) {
         TRY(sync()); // its fd may be queued for an fsync
         m_swept.erase(std::remove(m_swept.begin(), m_swept.end(), it->second), m_swept.end());
+        kept_spare(it->second);
         ::close(it->second);
         m_dirs.erase(it);
     }

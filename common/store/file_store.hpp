@@ -101,6 +101,8 @@ private:
     /// Removes the temp files in `dfd` whose writers are gone.
     void sweep_temps(int dfd);
     void dirty_dir(int dfd);
+    /// `dfd` may hold spares again (this process kept one there, or forgets the directory).
+    void kept_spare(int dfd);
     Error io_error(const std::string& what, const Key& key, int err) const;
 
     std::string m_root;
@@ -112,6 +114,7 @@ private:
     std::chrono::milliseconds m_lock_timeout { 0 };
     bool m_exact_times = false;     // the file system kept a version exactly: no more read-backs
     std::vector<int> m_swept;       // directories lock() has swept of dead writers' temps
+    std::vector<int> m_spareless;   // directories where a per-boot write found no spare
 };
 
 } // namespace cnm
