@@ -287,15 +287,21 @@ int remove_tree(int pfd, const char* name, int depth)
 // ---- spares ---------------------------------------------------------------------------------------
 // A per-boot document that is removed, or swapped out by a newer one, is not unlinked but kept as
 // a spare, ".spare-0" to ".spare-3" in its directory, and the next write of a per-boot document
-// there renames a spare to its temp name instead of creating an inode. On ext4 under churn a new
-// inode costs 0.1-0.2 ms (the allocator skips inodes freed in the last minutes); an ADD makes 4.
-// Only per-boot documents (PerBoot, Hint) are recycled, in both directions: a spare's old bytes
-// are then always a per-boot document, of this boot or an older one. Its overwrite is not
-// flushed, so after a power failure the key may show an older per-boot document of the same
-// directory instead of an empty file; either is void with that boot. Within a boot the page
-// cache is coherent and the temp is renamed into place only once fully written (padded with
-// spaces to the spare's length: trailing spaces are valid JSON, and no truncate is needed).
-// Sync documents (network and pool records, Docker's leases) keep new inodes.
+// there writes into a spare instead of creating an inode. On ext4 under churn a new inode costs
+// 0.1-0.2 ms (the allocator skips inodes freed in the last minutes); an ADD made 4.
+// A writer claims a spare where it lies: it opens the slot, takes an flock on it and checks that
+// the name still is that inode (a writer that took it before has renamed it away); writes it,
+// padded with spaces to the spare's length (trailing spaces are valid JSON, and no truncate is
+// needed); and renames the slot onto the key (or exchanges them, RENAME_EXCHANGE, which leaves
+// the old document in the slot: a spare again, with no rename of its own). Nothing renames a slot
+// away but its claimant, and a document is put into a slot only while the slot is empty
+// (RENAME_NOREPLACE), so a claimed slot stays the claimant's until its rename. A kill -9 mid-write
+// leaves a torn spare, which is never read. Only per-boot documents (PerBoot, Hint) are recycled,
+// in both directions: a spare's old bytes are always a per-boot document, of this boot or an
+// older one. Its overwrite is not flushed, so after a power failure the key may show an older
+// per-boot document of the same directory instead of an empty file; either is void with that
+// boot. Within a boot the page cache is coherent and the key gets the spare only once it is fully
+// written. Sync documents (network and pool records, Docker's leases) keep new inodes.
 
 constexpr int spare_slots = 4;
 constexpr off_t spare_limit = 4096; // one block: a larger file is unlinked, not kept
@@ -306,47 +312,63 @@ const char* spare_name(int slot)
     return names[slot];
 }
 
+bool is_spare_name(const std::string& name)
+{
+    return name.size() == 8 && name.compare(0, 7, ".spare-") == 0;
+}
+
 // A per-boot document that a writer of ours could have made: a plain file with one name, small.
 bool spare_worthy(const struct stat& st)
 {
     return S_ISREG(st.st_mode) && st.st_nlink == 1 && st.st_size <= spare_limit;
 }
 
-// A spare of `dfd` under the new temp name `name`, claimed (flocked) as write_temp claims a file
-// it created: its fd, with its length in `size`; -1 when there is none (or no usable one), with
-// `none` set when every slot was empty.
+// A spare of `dfd`, claimed: its fd (flocked), its slot's name in `name` and its length in `size`;
+// -1 when there is none (or no usable one), with `none` set when every slot was empty.
 int take_spare(int dfd, std::string& name, off_t& size, bool& none)
 {
     none = false;
     int empty = 0;
     for (int slot = 0; slot < spare_slots; ++slot) {
-        name = temp_name();
-        if (::renameat2(dfd, spare_name(slot), dfd, name.c_str(), RENAME_NOREPLACE) < 0) {
+        const char* spare = spare_name(slot);
+        int fd = ::openat(dfd, spare, O_WRONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+        struct stat st, named;
+        if (fd < 0) {
             if (errno == ENOENT) {
                 none = ++empty == spare_slots;
-                continue; // no spare in this slot (or another writer took it first)
+                continue;
             }
-            return -1; // a temp name clash, a read-only or rename-less file system: make a new file
+            // ELOOP, EISDIR, ENXIO: a symlink, a directory or a FIFO no writer of ours put there.
+            if (::fstatat(dfd, spare, &named, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISREG(named.st_mode)
+                && ::unlinkat(dfd, spare, 0) < 0 && errno == EISDIR)
+                (void)remove_tree(dfd, spare, 0);
+            continue;
         }
-        int fd = ::openat(dfd, name.c_str(), O_WRONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
-        bool reclaimed = false; // by a sweeper, between the rename and the flock: it removes the name
-        if (fd >= 0) {
-            int locked = ::flock(fd, LOCK_EX | LOCK_NB); // a file system without flock: no claim, as in write_temp
-            bool busy = locked < 0 && errno == EWOULDBLOCK;
-            struct stat st;
-            bool seen = ::fstat(fd, &st) == 0;
-            if (!busy && seen && spare_worthy(st)) {
-                size = st.st_size;
-                return fd;
-            }
-            reclaimed = busy || (seen && st.st_nlink == 0);
+        if (::flock(fd, LOCK_EX | LOCK_NB) < 0) {
             ::close(fd);
+            if (errno == EWOULDBLOCK)
+                continue; // another writer's
+            return -1;    // no flock here: no claim is safe, so make new files
         }
-        // Else the slot held something no writer of ours put there: removed, and the next slot tried.
-        if (!reclaimed && ::unlinkat(dfd, name.c_str(), 0) < 0 && errno == EISDIR)
-            (void)remove_tree(dfd, name.c_str(), 0);
+        bool still = ::fstat(fd, &st) == 0 && ::fstatat(dfd, spare, &named, AT_SYMLINK_NOFOLLOW) == 0 && named.st_ino == st.st_ino
+            && named.st_dev == st.st_dev;
+        if (still && spare_worthy(st)) {
+            name = spare;
+            size = st.st_size;
+            return fd;
+        }
+        if (still) // a second hard link or an oversized file at the slot: not a spare
+            ::unlinkat(dfd, spare, 0);
+        ::close(fd); // else renamed away by its claimant meanwhile
     }
     return -1;
+}
+
+// Removes the temp `name` of a write that did not happen; a spare stays one (torn, never read).
+void drop_temp(int dfd, const std::string& name)
+{
+    if (!is_spare_name(name))
+        ::unlinkat(dfd, name.c_str(), 0);
 }
 
 // Keeps the regular file `name` of `dfd` (a per-boot document being retired) as a spare: true
@@ -615,7 +637,7 @@ Result<std::string> FileStore::write_temp(int dfd, const Key& key, const Json& d
     if (err) {
         ::close(fd);
         fd = -1;
-        ::unlinkat(dfd, name.c_str(), 0);
+        drop_temp(dfd, name);
         return io_error("cannot write", key, err);
     }
     return name;
@@ -696,9 +718,12 @@ Result<Version> FileStore::write_doc(int dfd, const Key& key, const Json& doc, D
     Version version = 0;
     std::string temp = TRY(write_temp(dfd, key, doc, durability, fd, *previous, version));
     if (swap && ::renameat2(dfd, temp.c_str(), dfd, key.back().c_str(), RENAME_EXCHANGE) == 0) {
-        // The old document, now under the temp name: kept as a spare, or unlinked (a failure of
-        // both leaves a temp for the sweeps).
-        if (spare_worthy(st) && keep_spare(dfd, temp.c_str()))
+        // The old document, now under the temp's name: in a spare's slot it is that spare now;
+        // under a temp name it is kept as a spare, or unlinked (a failure of both leaves a temp
+        // for the sweeps).
+        if (!spare_worthy(st))
+            ::unlinkat(dfd, temp.c_str(), 0);
+        else if (is_spare_name(temp) || keep_spare(dfd, temp.c_str()))
             kept_spare(dfd);
         else
             ::unlinkat(dfd, temp.c_str(), 0);
@@ -708,7 +733,7 @@ Result<Version> FileStore::write_doc(int dfd, const Key& key, const Json& doc, D
     if (::renameat(dfd, temp.c_str(), dfd, key.back().c_str()) < 0) {
         int err = errno;
         ::close(fd);
-        ::unlinkat(dfd, temp.c_str(), 0);
+        drop_temp(dfd, temp);
         return io_error("cannot replace", key, err);
     }
     if (durability != Durability::Sync) {
@@ -751,7 +776,7 @@ Result<bool> FileStore::create_doc(int dfd, const Key& key, const Json& doc, Dur
     if (::renameat2(dfd, temp.c_str(), dfd, key.back().c_str(), RENAME_NOREPLACE) < 0) {
         int err = errno;
         ::close(fd);
-        ::unlinkat(dfd, temp.c_str(), 0);
+        drop_temp(dfd, temp);
         if (err == EEXIST)
             return false;
         return io_error("cannot create", key, err);

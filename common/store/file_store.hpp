@@ -14,8 +14,9 @@
 // therefore never blocks a later one, whatever PID it gets.
 //
 // Spares: a per-boot document (PerBoot, Hint) that is removed or swapped out is renamed to one of
-// ".spare-0".."3" in its directory instead of unlinked, and the next per-boot write there takes
-// it as its temp instead of creating an inode (0.1-0.2 ms each on ext4 under churn). After a
+// ".spare-0".."3" in its directory instead of unlinked, and the next per-boot write there claims
+// one (flock), writes it and renames it onto the key instead of creating an inode (0.1-0.2 ms
+// each on ext4 under churn; file_store.cpp has the protocol). After a
 // power failure such a key may show an older per-boot document of its directory: void with its
 // boot, like the empty file it would otherwise be. Sync documents always get new inodes.
 //

@@ -820,6 +820,51 @@ TEST_CASE("store: per-boot writes through spares are atomic too (kill -9 mid-loo
         CHECK_MESSAGE((name == ".lock" || name == ".holds" || name.starts_with(".spare-")), name << " is left");
 }
 
+TEST_CASE("store: writers racing for the same spares never get each other's document")
+{
+    // Four processes replace, remove and re-create their own keys in one directory: every write
+    // claims one of the four spares the others keep filling. A spare claimed twice would put one
+    // writer's bytes under another's key, or fail its rename.
+    test::TempDir tmp;
+    std::vector<pid_t> children;
+    for (int w = 0; w < 4; ++w) {
+        pid_t child = ::fork();
+        if (child == 0) {
+            auto store = FileStore::open(tmp.path()).release_value();
+            for (int n = 0; n < 300; ++n) {
+                Key key { "eps", "w" + std::to_string(w) + "-" + std::to_string(n % 3) };
+                Json doc = { { "w", w }, { "n", n }, { "pad", std::string(static_cast<size_t>((n * 37 + w * 101) % 700), 'p') } };
+                if (!store->put(key, doc, n % 2 ? Durability::PerBoot : Durability::Hint))
+                    ::_exit(2);
+                auto got = store->get(key);
+                if (!got || !got->ok() || got->doc != doc)
+                    ::_exit(3);
+                if (n % 4 == 3 && !store->remove(key, Durability::PerBoot))
+                    ::_exit(4);
+            }
+            ::_exit(0);
+        }
+        children.push_back(child);
+    }
+    for (pid_t child : children) {
+        int status = -1;
+        ::waitpid(child, &status, 0);
+        CHECK_MESSAGE(WIFEXITED(status), "writer killed");
+        CHECK_MESSAGE(WEXITSTATUS(status) == 0, "writer failed at step " << WEXITSTATUS(status));
+    }
+    auto store = FileStore::open(tmp.path()).release_value();
+    auto names = store->list({ "eps" }).value();
+    CHECK_FALSE(names.empty());
+    for (auto& name : names) {
+        auto got = store->get({ "eps", name });
+        REQUIRE(got.ok());
+        REQUIRE(got->ok());
+        CHECK(name.starts_with("w" + std::to_string(got->doc["w"].get<int>()) + "-"));
+    }
+    for (auto& name : dot_entries(tmp.path() + "/eps"))
+        CHECK_MESSAGE((name.starts_with(".spare-") || name == ".lock" || name == ".holds"), name << " is left");
+}
+
 TEST_CASE("store: a hold is seen by held() while it lives (also in a child), per key, from no file of its own; a dead holder's is not")
 {
     test::TempDir tmp;
