@@ -3,7 +3,6 @@
 #include "cni/version.hpp"
 #include "util/file.hpp"
 
-#include <sstream>
 
 namespace cnm::ipam {
 
@@ -97,17 +96,28 @@ Result<void> append_requested(const Json& list, const std::string& where, std::v
 
 cni::Dns parse_resolv_conf(std::string_view text)
 {
+    // Split by hand, not with <sstream>: streams would link libstdc++'s locale machinery into every
+    // plugin (its static initializers and ~2 000 relocated vtable pointers run on each exec).
+    auto space = [](char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f'; };
     cni::Dns dns;
-    std::istringstream in { std::string(text) };
-    std::string line;
-    while (std::getline(in, line)) {
-        std::istringstream words(line);
-        std::string key;
-        if (!(words >> key) || key[0] == '#' || key[0] == ';')
+    while (!text.empty()) {
+        size_t end = text.find('\n');
+        std::string_view line = text.substr(0, end);
+        text = end == std::string_view::npos ? std::string_view {} : text.substr(end + 1);
+        std::vector<std::string> words;
+        for (size_t i = 0; i < line.size();) {
+            while (i < line.size() && space(line[i]))
+                ++i;
+            size_t start = i;
+            while (i < line.size() && !space(line[i]))
+                ++i;
+            if (i > start)
+                words.emplace_back(line.substr(start, i - start));
+        }
+        if (words.empty() || words[0][0] == '#' || words[0][0] == ';')
             continue;
-        std::vector<std::string> values;
-        for (std::string v; words >> v;)
-            values.push_back(v);
+        const std::string& key = words[0];
+        std::vector<std::string> values(words.begin() + 1, words.end());
         if (key == "nameserver" && !values.empty())
             dns.nameservers.push_back(values[0]);
         else if (key == "domain" && !values.empty())

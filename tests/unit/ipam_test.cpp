@@ -174,6 +174,16 @@ TEST_CASE("resolvConf is parsed into dns")
     CHECK(c->dns.domain == "ex.org");
     CHECK(c->dns.search == std::vector<std::string> { "a.org", "b.org" });
     CHECK(c->dns.options == std::vector<std::string> { "ndots:2", "edns0" });
+
+    // Tabs, CRLF, leading blanks, ';' comments, blank lines, repeated options, no final newline.
+    std::ofstream(tmp.path() + "/resolv.conf", std::ios::trunc)
+        << "; c\r\n\n   nameserver\t10.213.0.55  \r\n#nameserver 10.213.0.99\nsearch\tc.org\t d.org\r\ndomain\noptions a\noptions  b:1\tc";
+    c = conf_of(R"({"subnet":"10.213.0.0/24","resolvConf":")" + tmp.path() + R"(/resolv.conf"})");
+    REQUIRE(c.ok());
+    CHECK(c->dns.nameservers == std::vector<std::string> { "10.213.0.55" });
+    CHECK(c->dns.domain == ""); // "domain" without a value is ignored
+    CHECK(c->dns.search == std::vector<std::string> { "c.org", "d.org" });
+    CHECK(c->dns.options == std::vector<std::string> { "a", "b:1", "c" });
 }
 
 TEST_CASE("allocation is round-robin: a freed address is not handed out again at once")
