@@ -301,7 +301,10 @@ int remove_tree(int pfd, const char* name, int depth)
 // older one. Its overwrite is not flushed, so after a power failure the key may show an older
 // per-boot document of the same directory instead of an empty file; either is void with that
 // boot. Within a boot the page cache is coherent and the key gets the spare only once it is fully
-// written. Sync documents (network and pool records, Docker's leases) keep new inodes.
+// written. Sync documents (network and pool records, Docker's leases) keep new inodes. A Hint's
+// rewrite in place writes into the key's inode, which a concurrent remove could make a spare of:
+// Hint documents are written under the lock that every writer of their directory holds (a
+// cursor under its pool's lock, the sandbox records under the sandboxes lock).
 
 constexpr int spare_slots = 4;
 constexpr off_t spare_limit = 4096; // one block: a larger file is unlinked, not kept
@@ -905,10 +908,10 @@ Result<void> FileStore::remove_dir(const Key& key)
         ::close(it->second);
         m_dirs.erase(it);
     }
-    // A lock file, the holds file and spares are all an otherwise empty directory may hold. (No hold is
-    // taken in a directory being removed: the endpoints directory goes, under the network lock,
-    // only when it holds no record, and an ADD writes its record in the same locked step as it
-    // takes its hold.)
+    // A lock file, the holds file and spares are all an otherwise empty directory may hold. (No
+    // hold is taken in a directory being removed: the endpoints directory goes, under the network
+    // lock, only when it holds no record, and an ADD writes its record in the same locked step as
+    // it takes its hold.)
     if (int fd = ::openat(pfd, key.back().c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC); fd >= 0) {
         ::unlinkat(fd, ".lock", 0);
         ::unlinkat(fd, holds_file, 0);
