@@ -660,14 +660,17 @@ struct Net {
     Stats add, del, check, status;
 };
 
-// ADD into a fresh netns (made untimed), then optionally CHECK and STATUS, then DEL.
-void timed_cycle(Net& n, const std::string& id, const std::string& path, bool timed, bool check_status, const std::string& status_conf = "")
+// ADD into a fresh netns (made untimed), then optionally CHECK and STATUS, then DEL; `extra` is
+// added to the environment of each call.
+void timed_cycle(Net& n, const std::string& id, const std::string& path, bool timed, bool check_status, const std::string& status_conf = "",
+    const std::vector<std::string>& extra = {})
 {
     static int round = 0;
     std::string ns = ns_name("c" + std::to_string(round++));
     add_netns(ns);
     n.host->enter();
     auto env = cni_env("ADD", id, path, "/run/netns/" + ns, n.ifname);
+    env.insert(env.end(), extra.begin(), extra.end());
     Run add = exec_plugin(n.bin, env, n.conf);
     check_ok(add, n.label + " ADD");
     if (check_status) {
@@ -1112,28 +1115,6 @@ Host open_host(const std::string& name)
     return h;
 }
 
-// ADD into a fresh container netns, then DEL (as timed_cycle), with `extra` in the environment.
-void vx_cycle(Net& n, const std::string& id, const std::string& path, const std::vector<std::string>& extra, bool timed)
-{
-    static int round = 0;
-    std::string ns = ns_name("v" + std::to_string(round++));
-    add_netns(ns);
-    n.host->enter();
-    auto env = cni_env("ADD", id, path, "/run/netns/" + ns, n.ifname);
-    env.insert(env.end(), extra.begin(), extra.end());
-    Run add = exec_plugin(n.bin, env, n.conf);
-    check_ok(add, n.label + " ADD");
-    env[0] = "CNI_COMMAND=DEL";
-    Run del = exec_plugin(n.bin, env, n.conf);
-    check_ok(del, n.label + " DEL");
-    enter_fd(g_origin_ns);
-    if (timed) {
-        n.add.add(add);
-        n.del.add(del);
-    }
-    del_netns(ns);
-}
-
 // connect() calls in an `strace -f -e trace=connect` log: all of them, and those to `port`.
 std::pair<int, int> connects(const std::string& log, const std::string& port)
 {
@@ -1217,9 +1198,9 @@ int bench_vxlan(int reps, const std::string& ours_dir, const std::string& ref_di
         const size_t n = 7;
         for (size_t k = 0; k < n; ++k) {
             switch ((k + static_cast<size_t>(i + 2)) % n) {
-            case 0: vx_cycle(vx, id, path, node_env, timed); break;
-            case 1: vx_cycle(br, id, path, node_env, timed); break;
-            case 2: vx_cycle(rb, id, path, node_env, timed); break;
+            case 0: timed_cycle(vx, id, path, timed, false, "", node_env); break;
+            case 1: timed_cycle(br, id, path, timed, false, "", node_env); break;
+            case 2: timed_cycle(rb, id, path, timed, false, "", node_env); break;
             case 3: {
                 host.enter();
                 KernelFloor scratch;
@@ -1256,7 +1237,7 @@ int bench_vxlan(int reps, const std::string& ours_dir, const std::string& ref_di
     g_wrap = { "/usr/bin/strace", "-f", "-qq", "-e", "trace=connect", "-o", log_steady };
     if (keep && *keep)
         g_wrap = { "/usr/bin/strace", "-f", "-qq", "-T", "-tt", "-o", log_steady };
-    vx_cycle(vx, "traced", path, node_env, false);
+    timed_cycle(vx, "traced", path, false, false, "", node_env);
     g_wrap.back() = log_first;
     fresh_add(fresh.size() - 1, nullptr);
     g_wrap.clear();

@@ -18,21 +18,10 @@ P=cnmag-$$
 VX_NS=$P VX_NET=10.213.240 VX_ETCD_PORT=23820
 source "$(dirname "$0")/vxlan-lib.sh"
 HOSTS=(h1 h2 h3 h4)
-declare -A AGENT
-
-ag_cleanup() {
-    for pid in "${AGENT[@]}"; do kill -9 "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
-    etcd_kill
-    cleanup
-}
-trap ag_cleanup EXIT
+trap vx_cleanup EXIT
 
 underlay_up
-i=0
-for h in "${HOSTS[@]}"; do
-    i=$((i + 1))
-    host_up "$h" "$i"
-done
+hosts_up
 start_etcd
 
 CONF='{"cniVersion":"1.0.0","name":"agnet","type":"vxlan","vni":4240,"subnet":"10.213.244.0/22","blockSize":28}'
@@ -53,12 +42,6 @@ container() {
     echo "$1" >>"$WORK/adds"
     IP[$1-$2]=$(jq -r '.ips[0].address | split("/")[0]' <<<"$OUT")
 }
-start_agent() {
-    ip netns exec "$P-$1" env CNM_CLUSTER_FILE="$WORK/$1/cluster.json" "$SHIM" agent --state-dir "$WORK/$1/state" --resync 2 \
-        >>"$WORK/$1/agent.log" 2>&1 &
-    AGENT[$1]=$!
-}
-stop_agent() { kill -TERM "${AGENT[$1]}"; wait "${AGENT[$1]}" 2>/dev/null || true; unset "AGENT[$1]"; }
 # within <seconds> <command…>: true once the command succeeds, polling every 0.1 s.
 within() {
     local n=$(($1 * 10)); shift
@@ -114,7 +97,7 @@ expect_eq "no ADD ran on the old hosts" "$adds_before" "$(grep -c -v h4 "$WORK/a
 
 # ---- h3's agent stops: membership goes, routes stay ----
 h3_block=$(shim h1 cluster blocks --json | jq -r '.[] | select(.node == "node-h3") | .block')
-stop_agent h3
+stop_agent h3 || true
 check "h3's lease is gone (hosts: expired)" 3 host_is node-h3 expired
 sleep 3 # more than a resync
 check "h1 still routes h3's block $h3_block" 1 has_route h1 "$h3_block"
@@ -142,6 +125,6 @@ ip netns exec "$U" curl -sf -X POST "$ETCD_URL/v3/kv/deleterange" -d "{\"key\":\
 check "…and drops it when its key goes" 5 no_route h1 10.213.246.0/28
 check "the agent registered h1 again after the restart (lease alive)" 10 host_is node-h1 alive
 
-for h in h1 h2 h4; do stop_agent "$h"; done
+for h in h1 h2 h4; do stop_agent "$h" || true; done
 for h in "${HOSTS[@]}"; do vx "$h" DEL c1; [ "$RC" -eq 0 ] || fail "$h DEL c1: $OUT"; done
 finish

@@ -23,18 +23,10 @@ VX_NS=$P VX_NET=10.213.230 VX_ETCD_PORT=23810
 source "$(dirname "$0")/vxlan-lib.sh"
 HOSTS=(h1 h2 h3)
 
-vx_cleanup() {
-    etcd_kill
-    cleanup
-}
 trap vx_cleanup EXIT
 
 underlay_up
-i=0
-for h in "${HOSTS[@]}"; do
-    i=$((i + 1))
-    host_up "$h" "$i" 5000
-done
+hosts_up 5000
 
 # etcd_keys <prefix>: the keys under it, one per line.
 etcd_keys() {

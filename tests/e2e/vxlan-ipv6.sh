@@ -24,21 +24,10 @@ P=hag-$$
 VX_NS=$P VX_NET=10.213.196 VX_ETCD_PORT=23880
 source "$(dirname "$0")/vxlan-lib.sh"
 HOSTS=(h1 h2 h3)
-declare -A AGENT
-
-v6_cleanup() {
-    for pid in "${AGENT[@]}"; do kill -9 "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
-    etcd_kill
-    cleanup
-}
-trap v6_cleanup EXIT
+trap vx_cleanup EXIT
 
 underlay_up
-i=0
-for h in "${HOSTS[@]}"; do
-    i=$((i + 1))
-    host_up "$h" "$i"
-done
+hosts_up
 start_etcd || exit 1
 
 DEV=cnmvx4196
@@ -51,22 +40,10 @@ vx() { # vx <host> <COMMAND> <container>: sets OUT and RC
     set -e
 }
 shim() { local h=$1; shift; ip netns exec "$P-$h" env CNM_CLUSTER_FILE="$WORK/$h/cluster.json" "$SHIM" --state-dir "$WORK/$h/state" "$@"; }
-start_agent() {
-    ip netns exec "$P-$1" env CNM_CLUSTER_FILE="$WORK/$1/cluster.json" "$SHIM" agent --state-dir "$WORK/$1/state" --resync 2 \
-        >>"$WORK/$1/agent.log" 2>&1 &
-    AGENT[$1]=$!
-}
 start_serve() {
     ip netns exec "$P-$1" env CNM_CLUSTER_FILE="$WORK/$1/cluster.json" "$SHIM" serve --socket "$WORK/$1/cnm.sock" \
         --state-dir "$WORK/$1/state" --resync 2 >>"$WORK/$1/agent.log" 2>&1 &
     AGENT[$1]=$!
-}
-stop_agent() { # exit status of the process
-    local rc=0
-    kill -TERM "${AGENT[$1]}"
-    wait "${AGENT[$1]}" 2>/dev/null || rc=$?
-    unset "AGENT[$1]"
-    return "$rc"
 }
 within() {
     local n=$(($1 * 10)); shift

@@ -4,7 +4,8 @@
 # etcd-server started in the underlay netns with its data dir under $WORK.
 # Set before sourcing (after lib.sh): VX_NS (netns prefix: hosts are $VX_NS-<host>, the underlay
 # $VX_NS-u), VX_NET (the underlay /24's three first octets), VX_ETCD_PORT (client port; the next
-# two are the peer and metrics ports). The test's trap calls etcd_kill before lib.sh's cleanup.
+# two are the peer and metrics ports), and the host names in HOSTS for hosts_up. The test's trap is
+# vx_cleanup (or calls it last): the agents in AGENT (host → PID), etcd, then lib.sh's cleanup.
 
 ETCD_BIN=/usr/bin/etcd
 [ -x "$ETCD_BIN" ] || { echo "skip: no $ETCD_BIN (Debian's etcd-server)"; exit 77; }
@@ -12,6 +13,8 @@ U=$VX_NS-u
 ETCD_IP=$VX_NET.250
 ETCD_URL=http://$ETCD_IP:$VX_ETCD_PORT
 ETCD_PID=""
+
+declare -A AGENT
 
 ns_add() { echo "$1" >>"$WORK/netns"; ip netns add "$1"; ip -n "$1" link set lo up; }
 
@@ -35,6 +38,36 @@ host_up() { # host_up <host> <i> [etcd timeout ms]: netns $VX_NS-<host>, u0 = $V
     mkdir -p "$WORK/$h"
     jq -n --arg u "$ETCD_URL" --arg n "node-$h" --argjson t "$timeout" '{etcd: [$u], node: $n, underlay: "u0", timeoutMs: $t}' \
         >"$WORK/$h/cluster.json"
+}
+
+hosts_up() { # hosts_up [etcd timeout ms]: host_up for each of HOSTS, numbered from 1
+    local h i=0
+    for h in "${HOSTS[@]}"; do
+        i=$((i + 1))
+        host_up "$h" "$i" "${1:-3000}"
+    done
+}
+
+# The cluster agent of a host (cnm-shim agent, its log in $WORK/<host>/agent.log); stop_agent
+# returns its exit status.
+start_agent() {
+    ip netns exec "$VX_NS-$1" env CNM_CLUSTER_FILE="$WORK/$1/cluster.json" "$SHIM" agent --state-dir "$WORK/$1/state" --resync 2 \
+        >>"$WORK/$1/agent.log" 2>&1 &
+    AGENT[$1]=$!
+}
+stop_agent() {
+    local rc=0
+    kill -TERM "${AGENT[$1]}"
+    wait "${AGENT[$1]}" 2>/dev/null || rc=$?
+    unset "AGENT[$1]"
+    return "$rc"
+}
+
+vx_cleanup() {
+    local pid
+    for pid in "${AGENT[@]}"; do kill -9 "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
+    etcd_kill
+    cleanup
 }
 
 start_etcd() { # (again after stop_etcd: the same member and data dir)
