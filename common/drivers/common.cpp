@@ -109,8 +109,9 @@ Result<BridgeVeth> add_bridge_veth(Kernel& kernel, const Link& bridge, const End
     veth.peer = target.host() ? target.ifname : state_string(endpoint.driver_state, "tempName");
     if (!target.host())
         veth.ns = TRY(open_sandbox(kernel, target));
-    TRY(kernel.create_veth({ host_veth, veth.peer, host_ns, veth.ns, mtu, mac }));
-    auto hv = TRY(kernel.get_link(host_ns, host_veth));
+    auto hv = TRY(kernel.create_veth({ host_veth, veth.peer, host_ns, veth.ns, mtu, mac }));
+    if (!hv)
+        hv = TRY(kernel.get_link(host_ns, host_veth));
     if (!hv)
         return make_error(Code::Kernel, "host end of the veth (" + host_veth + ") is missing");
     netlink::LinkChange join;

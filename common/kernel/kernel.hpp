@@ -69,7 +69,8 @@ public:
     /// Returns false when a link of that name already existed.
     virtual Result<bool> create_bridge(NsId ns, const std::string& name, std::optional<int> mtu, bool vlan_filtering) = 0;
     virtual Result<void> set_vlan_filtering(NsId ns, int index, bool on) = 0;
-    virtual Result<void> create_veth(const VethSpec& spec) = 0;
+    /// The end in spec.ns when the kernel said what it made (else nullopt: look it up).
+    virtual Result<std::optional<Link>> create_veth(const VethSpec& spec) = 0;
     virtual Result<void> create_child(const ChildSpec& spec) = 0;
     /// An 802.1Q sub-interface of `parent`, up.
     virtual Result<void> create_vlan(NsId ns, const std::string& name, int parent, uint16_t vid) = 0;

@@ -54,7 +54,7 @@ public:
         return netlink::set_bridge_vlan_filtering(*TRY(socket(ns)), index, on);
     }
 
-    Result<void> create_veth(const VethSpec& spec) override
+    Result<std::optional<Link>> create_veth(const VethSpec& spec) override
     {
         auto& s = *TRY(socket(spec.ns));
         int peer_fd = spec.peer_ns == spec.ns ? -1 : TRY(netns_fd(spec.peer_ns));
@@ -189,12 +189,20 @@ private:
             return make_error(Code::Internal, "no such namespace handle " + std::to_string(ns));
         std::unique_ptr<Socket> s;
         {
-            auto guard = TRY(NetnsGuard::enter(netns->second));
+            auto guard = TRY(NetnsGuard::enter(netns->second, TRY(origin())));
             s = TRY(Socket::open());
         }
         auto* raw = s.get();
         m_sockets.emplace(ns, std::move(s));
         return raw;
+    }
+    // The namespace this thread is in, to return to: the host socket's (the kernel is made and
+    // used there), asked of the socket rather than looked up in /proc.
+    Result<Netns> origin()
+    {
+        if (auto ns = Netns::of_socket(m_sockets.at(host_ns)->fd()))
+            return ns;
+        return Netns::current();
     }
     Result<int> netns_fd(NsId ns)
     {

@@ -287,11 +287,19 @@ Request build_veth(const VethSpec& spec)
         });
 }
 
-Result<void> create_veth(Socket& socket, const VethSpec& spec)
+Result<std::optional<Link>> create_veth(Socket& socket, const VethSpec& spec)
 {
     auto r = build_veth(spec);
-    return kind_supported(socket.transact(r, "creating veth pair " + spec.name + "/" + spec.peer_name),
-        "the kernel does not support veth devices (CONFIG_VETH)");
+    // The echo saves the lookup of the new link (its index and MAC) that would follow.
+    r.header()->nlmsg_flags |= NLM_F_ECHO;
+    std::optional<Link> made;
+    auto done = socket.transact(r, "creating veth pair " + spec.name + "/" + spec.peer_name, [&](const nlmsghdr* nlh) {
+        if (nlh->nlmsg_type == RTM_NEWLINK)
+            if (Link l = parse_link(nlh); l.name == spec.name)
+                made = std::move(l);
+    });
+    TRY(kind_supported(std::move(done), "the kernel does not support veth devices (CONFIG_VETH)"));
+    return made;
 }
 
 // --- macvlan, ipvlan -------------------------------------------------------------------------

@@ -86,7 +86,9 @@ struct VethSpec {
     std::optional<Mac> peer_mac;
 };
 Request build_veth(const VethSpec& spec);
-Result<void> create_veth(Socket& socket, const VethSpec& spec);
+/// The host end as the kernel echoes it (NLM_F_ECHO, Linux 6.3+); nullopt from an older kernel,
+/// which creates the pair but sends no copy.
+Result<std::optional<Link>> create_veth(Socket& socket, const VethSpec& spec);
 
 struct MacvlanSpec {
     std::string name;      // created directly in the target namespace under this (temporary) name

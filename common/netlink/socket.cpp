@@ -71,6 +71,11 @@ Socket::Socket(mnl_socket* socket)
 {
 }
 
+int Socket::fd() const
+{
+    return mnl_socket_get_fd(m_socket);
+}
+
 Socket::~Socket()
 {
     mnl_socket_close(m_socket);
@@ -123,6 +128,12 @@ Result<void> Socket::transact(Request& request, const std::string& what)
 {
     bool interrupted = false;
     return run(request, what, nullptr, interrupted);
+}
+
+Result<void> Socket::transact(Request& request, const std::string& what, const std::function<void(const nlmsghdr*)>& on_message)
+{
+    bool interrupted = false;
+    return run(request, what, &on_message, interrupted);
 }
 
 Result<void> Socket::query(Request& request, const std::string& what, const std::function<void(const nlmsghdr*)>& on_message)

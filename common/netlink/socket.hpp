@@ -23,6 +23,8 @@ public:
     /// its msg says `what` failed and why, and its sys_errno holds the errno (EEXIST, ENODEV …)
     /// for the caller to match on.
     Result<void> transact(Request& request, const std::string& what);
+    /// The same, handing `on_message` what the kernel sends before the ack (NLM_F_ECHO's copy).
+    Result<void> transact(Request& request, const std::string& what, const std::function<void(const nlmsghdr*)>& on_message);
     /// Sends a request and hands every reply message to `on_message` (dumps included).
     /// NLM_F_DUMP_INTR: the dump is retried up to 5 times (a link changed meanwhile), then the
     /// call fails with EINTR; partial results are never returned.
@@ -32,6 +34,8 @@ public:
     /// dump by ifa_index) instead of sending everything. Off by default: strict mode also refuses
     /// dump headers that carry fields it does not filter by.
     void set_strict(bool on);
+
+    int fd() const;
 
 private:
     explicit Socket(mnl_socket* socket);

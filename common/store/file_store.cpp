@@ -443,8 +443,11 @@ Result<std::unique_ptr<FileStore>> FileStore::open(const std::string& root)
         return make_error(Code::InvalidConfig, "invalid config: state directory \"" + root + "\" must be an absolute path");
     if (root.find('\0') != std::string::npos || root.size() > 1024)
         return make_error(Code::InvalidConfig, "invalid config: state directory is not a usable path");
-    // mkdir -p: parents get 0755, the root itself 0700.
-    for (size_t pos = 1; pos <= root.size(); ++pos) {
+    // mkdir -p when it is missing (parents get 0755, the root itself 0700); it is there on every
+    // call but the first, so it is opened first: no walk of the path per component.
+    int fd = ::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    bool missing = fd < 0 && errno == ENOENT;
+    for (size_t pos = 1; missing && pos <= root.size(); ++pos) {
         if (pos != root.size() && root[pos] != '/')
             continue;
         std::string prefix = root.substr(0, pos);
@@ -454,8 +457,9 @@ Result<std::unique_ptr<FileStore>> FileStore::open(const std::string& root)
                     + (err == EROFS || err == EACCES ? ": the state directory is not writable" : ""),
                 std::strerror(err));
         }
+        if (pos == root.size())
+            fd = ::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     }
-    int fd = ::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
         return make_error(Code::Io, "cannot open state directory " + root, std::strerror(errno));
     struct stat st;
@@ -522,6 +526,8 @@ Result<int> FileStore::dir_fd(const Key& dir, Create create)
         return untrusted_error(m_root + "/" + key_str(dir), *why);
     }
     m_dirs.emplace(dir, fd);
+    if (st.st_size <= sweep_limit)
+        m_small.push_back(fd);
     return fd;
 }
 
@@ -852,6 +858,7 @@ void FileStore::forget_dirs(const Key& dir)
          && std::equal(dir.begin(), dir.end(), it->first.begin());) {
         m_unsynced_dirs.erase(std::remove(m_unsynced_dirs.begin(), m_unsynced_dirs.end(), it->second), m_unsynced_dirs.end());
         m_swept.erase(std::remove(m_swept.begin(), m_swept.end(), it->second), m_swept.end());
+        m_small.erase(std::remove(m_small.begin(), m_small.end(), it->second), m_small.end());
         kept_spare(it->second);
         ::close(it->second);
         it = m_dirs.erase(it);
@@ -904,6 +911,7 @@ Result<void> FileStore::remove_dir(const Key& key)
     if (auto it = m_dirs.find(key); it != m_dirs.end()) {
         TRY(sync()); // its fd may be queued for an fsync
         m_swept.erase(std::remove(m_swept.begin(), m_swept.end(), it->second), m_swept.end());
+        m_small.erase(std::remove(m_small.begin(), m_small.end(), it->second), m_small.end());
         kept_spare(it->second);
         ::close(it->second);
         m_dirs.erase(it);
@@ -977,15 +985,24 @@ void FileStore::sweep_temps(int dfd)
     if (std::find(m_swept.begin(), m_swept.end(), dfd) != m_swept.end())
         return;
     m_swept.push_back(dfd);
-    struct stat st;
-    if (::fstat(dfd, &st) < 0 || st.st_size > 4096)
-        return;
+    // Small when dir_fd opened it (its fstat is this one's), or by a look now.
+    if (std::find(m_small.begin(), m_small.end(), dfd) == m_small.end()) {
+        struct stat st;
+        if (::fstat(dfd, &st) < 0 || st.st_size > sweep_limit)
+            return;
+    }
+    // One getdents64 through the cached fd from offset 0, not for_each_entry's fd of its own and
+    // read to the end: a directory of one block fits the buffer several times over, and a temp in
+    // a part not read (a directory that grew meanwhile) is swept another time.
+    alignas(struct dirent64) char buf[16384];
+    ssize_t n = ::lseek(dfd, 0, SEEK_SET) == 0 ? ::getdents64(dfd, buf, sizeof buf) : -1;
     std::vector<std::pair<std::string, TempKind>> temps;
-    (void)for_each_entry(dfd, [&](const char* name) {
-        if (auto kind = temp_kind(name); kind != TempKind::None)
-            temps.emplace_back(name, kind);
-        return true;
-    });
+    for (ssize_t pos = 0; pos < n;) {
+        const auto* entry = reinterpret_cast<const struct dirent64*>(buf + pos);
+        pos += entry->d_reclen;
+        if (auto kind = temp_kind(entry->d_name); kind != TempKind::None)
+            temps.emplace_back(entry->d_name, kind);
+    }
     for (auto& [name, kind] : temps)
         reclaim_temp(dfd, name.c_str(), kind);
 }

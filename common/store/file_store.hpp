@@ -115,6 +115,9 @@ private:
     std::chrono::milliseconds m_lock_timeout { 0 };
     bool m_exact_times = false;     // the file system kept a version exactly: no more read-backs
     std::vector<int> m_swept;       // directories lock() has swept of dead writers' temps
+    std::vector<int> m_small;       // directories of at most sweep_limit bytes when opened
+    /// The largest directory lock() sweeps (sweep_temps).
+    static constexpr long sweep_limit = 4096;
     std::vector<int> m_spareless;   // directories where a per-boot write found no spare
 };
 

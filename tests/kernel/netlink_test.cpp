@@ -15,6 +15,7 @@
 #include <cstdio>
 #include <linux/if.h>
 #include <sched.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 using namespace cnm;
@@ -88,8 +89,23 @@ TEST_CASE("veth: the peer is created directly in another namespace, renamed ther
     REQUIRE(::setns(host.fd(), CLONE_NEWNET) == 0);
 
     auto mac = parse_mac("02:13:00:00:00:07");
-    REQUIRE(create_veth(*ns.socket, { "vhost0", "tmp1234", container.fd(), 1300, mac }).ok());
+    auto made = create_veth(*ns.socket, { "vhost0", "tmp1234", container.fd(), 1300, mac });
+    REQUIRE(made.ok());
     CHECK_FALSE(get_link(*ns.socket, "tmp1234").value()); // not in the host
+    // The kernel's echo of the host end (6.3+) is what a lookup of it says.
+    struct utsname u {};
+    ::uname(&u);
+    int major = 0, minor = 0;
+    std::sscanf(u.release, "%d.%d", &major, &minor);
+    if (major > 6 || (major == 6 && minor >= 3)) {
+        REQUIRE(made.value());
+        auto looked = get_link(*ns.socket, "vhost0").value();
+        REQUIRE(looked);
+        CHECK(made.value()->index == looked->index);
+        CHECK(made.value()->mac == looked->mac);
+        CHECK(made.value()->name == "vhost0");
+        CHECK(made.value()->mtu == 1300);
+    }
     auto peer = get_link(*inside, "tmp1234").value();
     REQUIRE(peer);
     CHECK(peer->kind == "veth");

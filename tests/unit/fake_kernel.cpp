@@ -382,7 +382,7 @@ Result<void> FakeKernel::set_vlan_filtering(NsId ns, int index, bool on)
     return {};
 }
 
-Result<void> FakeKernel::create_veth(const VethSpec& spec)
+Result<std::optional<Link>> FakeKernel::create_veth(const VethSpec& spec)
 {
     TRY(enter("create_veth", true, spec.name));
     auto* n = TRY(space(spec.ns));
@@ -407,7 +407,7 @@ Result<void> FakeKernel::create_veth(const VethSpec& spec)
     a2.peer_ns = spec.peer_ns;
     a2.link.peer_index = b_index;
     a2.link.peer_netnsid = spec.ns == spec.peer_ns ? -1 : spec.peer_ns;
-    return {};
+    return std::optional<Link>(a2.link);
 }
 
 Result<void> FakeKernel::create_child(const ChildSpec& spec)

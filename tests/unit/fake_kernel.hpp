@@ -117,7 +117,7 @@ public:
     Result<std::optional<Link>> default_route_link(NsId ns) override;
     Result<bool> create_bridge(NsId ns, const std::string& name, std::optional<int> mtu, bool vlan_filtering) override;
     Result<void> set_vlan_filtering(NsId ns, int index, bool on) override;
-    Result<void> create_veth(const VethSpec& spec) override;
+    Result<std::optional<Link>> create_veth(const VethSpec& spec) override;
     Result<void> create_child(const ChildSpec& spec) override;
     Result<void> create_vlan(NsId ns, const std::string& name, int parent, uint16_t vid) override;
     Result<void> delete_link(NsId ns, int index) override;
