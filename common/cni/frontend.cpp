@@ -173,15 +173,7 @@ Plugin link_plugin(const std::string& kind)
         Endpoints endpoints(*s.state.registry, s.kernel.get(), s.driver);
         AddRequest request { network_of(ctx, kind), ctx.env.container_id, ctx.env.ifname, ctx.env.netns,
             Target::in_netns(ctx.env.netns, ctx.env.ifname), mac };
-        auto added = endpoints.add(request, *source);
-        auto synced = s.state.store->sync();
-        if (!added)
-            return added.release_error();
-        TRY(std::move(synced));
-        CniResult result = added->attached.setup;
-        if (ctx.conf.dns)
-            result.dns = *ctx.conf.dns;
-        return result;
+        return finish_add(s.state, endpoints.add(request, *source), ctx.conf.dns);
     };
     p.del = [kind](const Context& ctx) -> Result<void> {
         auto s = TRY(open(ctx, kind));

@@ -8,6 +8,8 @@
 
 namespace cnm {
 class AddressSource;
+struct Added;
+struct State;
 }
 
 namespace cnm::cni {
@@ -15,6 +17,11 @@ namespace cnm::cni {
 /// STATUS of the addresses (every plugin's): the state dir can be opened and written, and the
 /// source can hand out an address (codes 50).
 Result<void> address_status(const Context& ctx, AddressSource& source);
+
+/// How every ADD ends: the state flushed whether the ADD went through or was undone (what an undone
+/// ADD freed is made durable too), then the ADD's error, else the sync's, else its result, with
+/// the conf's DNS when given (the link plugins'; the ipam plugin's result has only its own).
+Result<CniResult> finish_add(State& state, Result<Added> added, const std::optional<Dns>& dns);
 
 /// A link plugin of a driver kind in the table (cnm/driver.hpp): "bridge", "macvlan", "ipvlan".
 Plugin link_plugin(const std::string& kind);

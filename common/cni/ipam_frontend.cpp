@@ -28,6 +28,18 @@ Result<void> address_status(const Context& ctx, AddressSource& source)
     return Endpoints(registry, nullptr, nullptr).status(ctx.conf.name, source);
 }
 
+Result<CniResult> finish_add(State& state, Result<Added> added, const std::optional<Dns>& dns)
+{
+    auto synced = state.store->sync();
+    if (!added)
+        return added.release_error();
+    TRY(std::move(synced));
+    CniResult result = added->attached.setup;
+    if (dns)
+        result.dns = *dns;
+    return result;
+}
+
 Plugin ipam_plugin()
 {
     Plugin p;
@@ -37,14 +49,10 @@ Plugin ipam_plugin()
         PoolAddresses source(TRY(ipam::parse_ipam_conf(ctx.conf, ctx.env.args)));
         auto state = TRY(State::open(ctx.conf));
         Endpoints endpoints(*state.registry, nullptr, nullptr);
-        auto added = endpoints.add({ network_of(ctx), ctx.env.container_id, ctx.env.ifname, ctx.env.netns,
-                                       Target::in_netns(ctx.env.netns, ctx.env.ifname), "" },
-            source);
-        auto synced = state.store->sync();
-        if (!added)
-            return added.release_error();
-        TRY(std::move(synced));
-        return added->attached.setup;
+        return finish_add(state, endpoints.add({ network_of(ctx), ctx.env.container_id, ctx.env.ifname, ctx.env.netns,
+                                                   Target::in_netns(ctx.env.netns, ctx.env.ifname), "" },
+                                     source),
+            std::nullopt);
     };
     p.del = [](const Context& ctx) -> Result<void> {
         // DEL must not fail because the conf's IPAM section no longer parses: the records suffice.

@@ -84,14 +84,7 @@ Result<CniResult> add(const Context& ctx)
             return std::move(e).context("programming the routes to other hosts' blocks");
         }
     }
-    auto synced = s.state.store->sync();
-    if (!added)
-        return added.release_error();
-    TRY(std::move(synced));
-    CniResult result = added->attached.setup;
-    if (ctx.conf.dns)
-        result.dns = *ctx.conf.dns;
-    return result;
+    return finish_add(s.state, std::move(added), ctx.conf.dns);
 }
 
 Result<void> del(const Context& ctx)
