@@ -48,9 +48,14 @@ Result<std::unique_ptr<ClusterAddresses>> cluster_source(Store& store, Kernel& k
 Result<std::optional<std::string>> DockerApi::bound_network(const std::string& docker_id)
 {
     Loaded loaded = TRY(m_store.get(binding_key(docker_id)));
-    if (!loaded.ok() || !loaded.doc.is_object() || !loaded.doc.contains("network") || !loaded.doc["network"].is_string())
-        return std::optional<std::string> {};
-    return std::optional<std::string>(loaded.doc["network"].get<std::string>());
+    if (loaded.ok() && loaded.doc.is_object() && loaded.doc.contains("network") && loaded.doc["network"].is_string())
+        return std::optional<std::string>(loaded.doc["network"].get<std::string>());
+    // A network named by its Docker id has no binding: its record says it is Docker's.
+    auto stored = TRY(m_registry.load_network(docker_id));
+    auto& ids = stored.record.docker_ids;
+    if (stored.ok() && std::find(ids.begin(), ids.end(), docker_id) != ids.end())
+        return std::optional<std::string>(docker_id);
+    return std::optional<std::string> {};
 }
 
 Result<std::optional<DockerApi::EndpointCall>> DockerApi::open_endpoint(const Json& req, const std::string& method)

@@ -128,7 +128,10 @@ Result<Json> DockerApi::create_network(const Json& req)
         return undo_parent(created.release_error());
     if (made)
         TRY(m_store.put(parent_key(parent), Json { { "parent", parent }, { "createdFor", name } }));
-    TRY(m_store.put(binding_key(id), Json { { "id", id }, { "network", name }, { "created", now_rfc3339() } }));
+    // The binding of the Docker id to the network, unless the network is named by it: then its
+    // record, which lists the Docker ids it serves, is the binding (one flushed file less).
+    if (name != id)
+        TRY(m_store.put(binding_key(id), Json { { "id", id }, { "network", name }, { "created", now_rfc3339() } }));
     return Json::object();
 }
 

@@ -24,6 +24,7 @@
 #include <linux/if_link.h>
 #include <map>
 #include <set>
+#include <tuple>
 #include <sstream>
 
 using namespace cnm;
@@ -413,6 +414,39 @@ TEST_CASE("shim: a Docker network joins a CNI network: one pool, one gateway, ch
     CHECK(net->ok());
     CHECK(net->record.docker_ids.empty());
     CHECK(f.cni_del(conf, "pod1", "/run/netns/pod1").ok());
+}
+
+TEST_CASE("shim: a network named by its Docker id is bound by its own record; one named by cnm.network has a binding")
+{
+    Fixture f;
+    const std::string named = "c0c0c0c0c0c0" + nid.substr(12);
+    f.create_network(nid, "10.213.45.0/24", Json::object());
+    f.create_network(named, "10.213.46.0/24", { { "cnm.network", "byname" } });
+    // No binding document for the first (its record lists the id); the second's names the network.
+    CHECK_FALSE(f.store->exists(binding_key(nid)).value());
+    REQUIRE(f.store->exists(binding_key(named)).value());
+    CHECK(f.store->get(binding_key(named))->doc["network"] == "byname");
+    auto record = f.registry.load_network(nid);
+    REQUIRE(record.ok());
+    REQUIRE(record->ok());
+    CHECK(record->record.docker_ids == std::vector<std::string> { nid });
+    // Both serve every later call; a retried CreateNetwork is done already.
+    f.create_network(nid, "10.213.45.0/24", Json::object());
+    for (auto& [id, subnet, sandbox] : { std::tuple { nid, "10.213.45.0/24", "fb1" }, std::tuple { named, "10.213.46.0/24", "fb2" } }) {
+        auto join = f.run(id, eid1, subnet, sandbox);
+        CHECK(f.host(join["InterfaceName"]["SrcName"].get<std::string>()));
+        f.ok("NetworkDriver.Leave", ids(id, eid1));
+        f.ok("NetworkDriver.DeleteEndpoint", ids(id, eid1));
+        f.ok("NetworkDriver.DeleteNetwork", Json { { "NetworkID", id } }.dump());
+    }
+    CHECK(f.registry.load_network(nid)->absent());
+    CHECK(f.registry.load_network("byname")->absent());
+    CHECK_FALSE(f.store->exists(binding_key(named)).value());
+    // A network whose record does not list the id is not bound to it.
+    f.ok("NetworkDriver.DeleteNetwork", Json { { "NetworkID", nid } }.dump());
+    CHECK(f.err("NetworkDriver.CreateEndpoint", Json { { "NetworkID", nid }, { "EndpointID", eid1 },
+                  { "Interface", { { "Address", "10.213.45.9/24" }, { "AddressIPv6", "" }, { "MacAddress", "" } } } }.dump())
+              .size() > 0);
 }
 
 TEST_CASE("shim: a network Docker creates is joined by a later CNI conf with its keys")
