@@ -5,8 +5,8 @@
 #include <sys/stat.h>
 
 #include "util/boot_id.hpp"
+#include "util/text.hpp"
 
-#include <cstdio>
 #include <chrono>
 
 namespace cnm {
@@ -56,11 +56,21 @@ std::string now_rfc3339()
     auto days = floor<std::chrono::days>(secs);
     year_month_day date { days };
     hh_mm_ss time { secs - days };
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%04d-%02u-%02uT%02d:%02d:%02dZ", static_cast<int>(date.year()), static_cast<unsigned>(date.month()),
-        static_cast<unsigned>(date.day()), static_cast<int>(time.hours().count()), static_cast<int>(time.minutes().count()),
-        static_cast<int>(time.seconds().count()));
-    return buf;
+    std::string out;
+    out.reserve(20);
+    append_dec(out, static_cast<unsigned>(static_cast<int>(date.year())), 4);
+    out += '-';
+    append_dec(out, static_cast<unsigned>(date.month()), 2);
+    out += '-';
+    append_dec(out, static_cast<unsigned>(date.day()), 2);
+    out += 'T';
+    append_dec(out, static_cast<unsigned long long>(time.hours().count()), 2);
+    out += ':';
+    append_dec(out, static_cast<unsigned long long>(time.minutes().count()), 2);
+    out += ':';
+    append_dec(out, static_cast<unsigned long long>(time.seconds().count()), 2);
+    out += 'Z';
+    return out;
 }
 
 Json NetworkRecord::to_json() const

@@ -1,9 +1,10 @@
 #include "drivers/common.hpp"
 
+#include "util/text.hpp"
+
 #include <cerrno>
 
 #include <algorithm>
-#include <cstdio>
 #include <cstdlib>
 #include <sys/random.h>
 
@@ -21,11 +22,8 @@ std::string random_hex(size_t bytes)
         for (size_t i = 0; i < bytes; ++i)
             raw[i] = static_cast<unsigned char>(std::rand());
     std::string out;
-    char buf[3];
-    for (size_t i = 0; i < bytes; ++i) {
-        std::snprintf(buf, sizeof buf, "%02x", raw[i]);
-        out += buf;
-    }
+    for (size_t i = 0; i < bytes; ++i)
+        append_hex(out, raw[i], 2);
     return out;
 }
 

@@ -1,10 +1,10 @@
 #include "netlink/link.hpp"
 
 #include "netlink/attr.hpp"
+#include "util/text.hpp"
 
 #include <arpa/inet.h>
 #include <cerrno>
-#include <cstdio>
 #include <cstring>
 #include <linux/if.h>
 #include <linux/if_link.h>
@@ -160,9 +160,14 @@ std::optional<Mac> parse_mac(std::string_view text)
 
 std::string mac_str(const Mac& mac)
 {
-    char buf[18];
-    std::snprintf(buf, sizeof buf, "%02x:%02x:%02x:%02x:%02x:%02x", mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]);
-    return buf;
+    std::string out;
+    out.reserve(17);
+    for (size_t i = 0; i < mac.size(); ++i) {
+        if (i)
+            out += ':';
+        append_hex(out, mac[i], 2);
+    }
+    return out;
 }
 
 bool Link::promisc() const

@@ -1,5 +1,9 @@
 #include "cni/types.hpp"
 #include "cni/version.hpp"
+#include "cnm/model.hpp"
+#include "util/text.hpp"
+
+#include <ctime>
 
 #include <doctest/doctest.h>
 
@@ -132,4 +136,34 @@ TEST_CASE("a malformed prevResult is code 7, naming the field")
     CHECK(result_from_json(Json::parse(R"({"interfaces":"x"})")).error().code == Code::InvalidConfig);
     CHECK(result_from_json(Json::parse(R"([1])")).error().code == Code::InvalidConfig);
     CHECK(result_from_json(Json::parse(R"({"routes":[{"dst":"0.0.0.0/0","gw":"fd00::1"}]})")).error().code == Code::InvalidConfig);
+}
+
+TEST_CASE("text: fixed-width hex and decimal, and the record stamp they make")
+{
+    std::string s;
+    append_hex(s, 0xab, 2);
+    append_hex(s, 0x5, 2);
+    append_hex(s, 0xdeadbeef, 8);
+    CHECK(s == "ab05deadbeef");
+    s.clear();
+    append_dec(s, 7, 2);
+    append_dec(s, 0, 2);
+    append_dec(s, 2026, 4);
+    append_dec(s, 123, 2); // wider than asked: all of it
+    append_dec(s, 18446744073709551615ull, 1);
+    CHECK(s == "0700202612318446744073709551615");
+    std::string stamp = now_rfc3339(); // 2026-12-01T16:02:17Z
+    REQUIRE(stamp.size() == 20);
+    for (size_t i : { 4u, 7u })
+        CHECK(stamp[i] == '-');
+    CHECK(stamp[10] == 'T');
+    CHECK(stamp[13] == ':');
+    CHECK(stamp[16] == ':');
+    CHECK(stamp[19] == 'Z');
+    std::time_t now = std::time(nullptr);
+    std::tm utc {};
+    ::gmtime_r(&now, &utc);
+    char want[8];
+    std::strftime(want, sizeof want, "%Y-%m", &utc);
+    CHECK(stamp.substr(0, 7) == want);
 }
