@@ -189,20 +189,12 @@ private:
             return make_error(Code::Internal, "no such namespace handle " + std::to_string(ns));
         std::unique_ptr<Socket> s;
         {
-            auto guard = TRY(NetnsGuard::enter(netns->second, TRY(origin())));
+            auto guard = TRY(NetnsGuard::enter(netns->second));
             s = TRY(Socket::open());
         }
         auto* raw = s.get();
         m_sockets.emplace(ns, std::move(s));
         return raw;
-    }
-    // The namespace this thread is in, to return to: the host socket's (the kernel is made and
-    // used there), asked of the socket rather than looked up in /proc.
-    Result<Netns> origin()
-    {
-        if (auto ns = Netns::of_socket(m_sockets.at(host_ns)->fd()))
-            return ns;
-        return Netns::current();
     }
     Result<int> netns_fd(NsId ns)
     {

@@ -71,11 +71,6 @@ Socket::Socket(mnl_socket* socket)
 {
 }
 
-int Socket::fd() const
-{
-    return mnl_socket_get_fd(m_socket);
-}
-
 Socket::~Socket()
 {
     mnl_socket_close(m_socket);

@@ -5,9 +5,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
-#include <linux/sockios.h>
 #include <sched.h>
-#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -30,14 +28,6 @@ Result<Netns> Netns::open(const std::string& path)
 Result<Netns> Netns::current()
 {
     return open("/proc/thread-self/ns/net");
-}
-
-Result<Netns> Netns::of_socket(int fd)
-{
-    int ns = ::ioctl(fd, SIOCGSKNS);
-    if (ns < 0)
-        return make_error(Code::Kernel, "cannot get the network namespace of a socket", std::strerror(errno));
-    return Netns(ns);
 }
 
 Netns& Netns::operator=(Netns&& other) noexcept
@@ -65,11 +55,7 @@ bool Netns::same_as(const Netns& other) const
 
 Result<NetnsGuard> NetnsGuard::enter(const Netns& target)
 {
-    return enter(target, TRY(Netns::current()));
-}
-
-Result<NetnsGuard> NetnsGuard::enter(const Netns& target, Netns origin)
-{
+    Netns origin = TRY(Netns::current());
     if (::setns(target.fd(), CLONE_NEWNET) < 0)
         return make_error(Code::Kernel, "cannot enter the network namespace", std::strerror(errno));
     return NetnsGuard(std::move(origin));

@@ -17,8 +17,6 @@ public:
     static Result<Netns> open(const std::string& path);
     /// The namespace this thread is in now.
     static Result<Netns> current();
-    /// The namespace socket `fd` was made in (SIOCGSKNS: no path to walk in /proc).
-    static Result<Netns> of_socket(int fd);
 
     Netns(Netns&& other) noexcept : m_fd(other.m_fd) { other.m_fd = -1; }
     Netns& operator=(Netns&& other) noexcept;
@@ -39,8 +37,6 @@ private:
 class NetnsGuard {
 public:
     static Result<NetnsGuard> enter(const Netns& target);
-    /// The same, returning to `origin`, which must be the namespace this thread is in.
-    static Result<NetnsGuard> enter(const Netns& target, Netns origin);
     NetnsGuard(NetnsGuard&& other) noexcept : m_origin(std::move(other.m_origin)), m_active(other.m_active) { other.m_active = false; }
     NetnsGuard(const NetnsGuard&) = delete;
     NetnsGuard& operator=(const NetnsGuard&) = delete;
