@@ -192,9 +192,9 @@ TempKind temp_kind(std::string_view name)
 }
 
 // Calls fn(name) for each entry of the directory `dfd`, "." and ".." left out, until fn returns
-// false. Reads through an fd of its own (the cached one's offset never moves) with getdents64
-// into a buffer on the stack: no DIR and its 32 KiB heap buffer (pages a plugin would fault in),
-// and none of opendir's fstat/fcntl calls. 0 or errno.
+// false. Reads through an fd of its own (a caller's fn may read the directory too) with
+// getdents64 into a buffer on the stack: no DIR and its 32 KiB heap buffer (pages a plugin would
+// fault in), and none of opendir's fstat/fcntl calls. 0 or errno.
 template <class Fn>
 int for_each_entry(int dfd, Fn&& fn)
 {
@@ -460,8 +460,12 @@ Result<std::unique_ptr<FileStore>> FileStore::open(const std::string& root)
         if (pos == root.size())
             fd = ::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     }
-    if (fd < 0)
-        return make_error(Code::Io, "cannot open state directory " + root, std::strerror(errno));
+    if (fd < 0) {
+        int err = errno;
+        return make_error(Code::Io, "cannot open state directory " + root
+                + (err == EROFS || err == EACCES || err == EPERM ? ": the state directory is not writable" : ""),
+            std::strerror(err));
+    }
     struct stat st;
     if (::fstat(fd, &st) < 0) {
         int err = errno;
@@ -991,17 +995,21 @@ void FileStore::sweep_temps(int dfd)
         if (::fstat(dfd, &st) < 0 || st.st_size > sweep_limit)
             return;
     }
-    // One getdents64 through the cached fd from offset 0, not for_each_entry's fd of its own and
-    // read to the end: a directory of one block fits the buffer several times over, and a temp in
-    // a part not read (a directory that grew meanwhile) is swept another time.
+    // Through the cached fd from offset 0, not for_each_entry's fd of its own (2 syscalls, not
+    // 5). The kernel fills the buffer while the next entry fits, so a read that left room for the
+    // largest entry reached the end: one read for a directory of one ext4 block; tmpfs's ~200
+    // entries of long names may take a second.
     alignas(struct dirent64) char buf[16384];
-    ssize_t n = ::lseek(dfd, 0, SEEK_SET) == 0 ? ::getdents64(dfd, buf, sizeof buf) : -1;
+    constexpr ssize_t largest_entry = 280; // a dirent64 with a 255-byte name
     std::vector<std::pair<std::string, TempKind>> temps;
-    for (ssize_t pos = 0; pos < n;) {
-        const auto* entry = reinterpret_cast<const struct dirent64*>(buf + pos);
-        pos += entry->d_reclen;
-        if (auto kind = temp_kind(entry->d_name); kind != TempKind::None)
-            temps.emplace_back(entry->d_name, kind);
+    ssize_t n = ::lseek(dfd, 0, SEEK_SET) == 0 ? static_cast<ssize_t>(sizeof buf) : 0;
+    while (n > static_cast<ssize_t>(sizeof buf) - largest_entry && (n = ::getdents64(dfd, buf, sizeof buf)) > 0) {
+        for (ssize_t pos = 0; pos < n;) {
+            const auto* entry = reinterpret_cast<const struct dirent64*>(buf + pos);
+            pos += entry->d_reclen;
+            if (auto kind = temp_kind(entry->d_name); kind != TempKind::None)
+                temps.emplace_back(entry->d_name, kind);
+        }
     }
     for (auto& [name, kind] : temps)
         reclaim_temp(dfd, name.c_str(), kind);

@@ -561,7 +561,14 @@ int bench_ipam(int reps, const std::string& ours_dir, const std::string& ref_dir
 struct KernelFloor {
     Stats add, del; // wall in ms; .cpu: the bench's own CPU time (getrusage) over the same calls
     Stats checks;   // of add: the host socket, and a bridge's address list, ip_forward, re-read
+    int veths = 0, echoed = 0; // veths created, and how many the kernel echoed (no lookup after)
 };
+
+/// How the floor made its veths, for its label.
+const char* veth_how(const KernelFloor& k)
+{
+    return k.echoed == k.veths ? "veth create (echoed)" : k.echoed == 0 ? "veth create and lookup" : "veth create (echoed or looked up)";
+}
 
 double self_cpu_ms()
 {
@@ -608,12 +615,17 @@ void kernel_floor_once(Host& host, const std::string& kind, const std::string& m
             TRY(netlink::list_addresses(hs, master));
             char forward[4] = {};
             int fd = ::open("/proc/sys/net/ipv4/ip_forward", O_RDONLY | O_CLOEXEC);
-            if (fd < 0 || ::read(fd, forward, sizeof forward - 1) <= 0)
+            bool read = fd >= 0 && ::read(fd, forward, sizeof forward - 1) > 0;
+            if (fd >= 0)
+                ::close(fd);
+            if (!read)
                 return make_error(Code::Kernel, "cannot read ip_forward");
-            ::close(fd);
             checks_ms += ms_since(c);
             auto peer = TRY(netlink::create_veth(hs, { "cnmbk0", "cnmbk1", target->fd(), std::nullopt, std::nullopt }));
-            if (!peer)
+            ++out.veths;
+            if (peer)
+                ++out.echoed;
+            else
                 peer = TRY(netlink::get_link(hs, "cnmbk0"));
             if (!peer)
                 return make_error(Code::Kernel, "the host end is missing");
@@ -865,14 +877,14 @@ int bench_link_plugin(const std::string& kind, int reps, const std::string& ours
     double floor = mnl_exec.median() + kernel.add.median();
     double true_floor = true_exec.median() + kernel.add.median();
     double del_floor = mnl_exec.median() + kernel.del.median();
+    std::string what = kind == "macvlan" ? "host socket, netns+socket, master lookup, macvlan create, rename, up, address, route"
+                                         : std::string("host socket, netns+socket, bridge lookup and its addresses, ip_forward, ") + veth_how(kernel)
+            + ", port+up, rename, up, address, route, bridge re-read";
     std::printf("floor, same rounds: exec of a no-op linked like the plugin (libc + libmnl) %.2f ms (/bin/true %.2f) + in-process %s %.2f ms "
                 "= %.2f ms (with /bin/true %.2f; + durability of one ADD, 4 fsyncs, %.2f ms = %.2f ms)\n",
-        mnl_exec.median(), true_exec.median(),
-        kind == "macvlan" ? "host socket, netns+socket, master lookup, macvlan create, rename, up, address, route"
-                          : "host socket, netns+socket, bridge lookup and its addresses, ip_forward, veth create (echoed), port+up, rename, up, "
-                            "address, route, bridge re-read",
-        kernel.add.median(), floor, true_floor, durable.median(), floor + durable.median());
-    // Without the host socket and the bridge's checks: the floor as the bench timed it before.
+        mnl_exec.median(), true_exec.median(), what.c_str(), kernel.add.median(), floor, true_floor, durable.median(), floor + durable.median());
+    // Without the host socket and the bridge's checks: what the bench timed before them, less the
+    // lookup after the create where the kernel echoes the new link.
     double bare = floor - kernel.checks.median();
     std::printf("ADD/floor: ours %.2f (%.2f over /bin/true's; %.2f over the floor without the host socket%s, %.2f ms), ref %.2f%s",
         resident[0].add.median() / floor, resident[0].add.median() / true_floor, resident[0].add.median() / bare,
@@ -1296,9 +1308,9 @@ int bench_vxlan(int reps, const std::string& ours_dir, const std::string& ref_di
         vx.add.cpu_median() / br.add.cpu_median(), paired(vx.add.cpu, br.add.cpu), vx.add.cpu_median() - br.add.cpu_median(),
         noop_httplib.cpu_median() - true_exec.cpu_median());
     std::printf("floor, same rounds (the same for both: a steady-state vxlan ADD does a bridge ADD's kernel work): exec of /bin/true %.2f ms "
-                "+ in-process host socket, netns+socket, bridge lookup and its addresses, ip_forward, veth create (echoed), port+up, rename, up, "
+                "+ in-process host socket, netns+socket, bridge lookup and its addresses, ip_forward, %s, port+up, rename, up, "
                 "address, route, bridge re-read %.2f ms = %.2f ms\n",
-        true_exec.median(), kernel.add.median(), floor);
+        true_exec.median(), veth_how(kernel), kernel.add.median(), floor);
     std::printf("ADD/floor: vxlan %.2f, bridge %.2f, ref bridge %.2f; DEL floor %.2f ms, DEL/floor: vxlan %.2f, bridge %.2f\n",
         vx.add.median() / floor, br.add.median() / floor, rb.add.median() / floor, del_floor, vx.del.median() / del_floor,
         br.del.median() / del_floor);

@@ -14,6 +14,7 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
@@ -314,6 +315,30 @@ TEST_CASE("bridge ADD into a sandbox: veth, port VLAN/isolation/hairpin, gateway
     CHECK(r.del(c, "ctr1").ok());
     CHECK(r.del(c, "never").ok());
     CHECK(r.leftovers("net1") == "");
+}
+
+TEST_CASE("bridge ADD takes the host end from the kernel's echo, and looks it up on a kernel that sends none")
+{
+    for (bool echo : { true, false }) {
+        INFO("echo " << echo);
+        Rig r;
+        r.kernel.set_echo(echo);
+        Conf c = bridge_conf();
+        auto added = r.add(c, "ctr1");
+        REQUIRE_MESSAGE(added.ok(), added.error().msg);
+        std::string veth = host_veth(added->endpoint);
+        const auto& log = r.kernel.call_log();
+        auto made = std::find(log.begin(), log.end(), "create_veth " + veth);
+        REQUIRE(made != log.end());
+        bool looked_up = std::find(made, log.end(), "get_link " + veth) != log.end();
+        CHECK(looked_up == !echo);
+        auto* hv = r.kernel.find(host_ns, veth);
+        REQUIRE(hv);
+        CHECK(hv->up());
+        CHECK(hv->link.master == r.kernel.find(host_ns, "cnmbr0")->link.index);
+        CHECK(added->attached.setup.interfaces[1].mac == netlink::mac_str(hv->link.mac));
+        CHECK(r.del(c, "ctr1").ok());
+    }
 }
 
 TEST_CASE("bridge ADD into a sandbox that already has the interface name is code 7 and leaves nothing")

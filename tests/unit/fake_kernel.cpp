@@ -407,7 +407,7 @@ Result<std::optional<Link>> FakeKernel::create_veth(const VethSpec& spec)
     a2.peer_ns = spec.peer_ns;
     a2.link.peer_index = b_index;
     a2.link.peer_netnsid = spec.ns == spec.peer_ns ? -1 : spec.peer_ns;
-    return std::optional<Link>(a2.link);
+    return m_echo ? std::optional<Link>(a2.link) : std::nullopt;
 }
 
 Result<void> FakeKernel::create_child(const ChildSpec& spec)

@@ -71,6 +71,8 @@ public:
     int add_link(NsId ns, const std::string& name, const std::string& kind = "dummy", int mtu = 1500);
     /// A default route through `index` in `ns` (what default_route_link finds).
     void add_default_route(NsId ns, int index, const std::optional<IpAddr>& gw = std::nullopt);
+    /// Whether create_veth reports the end it made, as a kernel with NLM_F_ECHO does (6.3+; on).
+    void set_echo(bool on) { m_echo = on; }
 
     // ---- failure injection ----------------------------------------------------------------------
     /// The nth call (1 = the next) of `method` from now fails with Code::Kernel "injected".
@@ -180,6 +182,7 @@ private:
     std::map<std::string, int> m_fail_method; // method → calls still to go (1 = the next fails)
     int m_fail_mutation = 0;                  // 0: disarmed
     int m_fail_call = 0;
+    bool m_echo = true;
 
     std::map<IpAddr, std::string> m_masq; // address → network
     std::set<std::string> m_chains;       // networks with their chain

@@ -13,10 +13,12 @@ namespace cnm::test {
 
 class TempDir {
 public:
-    TempDir()
+    TempDir() : TempDir("/tmp") { }
+    /// Under `base` (e.g. /dev/shm, for a tmpfs).
+    explicit TempDir(const std::string& base)
     {
-        char tmpl[] = "/tmp/cnm-unit-XXXXXX";
-        m_path = ::mkdtemp(tmpl);
+        std::string tmpl = base + "/cnm-unit-XXXXXX";
+        m_path = ::mkdtemp(tmpl.data());
     }
     ~TempDir() { std::filesystem::remove_all(m_path); }
     const std::string& path() const { return m_path; }

@@ -10,9 +10,11 @@
 #include <fcntl.h>
 #include <ctime>
 #include <fstream>
+#include <linux/magic.h>
 #include <sys/file.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <thread>
@@ -367,6 +369,37 @@ TEST_CASE("store: temp files of dead writers never block a writer with the same 
         REQUIRE(lock.ok());
     }
     CHECK(dot_entries(d) == std::vector<std::string> { ".lock", ".tmp-7-1", ".tmp-x.held" });
+}
+
+TEST_CASE("store: lock() sweeps a small tmpfs directory to its end, past what one read returns")
+{
+    // tmpfs counts 20 bytes per entry in a directory's size, so ~200 entries are "small", but
+    // their names can take more than one getdents64 buffer. A dead temp made first and one made
+    // last: whichever order tmpfs lists them in (by creation, or newest first), one comes after
+    // what the first read returns, and both must be swept.
+    struct statfs fs {};
+    if (::statfs("/dev/shm", &fs) != 0 || fs.f_type != TMPFS_MAGIC)
+        return; // no tmpfs here: the case does not arise
+    test::TempDir tmp("/dev/shm");
+    std::string d = tmp.path() + "/d/";
+    fs::create_directories(d);
+    std::string first = ".tmp-0123456789abcdef", dead = ".tmp-fedcba9876543210";
+    std::ofstream(d + first) << "{\"half\":";
+    for (int i = 0; i < 190; ++i)
+        std::ofstream(d + std::string(100, 'a') + std::to_string(i)) << "{}";
+    std::ofstream(d + dead) << "{\"half\":";
+    struct stat st {};
+    REQUIRE(::stat(d.c_str(), &st) == 0);
+    REQUIRE(st.st_size <= 4096); // small by its size…
+    auto store = FileStore::open(tmp.path());
+    REQUIRE(store.ok());
+    {
+        auto lock = (*store)->lock({ "d" });
+        REQUIRE(lock.ok());
+    }
+    CHECK_FALSE(fs::exists(d + first)); // …and swept to the end
+    CHECK_FALSE(fs::exists(d + dead));
+    CHECK(fs::exists(d + std::string(100, 'a') + "189"));
 }
 
 TEST_CASE("store: a writer racing a sweeper never loses its write")
