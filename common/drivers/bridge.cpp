@@ -127,8 +127,6 @@ public:
         Json state = { { "bridge", c ? c->bridge : "cni0" }, { "hostVeth", "veth" + random_hex(4) } };
         if (target.host())
             state["containerVeth"] = target.ifname;
-        else
-            state["tempName"] = "cnm" + random_hex(4);
         return state;
     }
 

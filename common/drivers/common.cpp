@@ -46,15 +46,17 @@ Result<Link> configure_container(Kernel& kernel, NsId ns, const ContainerSetup& 
     auto link = TRY(kernel.get_link(ns, temp_name));
     if (!link)
         return make_error(Code::Kernel, "the container end of the link (" + temp_name + ") is missing");
-    netlink::LinkChange rename;
-    rename.name = ifname;
-    // The kernel refuses a name that is taken (EEXIST): no lookup of it first.
-    if (auto renamed = kernel.set_link(ns, link->index, rename); !renamed) {
-        if (renamed.error().sys_errno == EEXIST)
-            return make_error(Code::InvalidConfig, "container already has an interface named " + ifname);
-        return renamed.release_error();
+    if (temp_name != ifname) {
+        netlink::LinkChange rename;
+        rename.name = ifname;
+        // The kernel refuses a name that is taken (EEXIST): no lookup of it first.
+        if (auto renamed = kernel.set_link(ns, link->index, rename); !renamed) {
+            if (renamed.error().sys_errno == EEXIST)
+                return make_error(Code::InvalidConfig, "container already has an interface named " + ifname);
+            return renamed.release_error();
+        }
+        link->name = ifname;
     }
-    link->name = ifname;
     if (!how.up)
         return *link;
     netlink::LinkChange up;
@@ -104,10 +106,16 @@ Result<BridgeVeth> add_bridge_veth(Kernel& kernel, const Link& bridge, const End
         mac = netlink::parse_mac(endpoint.mac);
     BridgeVeth veth;
     veth.ns = host_ns;
-    veth.peer = target.host() ? target.ifname : state_string(endpoint.driver_state, "tempName");
+    // The container end gets the runtime's name at creation, not a temporary one renamed later: a
+    // rename waits for an RCU grace period under the rtnl lock (~150 µs here). The host end's name
+    // is in the intent, and the container end goes with it, so no other name is needed to clean up.
+    veth.peer = target.ifname;
     if (!target.host())
         veth.ns = TRY(open_sandbox(kernel, target));
-    auto hv = TRY(kernel.create_veth({ host_veth, veth.peer, host_ns, veth.ns, mtu, mac }));
+    auto made = kernel.create_veth({ host_veth, veth.peer, host_ns, veth.ns, mtu, mac });
+    if (!made && made.error().sys_errno == EEXIST && !target.host() && TRY(kernel.get_link(veth.ns, veth.peer)))
+        return make_error(Code::InvalidConfig, "container already has an interface named " + veth.peer);
+    auto hv = TRY(std::move(made));
     if (!hv)
         hv = TRY(kernel.get_link(host_ns, host_veth));
     if (!hv)
@@ -136,9 +144,13 @@ Result<Mac> finish_container_end(Kernel& kernel, const BridgeVeth& veth, const T
 Result<void> delete_veth_endpoint(Kernel& kernel, const EndpointRecord& endpoint)
 {
     const Json& d = endpoint.driver_state;
-    TRY(delete_host_link(kernel, state_string(d, "hostVeth"), "veth"));
+    std::string host_end = state_string(d, "hostVeth");
+    TRY(delete_host_link(kernel, host_end, "veth"));
     TRY(delete_host_link(kernel, state_string(d, "containerVeth"), "veth"));
-    if (endpoint.frontend == Frontend::Docker)
+    // The container end goes with the host end, so the sandbox is searched only for a record that
+    // names no host end: else a rollback would find the interface whose name made the ADD fail
+    // (a veth of another plugin's at the runtime's name) and remove it.
+    if (endpoint.frontend == Frontend::Docker || !host_end.empty())
         return {};
     return delete_in_sandbox(kernel, endpoint.netns, { endpoint.ifname, state_string(d, "tempName") }, "veth");
 }

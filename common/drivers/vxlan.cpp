@@ -248,8 +248,6 @@ public:
         Json state = { { "bridge", k ? k->bridge : "" }, { "hostVeth", "veth" + random_hex(4) } };
         if (target.host())
             state["containerVeth"] = target.ifname;
-        else
-            state["tempName"] = "cnm" + random_hex(4);
         // Recorded before the element exists, so DEL removes it after a crash.
         if (k && k->ip_masq)
             state["vxMasq"] = true;

@@ -60,6 +60,7 @@ struct NewLink {
     std::optional<int> mtu;
     std::optional<Mac> mac;
     bool up = false;       // IFF_UP in the ifinfomsg
+    bool one_queue = false; // IFLA_NUM_TX_QUEUES and IFLA_NUM_RX_QUEUES 1
 };
 /// Writes the kind's attributes; IFLA_INFO_DATA is open when it is called.
 using KindFill = std::function<void(Request&)>;

@@ -551,9 +551,10 @@ int bench_ipam(int reps, const std::string& ours_dir, const std::string& ref_dir
 // One ADD's kernel work in-process, in `host`, into a fresh netns: a netlink socket of its own in
 // the host (every exec'd plugin opens one), the netns opened and a socket made in it (any plugin
 // must enter the netns to address the link and route through it), the master looked up by name,
-// the link created there (a veth whose host end becomes a port of the master and goes up, or a
-// macvlan on it), renamed to the runtime's name, up, its address, and a default route when `gw`
-// is set; then its delete. A bridge ADD (isGateway, as the bench's confs) also does what the
+// the link created there (a veth under the runtime's name, one queue each way, whose host end
+// becomes a port of the master and goes up; or a macvlan on the master under a temporary name,
+// renamed to the runtime's), up, its address, and a default route when `gw` is set — the requests
+// our plugins make; then its delete. A bridge ADD (isGateway, as the bench's confs) also does what the
 // reference bridge does on every ADD besides: it lists the bridge's addresses (is the gateway
 // there?), reads ip_forward, and looks the bridge up again once the port is in (its MAC may have
 // changed; the result reports it). The host end's lookup after the create is left out where the
@@ -621,7 +622,9 @@ void kernel_floor_once(Host& host, const std::string& kind, const std::string& m
             if (!read)
                 return make_error(Code::Kernel, "cannot read ip_forward");
             checks_ms += ms_since(c);
-            auto peer = TRY(netlink::create_veth(hs, { "cnmbk0", "cnmbk1", target->fd(), std::nullopt, std::nullopt }));
+            // Under its final name and with one queue each way, as our plugins create it: no
+            // rename in the container, no cut of the queues after registration.
+            auto peer = TRY(netlink::create_veth(hs, { "cnmbk0", "eth0", target->fd(), std::nullopt, std::nullopt }));
             ++out.veths;
             if (peer)
                 ++out.echoed;
@@ -634,13 +637,16 @@ void kernel_floor_once(Host& host, const std::string& kind, const std::string& m
             port.up = true;
             TRY(netlink::set_link(hs, peer->index, port));
         }
-        auto link = TRY(netlink::get_link(*inside, "cnmbk1"));
+        auto link = TRY(netlink::get_link(*inside, kind == "macvlan" ? "cnmbk1" : "eth0"));
         if (!link)
             return make_error(Code::Kernel, "the new link is missing");
-        netlink::LinkChange rename, up;
-        rename.name = "eth0";
+        if (kind == "macvlan") { // made under a temporary name in the netns, then renamed
+            netlink::LinkChange rename;
+            rename.name = "eth0";
+            TRY(netlink::set_link(*inside, link->index, rename));
+        }
+        netlink::LinkChange up;
         up.up = true;
-        TRY(netlink::set_link(*inside, link->index, rename));
         TRY(netlink::set_link(*inside, link->index, up));
         TRY(netlink::add_address(*inside, link->index, *IpNet::parse(address)));
         if (gw)
@@ -879,7 +885,7 @@ int bench_link_plugin(const std::string& kind, int reps, const std::string& ours
     double del_floor = mnl_exec.median() + kernel.del.median();
     std::string what = kind == "macvlan" ? "host socket, netns+socket, master lookup, macvlan create, rename, up, address, route"
                                          : std::string("host socket, netns+socket, bridge lookup and its addresses, ip_forward, ") + veth_how(kernel)
-            + ", port+up, rename, up, address, route, bridge re-read";
+            + " (the container end under its final name, one queue each way), port+up, up, address, route, bridge re-read";
     std::printf("floor, same rounds: exec of a no-op linked like the plugin (libc + libmnl) %.2f ms (/bin/true %.2f) + in-process %s %.2f ms "
                 "= %.2f ms (with /bin/true %.2f; + durability of one ADD, 4 fsyncs, %.2f ms = %.2f ms)\n",
         mnl_exec.median(), true_exec.median(), what.c_str(), kernel.add.median(), floor, true_floor, durable.median(), floor + durable.median());
@@ -1308,8 +1314,8 @@ int bench_vxlan(int reps, const std::string& ours_dir, const std::string& ref_di
         vx.add.cpu_median() / br.add.cpu_median(), paired(vx.add.cpu, br.add.cpu), vx.add.cpu_median() - br.add.cpu_median(),
         noop_httplib.cpu_median() - true_exec.cpu_median());
     std::printf("floor, same rounds (the same for both: a steady-state vxlan ADD does a bridge ADD's kernel work): exec of /bin/true %.2f ms "
-                "+ in-process host socket, netns+socket, bridge lookup and its addresses, ip_forward, %s, port+up, rename, up, "
-                "address, route, bridge re-read %.2f ms = %.2f ms\n",
+                "+ in-process host socket, netns+socket, bridge lookup and its addresses, ip_forward, %s (the container end under its "
+                "final name, one queue each way), port+up, up, address, route, bridge re-read %.2f ms = %.2f ms\n",
         true_exec.median(), veth_how(kernel), kernel.add.median(), floor);
     std::printf("ADD/floor: vxlan %.2f, bridge %.2f, ref bridge %.2f; DEL floor %.2f ms, DEL/floor: vxlan %.2f, bridge %.2f\n",
         vx.add.median() / floor, br.add.median() / floor, rb.add.median() / floor, del_floor, vx.del.median() / del_floor,

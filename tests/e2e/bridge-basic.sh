@@ -45,6 +45,9 @@ for v in 0.1.0 0.2.0 0.3.1 0.4.0 1.0.0 1.1.0; do
         expect_eq "$v mtu on the container end" 1400 "$(ip -n "$C1" -j link show eth0 | jq '.[0].mtu')"
         veth=$(jq -r '.interfaces[1].name' <<<"$r")
         expect_eq "$v host veth is a port of the bridge" "cnmtb$n" "$(ip -n "$HOST" -j link show "$veth" | jq -r '.[0].master')"
+        # One queue each way, said at creation (no cut to one afterwards, which waits for RCU).
+        expect_eq "$v one queue on both ends" "1 1 1 1" "$( (ip -n "$C1" -j -d link show eth0; ip -n "$HOST" -j -d link show "$veth") \
+            | jq -rs '[.[][0] | .num_tx_queues, .num_rx_queues] | join(" ")')"
         expect_eq "$v gateway on the bridge" true "$(ip -n "$HOST" -j addr show cnmtb$n | jq "[.[0].addr_info[].local] | index(\"10.213.10$n.1\") != null")"
         expect_eq "$v default route in the container" "10.213.10$n.1" "$(ip -n "$C1" -j route show default | jq -r '.[0].gateway')"
         expect_eq "$v no IPv6 DAD wait (address not tentative)" 0 "$(ip -n "$C1" -j -6 addr show dev eth0 | jq '[.[0].addr_info[] | select(.scope == "global" and .tentative == true)] | length')"

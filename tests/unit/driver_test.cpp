@@ -341,22 +341,28 @@ TEST_CASE("bridge ADD takes the host end from the kernel's echo, and looks it up
     }
 }
 
-TEST_CASE("bridge ADD into a sandbox that already has the interface name is code 7 and leaves nothing")
+TEST_CASE("bridge ADD into a sandbox that already has the interface name is code 7 and leaves nothing, the interface included")
 {
-    // The kernel's rename answers EEXIST (no lookup of the name first); the ADD rolls back.
-    Rig r;
-    Conf c = bridge_conf();
-    NsId sb = r.kernel.add_netns(netns_of("ctr1"));
-    r.kernel.add_link(sb, "eth0");
-    std::string baseline = r.kernel_leftovers();
-    auto added = r.add(c, "ctr1");
-    REQUIRE_FALSE(added.ok());
-    CHECK(added.error().code == Code::InvalidConfig);
-    CHECK(mentions(added.error(), "container already has an interface named eth0"));
-    CHECK(r.kernel.links(sb).size() == 2); // lo and the planted eth0: the new veth end went again
-    CHECK_MESSAGE(r.kernel_leftovers() == baseline, r.kernel.dump());
-    CHECK(r.leftovers("net1") == "");
-    CHECK(r.leases() == 0);
+    // The container end is created under the runtime's name: the kernel answers EEXIST and nothing
+    // is made; the ADD rolls back, and the rollback leaves the interface that was there — also a
+    // veth (another plugin's), which a search of the sandbox by name would have found.
+    for (const char* kind : { "dummy", "veth" }) {
+        INFO(kind);
+        Rig r;
+        Conf c = bridge_conf();
+        NsId sb = r.kernel.add_netns(netns_of("ctr1"));
+        r.kernel.add_link(sb, "eth0", kind);
+        std::string baseline = r.kernel_leftovers();
+        auto added = r.add(c, "ctr1");
+        REQUIRE_FALSE(added.ok());
+        CHECK(added.error().code == Code::InvalidConfig);
+        CHECK(mentions(added.error(), "container already has an interface named eth0"));
+        REQUIRE(r.kernel.links(sb).size() == 2); // lo and the planted eth0
+        CHECK(r.kernel.find(sb, "eth0")->link.kind == kind);
+        CHECK_MESSAGE(r.kernel_leftovers() == baseline, r.kernel.dump());
+        CHECK(r.leftovers("net1") == "");
+        CHECK(r.leases() == 0);
+    }
 }
 
 TEST_CASE("bridge CHECK fails when a firewall element, the sandbox address or the port is gone")

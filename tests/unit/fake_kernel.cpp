@@ -389,10 +389,15 @@ Result<std::optional<Link>> FakeKernel::create_veth(const VethSpec& spec)
     auto* p = TRY(space(spec.peer_ns));
     TRY(check_name(spec.name));
     TRY(check_name(spec.peer_name));
+    auto taken = [](const std::string& name) {
+        Error e = kernel_error("a link named " + name + " exists");
+        e.sys_errno = EEXIST; // as the kernel's RTM_NEWLINK answers
+        return e;
+    };
     if (link_in(*n, spec.name))
-        return kernel_error("a link named " + spec.name + " exists");
+        return taken(spec.name);
     if (link_in(*p, spec.peer_name) || (spec.ns == spec.peer_ns && spec.name == spec.peer_name))
-        return kernel_error("a link named " + spec.peer_name + " exists");
+        return taken(spec.peer_name);
     int mtu = spec.mtu.value_or(1500);
     auto& a = make_link(*n, spec.name, "veth", mtu);
     int a_index = a.link.index;
