@@ -22,8 +22,9 @@ struct ContainerSetup {
     bool dad = false;
     bool default_gateway = false; // add a default route via the gateway when IPAM gave none
 };
-/// Renames `temp_name` to `ifname` inside the sandbox, brings it up, adds the addresses and routes
-/// of `setup` (appending a default route to it when asked). Returns the link as it is then.
+/// Renames `temp_name` to `ifname` inside the sandbox (unless it has that name already), brings it
+/// up, adds the addresses and routes of `setup` (appending a default route to it when asked).
+/// Returns the link as it is then.
 Result<Link> configure_container(Kernel& kernel, NsId ns, const ContainerSetup& how, const std::string& temp_name,
     const std::string& ifname, NetSetup& setup);
 

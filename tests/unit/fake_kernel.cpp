@@ -478,7 +478,7 @@ Result<void> FakeKernel::delete_link(NsId ns, int index)
 
 Result<void> FakeKernel::set_link(NsId ns, int index, const netlink::LinkChange& change)
 {
-    TRY(enter("set_link", true));
+    TRY(enter("set_link", true, change.name ? "rename " + *change.name : ""));
     auto* n = TRY(space(ns));
     auto* l = link_in(*n, index);
     if (!l)
