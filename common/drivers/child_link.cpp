@@ -96,8 +96,6 @@ public:
         Json state = { { "master", c ? c->master : "" }, { "mode", c ? c->mode : m_kind.modes.front().first } };
         if (target.host())
             state["childLink"] = target.ifname;
-        else
-            state["tempName"] = "cnm" + random_hex(4);
         return state;
     }
 
@@ -114,11 +112,22 @@ public:
         if (mac && !m_kind.custom_mac)
             return invalid(std::string(m_kind.name) + " interfaces share their master's MAC address: a custom MAC (" + netlink::mac_str(*mac)
                 + ") cannot be set");
+        // Made under the runtime's name, in the sandbox at once: a rename would wait for an RCU
+        // grace period under the rtnl lock (~150 µs here).
         NsId ns = host_ns;
-        std::string name = target.host() ? target.ifname : state_string(endpoint.driver_state, "tempName");
+        std::string name = target.ifname;
         if (!target.host())
             ns = TRY(open_sandbox(kernel, target));
-        TRY(kernel.create_child({ std::string(m_kind.name), name, master.index, ns, c.mode_value, c.ipvlan_flags, c.mtu, mac }));
+        if (auto made = kernel.create_child({ std::string(m_kind.name), name, master.index, ns, c.mode_value, c.ipvlan_flags, c.mtu, mac });
+            !made) {
+            if (made.error().sys_errno == EEXIST && !target.host() && TRY(kernel.get_link(ns, name))) {
+                // Not ours: the rollback's detach must leave it (this mark lives only in memory,
+                // with the intent the rollback removes).
+                endpoint.driver_state["nameTaken"] = true;
+                return make_error(Code::InvalidConfig, "container already has an interface named " + name);
+            }
+            return made.release_error();
+        }
         fault_point((std::string(m_kind.name) + "-after-link").c_str());
 
         Attached out;
@@ -161,9 +170,10 @@ public:
     {
         const Json& d = endpoint.driver_state;
         TRY(delete_host_link(kernel, state_string(d, "childLink"), std::string(m_kind.name)));
-        if (endpoint.frontend == Frontend::Docker)
+        if (endpoint.frontend == Frontend::Docker || d.contains("nameTaken"))
             return {};
-        // Under its final name, or under the temporary one if a crash came before the rename.
+        // Under its final name (or, in a record of an older build, the temporary one, if a crash
+        // came before the rename).
         return delete_in_sandbox(kernel, endpoint.netns, { endpoint.ifname, state_string(d, "tempName") }, std::string(m_kind.name));
     }
 

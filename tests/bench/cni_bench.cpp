@@ -551,10 +551,9 @@ int bench_ipam(int reps, const std::string& ours_dir, const std::string& ref_dir
 // One ADD's kernel work in-process, in `host`, into a fresh netns: a netlink socket of its own in
 // the host (every exec'd plugin opens one), the netns opened and a socket made in it (any plugin
 // must enter the netns to address the link and route through it), the master looked up by name,
-// the link created there (a veth under the runtime's name, one queue each way, whose host end
-// becomes a port of the master and goes up; or a macvlan on the master under a temporary name,
-// renamed to the runtime's), up, its address, and a default route when `gw` is set — the requests
-// our plugins make; then its delete. A bridge ADD (isGateway, as the bench's confs) also does what the
+// the link created there under the runtime's name (a veth, one queue each way, whose host end
+// becomes a port of the master and goes up; or a macvlan on the master), up, its address, and a
+// default route when `gw` is set — the requests our plugins make; then its delete. A bridge ADD (isGateway, as the bench's confs) also does what the
 // reference bridge does on every ADD besides: it lists the bridge's addresses (is the gateway
 // there?), reads ip_forward, and looks the bridge up again once the port is in (its MAC may have
 // changed; the result reports it). The host end's lookup after the create is left out where the
@@ -610,7 +609,7 @@ void kernel_floor_once(Host& host, const std::string& kind, const std::string& m
     int master = (*master_link)->index;
     auto configured = [&]() -> Result<void> {
         if (kind == "macvlan")
-            TRY(netlink::create_macvlan(hs, { "cnmbk1", master, target->fd(), 4 /* MACVLAN_MODE_BRIDGE */, std::nullopt, std::nullopt }));
+            TRY(netlink::create_macvlan(hs, { "eth0", master, target->fd(), 4 /* MACVLAN_MODE_BRIDGE */, std::nullopt, std::nullopt }));
         else {
             auto c = Clock::now();
             TRY(netlink::list_addresses(hs, master));
@@ -637,14 +636,9 @@ void kernel_floor_once(Host& host, const std::string& kind, const std::string& m
             port.up = true;
             TRY(netlink::set_link(hs, peer->index, port));
         }
-        auto link = TRY(netlink::get_link(*inside, kind == "macvlan" ? "cnmbk1" : "eth0"));
+        auto link = TRY(netlink::get_link(*inside, "eth0"));
         if (!link)
             return make_error(Code::Kernel, "the new link is missing");
-        if (kind == "macvlan") { // made under a temporary name in the netns, then renamed
-            netlink::LinkChange rename;
-            rename.name = "eth0";
-            TRY(netlink::set_link(*inside, link->index, rename));
-        }
         netlink::LinkChange up;
         up.up = true;
         TRY(netlink::set_link(*inside, link->index, up));
@@ -883,7 +877,7 @@ int bench_link_plugin(const std::string& kind, int reps, const std::string& ours
     double floor = mnl_exec.median() + kernel.add.median();
     double true_floor = true_exec.median() + kernel.add.median();
     double del_floor = mnl_exec.median() + kernel.del.median();
-    std::string what = kind == "macvlan" ? "host socket, netns+socket, master lookup, macvlan create, rename, up, address, route"
+    std::string what = kind == "macvlan" ? "host socket, netns+socket, master lookup, macvlan create (under its final name), up, address, route"
                                          : std::string("host socket, netns+socket, bridge lookup and its addresses, ip_forward, ") + veth_how(kernel)
             + " (the container end under its final name, one queue each way), port+up, up, address, route, bridge re-read";
     std::printf("floor, same rounds: exec of a no-op linked like the plugin (libc + libmnl) %.2f ms (/bin/true %.2f) + in-process %s %.2f ms "

@@ -771,7 +771,7 @@ TEST_CASE("a Docker join rolls back at every failing kernel step; a retried join
 
 // ---- macvlan and ipvlan ------------------------------------------------------------------------
 
-TEST_CASE("macvlan ADD: a child of the master in the sandbox, renamed, addressed, announced; DEL removes it")
+TEST_CASE("macvlan ADD: a child of the master in the sandbox under its name, addressed, announced; DEL removes it")
 {
     Rig r;
     Conf c = macvlan_conf();
@@ -789,6 +789,9 @@ TEST_CASE("macvlan ADD: a child of the master in the sandbox, renamed, addressed
     CHECK(eth0->addresses == std::vector<IpNet> { *IpNet::parse("10.213.40.2/24") });
     CHECK(r.kernel.sysctl(sb, "net/ipv4/conf/eth0/arp_notify") == "1");
     CHECK(r.kernel.links(host_ns).size() == 2); // lo and the master: nothing on the host side
+    const auto& log = r.kernel.call_log();
+    CHECK(std::find(log.begin(), log.end(), "create_child eth0") != log.end()); // under its name: nothing renamed
+    CHECK(std::none_of(log.begin(), log.end(), [](const std::string& call) { return call.starts_with("set_link rename"); }));
     REQUIRE(added->attached.setup.interfaces.size() == 1);
     CHECK(added->attached.setup.ips[0].interface == 0);
     CHECK(r.check(c, "ctr1", added->attached.setup).ok());
@@ -798,6 +801,27 @@ TEST_CASE("macvlan ADD: a child of the master in the sandbox, renamed, addressed
     REQUIRE(r.del(c, "ctr1").ok());
     CHECK(sandbox_empty(r.kernel, "ctr1"));
     CHECK(r.leftovers("net1") == "");
+}
+
+TEST_CASE("macvlan ADD into a sandbox that already has the interface name is code 7, and its rollback leaves that interface")
+{
+    for (const char* kind : { "dummy", "macvlan" }) {
+        INFO(kind);
+        Rig r;
+        Conf c = macvlan_conf();
+        NsId sb = r.kernel.add_netns(netns_of("ctr1"));
+        r.kernel.add_link(sb, "eth0", kind);
+        std::string baseline = r.kernel_leftovers();
+        auto added = r.add(c, "ctr1");
+        REQUIRE_FALSE(added.ok());
+        CHECK(added.error().code == Code::InvalidConfig);
+        CHECK(mentions(added.error(), "container already has an interface named eth0"));
+        REQUIRE(r.kernel.links(sb).size() == 2); // lo and the planted eth0
+        CHECK(r.kernel.find(sb, "eth0")->link.kind == kind);
+        CHECK_MESSAGE(r.kernel_leftovers() == baseline, r.kernel.dump());
+        CHECK(r.leftovers("net1") == "");
+        CHECK(r.leases() == 0);
+    }
 }
 
 TEST_CASE("macvlan without a master takes the interface of the default route")

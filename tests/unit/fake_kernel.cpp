@@ -426,8 +426,11 @@ Result<void> FakeKernel::create_child(const ChildSpec& spec)
     auto* master = link_in(*host, spec.master);
     if (!master)
         return no_device(host_ns, spec.master);
-    if (link_in(*n, spec.name))
-        return kernel_error("a link named " + spec.name + " exists");
+    if (link_in(*n, spec.name)) {
+        Error e = kernel_error("a link named " + spec.name + " exists");
+        e.sys_errno = EEXIST; // as the kernel's RTM_NEWLINK answers
+        return e;
+    }
     if (spec.kind == "ipvlan" && spec.mac)
         return kernel_error("an ipvlan link cannot have a MAC of its own");
     int mtu = spec.mtu.value_or(master->link.mtu);
