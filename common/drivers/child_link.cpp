@@ -112,8 +112,8 @@ public:
         if (mac && !m_kind.custom_mac)
             return invalid(std::string(m_kind.name) + " interfaces share their master's MAC address: a custom MAC (" + netlink::mac_str(*mac)
                 + ") cannot be set");
-        // Made under the runtime's name, in the sandbox at once: a rename would wait for an RCU
-        // grace period under the rtnl lock (~150 µs here).
+        // Made under the runtime's name, in the sandbox at once: a rename waits for an RCU grace
+        // period under the rtnl lock.
         NsId ns = host_ns;
         std::string name = target.ifname;
         if (!target.host())
