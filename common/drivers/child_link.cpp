@@ -120,11 +120,11 @@ public:
             ns = TRY(open_sandbox(kernel, target));
         if (auto made = kernel.create_child({ std::string(m_kind.name), name, master.index, ns, c.mode_value, c.ipvlan_flags, c.mtu, mac });
             !made) {
-            if (made.error().sys_errno == EEXIST && !target.host() && TRY(kernel.get_link(ns, name))) {
+            if (!target.host() && TRY(name_taken(kernel, ns, name, made.error()))) {
                 // Not ours: the rollback's detach must leave it (this mark lives only in memory,
                 // with the intent the rollback removes).
                 endpoint.driver_state["nameTaken"] = true;
-                return make_error(Code::InvalidConfig, "container already has an interface named " + name);
+                return name_taken_error(name);
             }
             return made.release_error();
         }
@@ -147,7 +147,7 @@ public:
                 return make_error(Code::Kernel, "the " + std::string(m_kind.name) + " link " + name + " is missing");
             link = *made;
         } else {
-            link = TRY(configure_container(kernel, ns, {}, name, target.ifname, out.setup));
+            link = TRY(configure_container(kernel, ns, {}, target.ifname, out.setup));
             if (m_kind.notify) {
                 // Announce the new MAC at once (gratuitous ARP / unsolicited NA), as the reference does.
                 TRY(kernel.write_sysctl(ns, "net/ipv4/conf/" + target.ifname + "/arp_notify", "1"));

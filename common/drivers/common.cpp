@@ -40,23 +40,21 @@ Result<NsId> open_sandbox(Kernel& kernel, const Target& target)
     return *ns;
 }
 
-Result<Link> configure_container(Kernel& kernel, NsId ns, const ContainerSetup& how, const std::string& temp_name,
-    const std::string& ifname, NetSetup& setup)
+Result<bool> name_taken(Kernel& kernel, NsId ns, const std::string& ifname, const Error& failure)
 {
-    auto link = TRY(kernel.get_link(ns, temp_name));
+    return failure.sys_errno == EEXIST && TRY(kernel.get_link(ns, ifname)).has_value();
+}
+
+Error name_taken_error(const std::string& ifname)
+{
+    return make_error(Code::InvalidConfig, "container already has an interface named " + ifname);
+}
+
+Result<Link> configure_container(Kernel& kernel, NsId ns, const ContainerSetup& how, const std::string& ifname, NetSetup& setup)
+{
+    auto link = TRY(kernel.get_link(ns, ifname));
     if (!link)
-        return make_error(Code::Kernel, "the container end of the link (" + temp_name + ") is missing");
-    if (temp_name != ifname) {
-        netlink::LinkChange rename;
-        rename.name = ifname;
-        // The kernel refuses a name that is taken (EEXIST): no lookup of it first.
-        if (auto renamed = kernel.set_link(ns, link->index, rename); !renamed) {
-            if (renamed.error().sys_errno == EEXIST)
-                return make_error(Code::InvalidConfig, "container already has an interface named " + ifname);
-            return renamed.release_error();
-        }
-        link->name = ifname;
-    }
+        return make_error(Code::Kernel, "the container end of the link (" + ifname + ") is missing");
     if (!how.up)
         return *link;
     netlink::LinkChange up;
@@ -113,8 +111,8 @@ Result<BridgeVeth> add_bridge_veth(Kernel& kernel, const Link& bridge, const End
     if (!target.host())
         veth.ns = TRY(open_sandbox(kernel, target));
     auto made = kernel.create_veth({ host_veth, veth.peer, host_ns, veth.ns, mtu, mac });
-    if (!made && made.error().sys_errno == EEXIST && !target.host() && TRY(kernel.get_link(veth.ns, veth.peer)))
-        return make_error(Code::InvalidConfig, "container already has an interface named " + veth.peer);
+    if (!made && !target.host() && TRY(name_taken(kernel, veth.ns, veth.peer, made.error())))
+        return name_taken_error(veth.peer);
     auto hv = TRY(std::move(made));
     if (!hv)
         hv = TRY(kernel.get_link(host_ns, host_veth));
@@ -137,7 +135,7 @@ Result<Mac> finish_container_end(Kernel& kernel, const BridgeVeth& veth, const T
             return make_error(Code::Kernel, "container end of the veth (" + veth.peer + ") is missing");
         return link->mac;
     }
-    auto link = TRY(configure_container(kernel, veth.ns, how, veth.peer, target.ifname, setup));
+    auto link = TRY(configure_container(kernel, veth.ns, how, target.ifname, setup));
     return link.mac;
 }
 

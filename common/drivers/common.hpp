@@ -22,11 +22,14 @@ struct ContainerSetup {
     bool dad = false;
     bool default_gateway = false; // add a default route via the gateway when IPAM gave none
 };
-/// Renames `temp_name` to `ifname` inside the sandbox (unless it has that name already), brings it
-/// up, adds the addresses and routes of `setup` (appending a default route to it when asked).
-/// Returns the link as it is then.
-Result<Link> configure_container(Kernel& kernel, NsId ns, const ContainerSetup& how, const std::string& temp_name,
-    const std::string& ifname, NetSetup& setup);
+/// Brings `ifname` up inside the sandbox, adds the addresses and routes of `setup` (appending a
+/// default route to it when asked). Returns the link as it is then.
+Result<Link> configure_container(Kernel& kernel, NsId ns, const ContainerSetup& how, const std::string& ifname, NetSetup& setup);
+/// Whether a create under the runtime's name in sandbox `ns` failed with `failure` because the name
+/// is taken there (EEXIST, and a link of that name is there; not a host end's name).
+Result<bool> name_taken(Kernel& kernel, NsId ns, const std::string& ifname, const Error& failure);
+/// Code 7, "container already has an interface named `ifname`".
+Error name_taken_error(const std::string& ifname);
 
 /// The veth of a bridge endpoint (bridge, vxlan).
 struct BridgeVeth {
