@@ -169,6 +169,29 @@ bool sandbox_empty(const FakeKernel& k, const std::string& id)
     return ns && k.links(*ns).size() == 1;
 }
 
+/// An ADD into a sandbox whose eth0 is taken — by a dummy, or by a link of the driver's own kind
+/// (another plugin's) — fails with code 7, and its rollback leaves that eth0 and nothing else.
+void name_taken_is_left(const std::function<Conf()>& make, const char* own_kind)
+{
+    for (const char* kind : { "dummy", own_kind }) {
+        INFO(kind);
+        Rig r;
+        Conf c = make();
+        NsId sb = r.kernel.add_netns(netns_of("ctr1"));
+        r.kernel.add_link(sb, "eth0", kind);
+        std::string baseline = r.kernel_leftovers();
+        auto added = r.add(c, "ctr1");
+        REQUIRE_FALSE(added.ok());
+        CHECK(added.error().code == Code::InvalidConfig);
+        CHECK(mentions(added.error(), "container already has an interface named eth0"));
+        REQUIRE(r.kernel.links(sb).size() == 2); // lo and the planted eth0
+        CHECK(r.kernel.find(sb, "eth0")->link.kind == kind);
+        CHECK_MESSAGE(r.kernel_leftovers() == baseline, r.kernel.dump());
+        CHECK(r.leftovers("net1") == "");
+        CHECK(r.leases() == 0);
+    }
+}
+
 /// Runs one successful ADD of ctr1 to count the kernel calls (of the kind `count` reads), then
 /// for each k fails the k-th and checks the rollback left nothing, and that a clean ADD and DEL
 /// work afterwards. `before` runs on each fresh rig first (another attachment, say) and is
@@ -349,23 +372,7 @@ TEST_CASE("bridge ADD into a sandbox that already has the interface name is code
     // is made; the ADD rolls back, and its rollback leaves the interface that was there — also a
     // veth (another plugin's), which a search of the sandbox by name would have found. (A DEL the
     // runtime sends afterwards finds no record and, as the reference's does, removes the name.)
-    for (const char* kind : { "dummy", "veth" }) {
-        INFO(kind);
-        Rig r;
-        Conf c = bridge_conf();
-        NsId sb = r.kernel.add_netns(netns_of("ctr1"));
-        r.kernel.add_link(sb, "eth0", kind);
-        std::string baseline = r.kernel_leftovers();
-        auto added = r.add(c, "ctr1");
-        REQUIRE_FALSE(added.ok());
-        CHECK(added.error().code == Code::InvalidConfig);
-        CHECK(mentions(added.error(), "container already has an interface named eth0"));
-        REQUIRE(r.kernel.links(sb).size() == 2); // lo and the planted eth0
-        CHECK(r.kernel.find(sb, "eth0")->link.kind == kind);
-        CHECK_MESSAGE(r.kernel_leftovers() == baseline, r.kernel.dump());
-        CHECK(r.leftovers("net1") == "");
-        CHECK(r.leases() == 0);
-    }
+    name_taken_is_left(bridge_conf, "veth");
 }
 
 TEST_CASE("bridge CHECK fails when a firewall element, the sandbox address or the port is gone")
@@ -805,23 +812,7 @@ TEST_CASE("macvlan ADD: a child of the master in the sandbox under its name, add
 
 TEST_CASE("macvlan ADD into a sandbox that already has the interface name is code 7, and its rollback leaves that interface")
 {
-    for (const char* kind : { "dummy", "macvlan" }) {
-        INFO(kind);
-        Rig r;
-        Conf c = macvlan_conf();
-        NsId sb = r.kernel.add_netns(netns_of("ctr1"));
-        r.kernel.add_link(sb, "eth0", kind);
-        std::string baseline = r.kernel_leftovers();
-        auto added = r.add(c, "ctr1");
-        REQUIRE_FALSE(added.ok());
-        CHECK(added.error().code == Code::InvalidConfig);
-        CHECK(mentions(added.error(), "container already has an interface named eth0"));
-        REQUIRE(r.kernel.links(sb).size() == 2); // lo and the planted eth0
-        CHECK(r.kernel.find(sb, "eth0")->link.kind == kind);
-        CHECK_MESSAGE(r.kernel_leftovers() == baseline, r.kernel.dump());
-        CHECK(r.leftovers("net1") == "");
-        CHECK(r.leases() == 0);
-    }
+    name_taken_is_left(macvlan_conf, "macvlan");
 }
 
 TEST_CASE("macvlan without a master takes the interface of the default route")

@@ -14,6 +14,14 @@ Error kernel_error(std::string msg)
     return make_error(Code::Kernel, std::move(msg));
 }
 
+// A create or rename onto a name that is taken: EEXIST, as the kernel's RTM_NEWLINK answers.
+Error name_exists(const std::string& name)
+{
+    Error e = kernel_error("a link named " + name + " exists");
+    e.sys_errno = EEXIST;
+    return e;
+}
+
 Error no_device(NsId ns, int index)
 {
     return kernel_error("no such device: index " + std::to_string(index) + " in namespace " + std::to_string(ns));
@@ -389,15 +397,10 @@ Result<std::optional<Link>> FakeKernel::create_veth(const VethSpec& spec)
     auto* p = TRY(space(spec.peer_ns));
     TRY(check_name(spec.name));
     TRY(check_name(spec.peer_name));
-    auto taken = [](const std::string& name) {
-        Error e = kernel_error("a link named " + name + " exists");
-        e.sys_errno = EEXIST; // as the kernel's RTM_NEWLINK answers
-        return e;
-    };
     if (link_in(*n, spec.name))
-        return taken(spec.name);
+        return name_exists(spec.name);
     if (link_in(*p, spec.peer_name) || (spec.ns == spec.peer_ns && spec.name == spec.peer_name))
-        return taken(spec.peer_name);
+        return name_exists(spec.peer_name);
     int mtu = spec.mtu.value_or(1500);
     auto& a = make_link(*n, spec.name, "veth", mtu);
     int a_index = a.link.index;
@@ -426,11 +429,8 @@ Result<void> FakeKernel::create_child(const ChildSpec& spec)
     auto* master = link_in(*host, spec.master);
     if (!master)
         return no_device(host_ns, spec.master);
-    if (link_in(*n, spec.name)) {
-        Error e = kernel_error("a link named " + spec.name + " exists");
-        e.sys_errno = EEXIST; // as the kernel's RTM_NEWLINK answers
-        return e;
-    }
+    if (link_in(*n, spec.name))
+        return name_exists(spec.name);
     if (spec.kind == "ipvlan" && spec.mac)
         return kernel_error("an ipvlan link cannot have a MAC of its own");
     int mtu = spec.mtu.value_or(master->link.mtu);
@@ -458,7 +458,7 @@ Result<void> FakeKernel::create_vlan(NsId ns, const std::string& name, int paren
     if (!p)
         return no_device(ns, parent);
     if (link_in(*n, name))
-        return kernel_error("a link named " + name + " exists");
+        return name_exists(name);
     if (vid == 0 || vid > 4094)
         return kernel_error("VLAN id " + std::to_string(vid) + " is out of range");
     int mtu = p->link.mtu;
@@ -489,11 +489,8 @@ Result<void> FakeKernel::set_link(NsId ns, int index, const netlink::LinkChange&
     // Validate everything before changing anything: one RTM_NEWLINK is applied whole or not at all.
     if (change.name && *change.name != l->link.name) {
         TRY(check_name(*change.name));
-        if (link_in(*n, *change.name)) {
-            Error taken = kernel_error("a link named " + *change.name + " exists");
-            taken.sys_errno = EEXIST; // as the kernel's RTM_NEWLINK rename answers
-            return taken;
-        }
+        if (link_in(*n, *change.name))
+            return name_exists(*change.name);
     }
     FakeLink* bridge = nullptr;
     if (change.master && *change.master != 0) {
