@@ -215,7 +215,7 @@ Result<Json> DockerApi::delete_endpoint(const Json& req)
     // it along): the firewall elements and every link the record names go. The addresses stay
     // leased until Docker's ReleaseAddress, which always follows.
     TRY(lifecycle.detach(record));
-    TRY(lifecycle.remove(call->network, call->key, record.sandbox));
+    TRY(lifecycle.remove(call->network, call->key));
     return Json::object();
 }
 

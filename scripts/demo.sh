@@ -50,7 +50,7 @@ echo "== the state, as files a person can read ($CNM_STATE_DIR)"
 (cd "$CNM_STATE_DIR" && find . -type f ! -name '.lock' | sort | sed 's/^/   /')
 echo "-- network";  jq -c . "$CNM_STATE_DIR/networks/cnm-manual/network.json"
 echo "-- endpoint"; jq -c . "$CNM_STATE_DIR/networks/cnm-manual/endpoints/$web@eth0.json"
-echo "-- sandbox";  jq -c . "$CNM_STATE_DIR/sandboxes/$web.json"
+echo "-- its sandbox (a sandbox is the endpoint records that name it)"; jq -c '{sandbox, netns}' "$CNM_STATE_DIR/networks/cnm-manual/endpoints/$web@eth0.json"
 echo "== the same state through cnm-shim's admin commands (Docker endpoints would be listed here too)"
 build/cnm-shim/cnm-shim list --state-dir "$CNM_STATE_DIR" | sed 's/^/   /'
 build/cnm-shim/cnm-shim dot --state-dir "$CNM_STATE_DIR" | sed 's/^/   /'

@@ -67,24 +67,6 @@ std::vector<PoolId> pools_of(const NetworkRecord& record)
     return out;
 }
 
-Result<void> prune_sandboxes(Registry& registry, const std::string& network)
-{
-    for (auto& name : TRY(registry.list_sandboxes())) {
-        if (!name.ends_with(".json"))
-            continue;
-        Loaded loaded = TRY(registry.store().get({ "sandboxes", name }));
-        if (!loaded.ok())
-            continue;
-        auto record = SandboxRecord::from_json(loaded.doc);
-        if (!record)
-            continue;
-        for (auto& m : record->endpoints)
-            if (m.network == network && TRY(registry.load_endpoint(network, m.endpoint)).absent())
-                TRY(registry.sandbox_leave(record->id, m));
-    }
-    return {};
-}
-
 std::string error_details(const std::vector<Error>& errors)
 {
     std::string details;
@@ -557,14 +539,10 @@ Result<Added> Endpoints::add(const AddRequest& request, AddressSource& addresses
                 return undo.fail(make_error(Code::TryAgainLater, "the lease of " + a.address.addr.str() + " was freed while "
                         + record.container_id + "/" + record.ifname + " was being added (a concurrent GC or release)", "retry the ADD"));
         }
-        TRY_OR_UNDO(undo, m_registry.sandbox_join(record.sandbox, record.netns, record.frontend, { name, key }));
-        fault_point("ipam-after-sandbox");
+        fault_point("ipam-after-check");
         record.phase = EndpointRecord::Phase::Ready;
         record.ready_at_ms = now_ms();
-        if (auto saved = m_registry.save_endpoint(record); !saved) {
-            (void)m_registry.sandbox_leave(record.sandbox, { name, key });
-            return undo.fail(saved.release_error());
-        }
+        TRY_OR_UNDO(undo, m_registry.save_endpoint(record));
     }
     undo.dismiss();
     hold.reset();
@@ -604,9 +582,6 @@ Result<void> Endpoints::del(const NetworkSpec& network, const std::string& conta
     fault_point(point(m_driver, "-del-after-ipam").c_str());
     if (stored.absent())
         return drop_network_if_unused(network.name);
-    TRY(m_registry.sandbox_leave(record.sandbox.empty() ? container_id : record.sandbox, { network.name, key }));
-    fault_point("ipam-del-after-sandbox");
-    fault_point(point(m_driver, "-del-after-sandbox").c_str());
     TRY(m_registry.remove_endpoint(network.name, key));
     TRY(m_registry.store().held(hold_key(network.name, key))); // removes a crashed ADD's hold
     return drop_network_if_unused(network.name);
@@ -662,7 +637,6 @@ Result<void> Endpoints::gc(const NetworkSpec& network, const Keep& valid, Addres
     auto lock = TRY(m_registry.lock_network(network.name));
     std::set<std::pair<std::string, std::string>> valid_set(valid.begin(), valid.end());
     auto is_valid = [&](const std::string& cid, const std::string& ifname) { return valid_set.count({ cid, ifname }) > 0; };
-    bool prune = false;
     std::vector<Error> errors;
     Keep kept;
     int64_t now = now_ms();
@@ -679,7 +653,6 @@ Result<void> Endpoints::gc(const NetworkSpec& network, const Keep& valid, Addres
                 continue;
             if (auto removed = m_registry.remove_endpoint(network.name, key); !removed)
                 errors.push_back(removed.release_error());
-            prune = true; // its sandbox membership is found by the sweep below
             continue;
         }
         auto& r = stored->record;
@@ -706,17 +679,14 @@ Result<void> Endpoints::gc(const NetworkSpec& network, const Keep& valid, Addres
                 errors.push_back(done.release_error());
             return done.ok();
         };
-        if (step(addresses.release(m_registry, r)) && step(m_registry.sandbox_leave(r.sandbox.empty() ? r.container_id : r.sandbox, { network.name, key })))
+        if (step(addresses.release(m_registry, r)))
             step(m_registry.remove_endpoint(network.name, key));
     }
     // Leases whose endpoint record is gone (a crash, a corrupt record).
     if (auto done = addresses.collect(m_registry, network.name, kept); !done)
         errors.push_back(done.release_error());
-    // Sandbox memberships whose endpoint record is gone: only a corrupt record leaves one (ADD
-    // joins before it commits, DEL and GC leave before they remove).
-    if (prune)
-        if (auto done = prune_sandboxes(m_registry, network.name); !done)
-            errors.push_back(done.release_error());
+    if (auto done = m_registry.drop_legacy_sandboxes(); !done)
+        errors.push_back(done.release_error());
     if (errors.empty())
         return drop_network_if_unused(network.name);
     return make_error(errors.front().code, "GC finished with " + std::to_string(errors.size()) + " error(s)", error_details(errors));
@@ -854,15 +824,10 @@ Result<Attached> Endpoints::join(EndpointRecord& endpoint, const Target& target,
         undo.push("firewall", [this, &endpoint] { return detach(endpoint); });
         TRY_OR_UNDO(undo, add_firewall(fw, endpoint.network, endpoint));
     }
-    std::string key = endpoint_key(endpoint.container_id, endpoint.ifname);
-    TRY_OR_UNDO(undo, m_registry.sandbox_join(sandbox, netns, Frontend::Docker, { endpoint.network, key }));
     endpoint.sandbox = sandbox;
     endpoint.netns = netns;
     endpoint.mount_ns = current_mount_ns();
-    if (auto saved = m_registry.save_endpoint(endpoint); !saved) {
-        (void)m_registry.sandbox_leave(sandbox, { endpoint.network, key });
-        return undo.fail(saved.release_error());
-    }
+    TRY_OR_UNDO(undo, m_registry.save_endpoint(endpoint));
     undo.dismiss();
     return attached;
 }
@@ -874,9 +839,6 @@ Result<void> Endpoints::leave(EndpointRecord& endpoint)
         return make_error(errors.front().code, errors.front().msg, error_details(errors));
     FirewallState none;
     none.store(endpoint);
-    std::string key = endpoint_key(endpoint.container_id, endpoint.ifname);
-    if (!endpoint.sandbox.empty())
-        TRY(m_registry.sandbox_leave(endpoint.sandbox, { endpoint.network, key }));
     endpoint.sandbox.clear();
     endpoint.netns.clear();
     return m_registry.save_endpoint(endpoint);
@@ -903,10 +865,8 @@ Result<void> Endpoints::publish(EndpointRecord& endpoint, const std::vector<fire
     return {};
 }
 
-Result<void> Endpoints::remove(const std::string& network, const std::string& key, const std::string& sandbox)
+Result<void> Endpoints::remove(const std::string& network, const std::string& key)
 {
-    if (!sandbox.empty())
-        TRY(m_registry.sandbox_leave(sandbox, { network, key }));
     TRY(m_registry.remove_endpoint(network, key));
     return drop_network_if_unused(network);
 }
@@ -917,7 +877,7 @@ Result<void> Endpoints::forget(const EndpointRecord& endpoint, AddressSource* ad
     auto lock = TRY(m_registry.lock_network(endpoint.network));
     if (addresses)
         TRY(addresses->release(m_registry, endpoint));
-    return remove(endpoint.network, endpoint_key(endpoint.container_id, endpoint.ifname), endpoint.sandbox);
+    return remove(endpoint.network, endpoint_key(endpoint.container_id, endpoint.ifname));
 }
 
 // ---- FirewallState -----------------------------------------------------------------------------

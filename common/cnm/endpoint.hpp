@@ -12,11 +12,12 @@
 //                        the intent a crashed ADD leaves for DEL/GC)
 //   attached             attach(): driver.attach into the Target, then the firewall elements,
 //                        recorded before they are added; then commit: under the network lock the
-//                        leases are checked to be still ours, the sandbox joined, phase "ready"
+//                        leases are checked to be still ours, phase "ready" (the record names its
+//                        sandbox and netns: a sandbox is the endpoints that name it)
 //   detached             detach(): firewall elements, then driver.detach — idempotent, from the
 //                        record alone; what CNI DEL, CNI GC, Docker's Leave/DeleteEndpoint and
 //                        `cnm-shim gc` all call
-//   endpoint removed     remove(): sandbox membership and record; a CNI-made network whose last
+//   endpoint removed     remove(): the record; a CNI-made network whose last
 //                        endpoint this was goes too
 //   addresses released   AddressSource::release — never for Docker's reserved addresses, which
 //                        only Docker's ReleaseAddress frees
@@ -222,18 +223,19 @@ public:
     /// CreateEndpoint: a ready record with the addresses Docker reserved, not yet attached.
     Result<EndpointRecord> create(const std::string& network, const std::string& endpoint_id, const std::vector<EndpointAddress>& addresses,
         const std::string& mac);
-    /// Join: driver.attach into the Target, firewall, sandbox. Call with the network lock held.
+    /// Join: driver.attach into the Target, firewall; the record names the sandbox. Call with the
+    /// network lock held.
     Result<Attached> join(EndpointRecord& endpoint, const Target& target, const std::string& sandbox, const std::string& netns);
-    /// Leave: the firewall elements and the sandbox membership; the links stay for Docker to
+    /// Leave: the firewall elements, and the record no longer names the sandbox; the links stay for Docker to
     /// move back (DeleteEndpoint removes them).
     Result<void> leave(EndpointRecord& endpoint);
 
     // ---- shared by every front-end -------------------------------------------------------------
     /// Firewall elements, then the driver's links. Idempotent.
     Result<void> detach(const EndpointRecord& endpoint);
-    /// Sandbox membership and record; then the network if it was CNI-made and this was its last
-    /// endpoint. Takes the network lock.
-    Result<void> remove(const std::string& network, const std::string& key, const std::string& sandbox);
+    /// The record; then the network if it was CNI-made and this was its last endpoint. Call with
+    /// the network lock held.
+    Result<void> remove(const std::string& network, const std::string& key);
     /// Removes what an endpoint recorded (detach, then remove) — for `cnm-shim gc`.
     Result<void> forget(const EndpointRecord& endpoint, AddressSource* addresses);
 

@@ -188,46 +188,6 @@ Result<EndpointRecord> EndpointRecord::from_json(const Json& doc)
     return r;
 }
 
-Json SandboxRecord::to_json() const
-{
-    Json eps = Json::array();
-    for (auto& m : endpoints)
-        eps.push_back(Members().add("network", m.network).add("endpoint", m.endpoint).done());
-    return Members()
-        .add("id", id)
-        .add("netns", netns)
-        .add("frontend", frontend_name(frontend))
-        .add("endpoints", std::move(eps))
-        .add("bootId", boot_id)
-        .add("schema", record_schema)
-        .done();
-}
-
-Result<SandboxRecord> SandboxRecord::from_json(const Json& doc)
-{
-    SandboxRecord r;
-    r.id = TRY(field<std::string>(doc, "id", "sandbox"));
-    r.netns = TRY(field<std::string>(doc, "netns", "sandbox"));
-    auto fe = parse_frontend(TRY(field<std::string>(doc, "frontend", "sandbox")));
-    if (!fe)
-        return bad("sandbox", "unknown frontend");
-    r.frontend = *fe;
-    auto eps = doc.value("endpoints", Json::array());
-    if (!eps.is_array())
-        return bad("sandbox", "endpoints must be a list");
-    for (auto& m : eps) {
-        if (!m.is_object())
-            return bad("sandbox", "each endpoint must be an object");
-        SandboxRecord::Member member;
-        member.network = TRY(field<std::string>(m, "network", "sandbox"));
-        member.endpoint = TRY(field<std::string>(m, "endpoint", "sandbox"));
-        r.endpoints.push_back(std::move(member));
-    }
-    if (auto it = doc.find("bootId"); it != doc.end() && it->is_string())
-        r.boot_id = it->get<std::string>();
-    return r;
-}
-
 const std::string& current_boot()
 {
     static std::string cached;

@@ -7,7 +7,9 @@
 //              its addresses and the pools they came from. Written in phase "creating" before
 //              anything is allocated, "ready" once ADD has finished, so a crash in between is
 //              visible to DEL and GC.
-//   Sandbox  — a container's network stack (a netns path) and the endpoints it holds.
+//   Sandbox  — a container's network stack (a netns path) and the endpoints it holds: the
+//              endpoint records that name it (no record of its own, so an ADD writes one
+//              document less and takes no host-wide lock).
 //
 // Every record names the front-end that created it, so `cnm-shim list` can tell them apart.
 
@@ -64,22 +66,6 @@ struct EndpointRecord {
 
     Json to_json() const;
     static Result<EndpointRecord> from_json(const Json& doc);
-};
-
-struct SandboxRecord {
-    std::string id;
-    std::string netns;
-    Frontend frontend = Frontend::Cni;
-    struct Member {
-        std::string network;
-        std::string endpoint;         // endpoint key
-        bool operator==(const Member&) const = default;
-    };
-    std::vector<Member> endpoints;
-    std::string boot_id;              // a sandbox of an earlier boot is void
-
-    Json to_json() const;
-    static Result<SandboxRecord> from_json(const Json& doc);
 };
 
 /// The schema version records are written with; every older one is read (fields added since are

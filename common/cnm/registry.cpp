@@ -142,58 +142,15 @@ Result<std::vector<std::string>> Registry::list_endpoints(const std::string& net
     return keys;
 }
 
-Result<Stored<SandboxRecord>> Registry::load_sandbox(const std::string& id)
+Result<void> Registry::drop_legacy_sandboxes()
 {
-    return load<SandboxRecord>(sandbox_doc(id));
-}
-
-Result<void> Registry::sandbox_join(const std::string& id, const std::string& netns, Frontend frontend, const SandboxRecord::Member& member)
-{
-    auto lock = TRY(m_store.lock({ "sandboxes" }));
-    auto stored = TRY(load_sandbox(id));
-    SandboxRecord& record = stored.record;
-    if (stored.corrupt()) {
-        // An index, not a source of truth (a power failure may leave it empty: it is written
-        // without a flush): rebuilt from the endpoint records that name this sandbox.
-        record = SandboxRecord {};
-        for (auto& network : TRY(list_networks()))
-            for (auto& key : TRY(list_endpoints(network)))
-                if (auto ep = TRY(load_endpoint(network, key)); ep.ok() && ep.record.sandbox == id)
-                    record.endpoints.push_back({ network, key });
-    }
-    if (stored.ok() && stale_boot(record.boot_id)) {
-        record = SandboxRecord {}; // of an earlier boot: its members were void with it
-        stored.status = Loaded::Status::Absent;
-    }
-    if (!stored.ok()) {
-        record.id = id;
-        record.frontend = frontend;
-    }
-    record.boot_id = current_boot();
-    record.netns = netns;
-    if (std::find(record.endpoints.begin(), record.endpoints.end(), member) == record.endpoints.end())
-        record.endpoints.push_back(member);
-    return m_store.put(sandbox_doc(id), record.to_json(), Durability::Hint);
-}
-
-Result<void> Registry::sandbox_leave(const std::string& id, const SandboxRecord::Member& member)
-{
-    auto lock = TRY(m_store.lock({ "sandboxes" }));
-    auto stored = TRY(load_sandbox(id));
-    if (stored.absent())
+    auto names = TRY(m_store.list(legacy_sandboxes_dir()));
+    if (names.empty())
         return {};
-    if (stored.corrupt())
-        return m_store.remove(sandbox_doc(id), Durability::Hint);
-    auto& eps = stored.record.endpoints;
-    eps.erase(std::remove(eps.begin(), eps.end(), member), eps.end());
-    if (eps.empty())
-        return m_store.remove(sandbox_doc(id), Durability::Hint);
-    return m_store.put(sandbox_doc(id), stored.record.to_json(), Durability::Hint);
-}
-
-Result<std::vector<std::string>> Registry::list_sandboxes()
-{
-    return m_store.list({ "sandboxes" });
+    auto lock = TRY(m_store.lock(legacy_sandboxes_dir()));
+    for (auto& name : names)
+        TRY(m_store.remove({ "sandboxes", name }, Durability::Hint));
+    return {};
 }
 
 } // namespace cnm

@@ -3,10 +3,10 @@
 //
 //   networks/<name>/network.json              NetworkRecord      (lock: networks/<name>)
 //   networks/<name>/endpoints/<endpoint>.json EndpointRecord
-//   sandboxes/<sandbox>.json                  SandboxRecord      (lock: sandboxes) — an index of the
-//                                             endpoint records (each names its sandbox), so it is
-//                                             written as a Durability::Hint: no flush of its own
 //   ipam/<space>/<subnet>/pool.json, leases/  see ipam/pool.hpp
+//
+// A sandbox has no document of its own: each endpoint record names its sandbox and netns, and the
+// listings group them.
 //
 // Names from the input only become path components through the functions here.
 
@@ -44,7 +44,9 @@ public:
     static Key network_key(const std::string& name) { return { "networks", name, "network.json" }; }
     static Key endpoints_dir(const std::string& network) { return { "networks", network, "endpoints" }; }
     static Key endpoint_doc(const std::string& network, const std::string& key) { return { "networks", network, "endpoints", key + ".json" }; }
-    static Key sandbox_doc(const std::string& id) { return { "sandboxes", id_key(id) + ".json" }; }
+    /// Where builds before 2026-12 kept a document per sandbox: an index of the endpoint records
+    /// (each names its sandbox and netns) that nothing read. Nothing writes there now.
+    static Key legacy_sandboxes_dir() { return { "sandboxes" }; }
 
     Result<std::unique_ptr<Lock>> lock_network(const std::string& name) { return m_store.lock(network_dir(name)); }
 
@@ -58,13 +60,9 @@ public:
     /// Endpoint keys of a network (file names without ".json").
     Result<std::vector<std::string>> list_endpoints(const std::string& network);
 
-    Result<Stored<SandboxRecord>> load_sandbox(const std::string& id);
-    /// Adds an endpoint to the sandbox, creating the record; a corrupt one is rebuilt from the
-    /// endpoint records.
-    Result<void> sandbox_join(const std::string& id, const std::string& netns, Frontend frontend, const SandboxRecord::Member& member);
-    /// Removes an endpoint; the record goes with its last endpoint. A corrupt record is dropped.
-    Result<void> sandbox_leave(const std::string& id, const SandboxRecord::Member& member);
-    Result<std::vector<std::string>> list_sandboxes();
+    /// Removes the sandbox documents an earlier build left (GC calls it; one failed open when
+    /// there are none).
+    Result<void> drop_legacy_sandboxes();
 
 private:
     template<typename Record>

@@ -117,7 +117,7 @@ Version stamp(int fd, Version previous, bool& exact)
     return 0;
 }
 
-// A Hint document (written on every ADD: the cursor, a sandbox record) is rewritten in place: no
+// A Hint document (written on every ADD: the cursor) is rewritten in place: no
 // temp inode, no rename over the old one (which on ext4 starts the new file's writeback at once,
 // ~0.3-0.9 ms here). One pwrite, padded with spaces to the old length so no truncate is needed:
 // a kill -9 leaves the old or the new document (trailing spaces are valid JSON); a power failure
@@ -304,7 +304,7 @@ int remove_tree(int pfd, const char* name, int depth)
 // written. Sync documents (network and pool records, Docker's leases) keep new inodes. A Hint's
 // rewrite in place writes into the key's inode, which a concurrent remove could make a spare of:
 // Hint documents are written under the lock that every writer of their directory holds (a
-// cursor under its pool's lock, the sandbox records under the sandboxes lock).
+// cursor under its pool's lock).
 
 constexpr int spare_slots = 4;
 constexpr off_t spare_limit = 4096; // one block: a larger file is unlinked, not kept

@@ -14,19 +14,19 @@ br() { # <cmd> [env…]: the plugin in the host netns (lib.sh's cni); sets OUT, 
 }
 leftovers() {
     echo "leases=$(lease_count) endpoints=$(ls "$CNM_STATE_DIR/networks/crashbr/endpoints" 2>/dev/null | wc -l)" \
-        "sandboxes=$(ls "$CNM_STATE_DIR/sandboxes" 2>/dev/null | wc -l) ports=$(ip -n "$HOST" -o link show master cnmcrash0 2>/dev/null | wc -l)" \
+        "ports=$(ip -n "$HOST" -o link show master cnmcrash0 2>/dev/null | wc -l)" \
         "container-links=$(($(ip -n "$C" -o link | wc -l) - 1)) nft-elements=$(nft_elements)"
 }
 nft_elements() {
     { ip netns exec "$HOST" nft -j list map ip cnm masq 2>/dev/null; ip netns exec "$HOST" nft -j list map ip6 cnm masq 2>/dev/null
       ip netns exec "$HOST" nft -j list set bridge cnm allowed 2>/dev/null; } | jq -s '[.[].nftables[] | (.map // .set // {}) | .elem // [] | .[]] | length'
 }
-clean="leases=0 endpoints=0 sandboxes=0 ports=0 container-links=0 nft-elements=0"
+clean="leases=0 endpoints=0 ports=0 container-links=0 nft-elements=0"
 host_veths() { ip -n "$HOST" -o link show type veth | wc -l; }
 
 for cleanup in DEL GC; do
     for point in bridge-after-intent bridge-after-bridge ipam-after-lease bridge-after-ipam bridge-after-veth \
-                 bridge-after-configure bridge-after-firewall ipam-after-sandbox bridge-after-commit; do
+                 bridge-after-configure bridge-after-firewall ipam-after-check bridge-after-commit; do
         br ADD CNM_FAULT=$point
         expect_eq "$point: ADD was killed" 137 "$RC"
         if [ $cleanup == DEL ]; then br DEL; else STDIN=$gc_conf br GC; fi
@@ -39,7 +39,7 @@ for cleanup in DEL GC; do
         br DEL
         expect_eq "$point: and DEL cleans it" "$clean" "$(leftovers)"
     done
-    for point in bridge-del-after-links bridge-del-after-ipam bridge-del-after-sandbox; do
+    for point in bridge-del-after-links bridge-del-after-ipam; do
         br ADD
         br DEL CNM_FAULT=$point
         expect_eq "$point: DEL was killed" 137 "$RC"

@@ -27,5 +27,4 @@ expect_eq "all $N DELs succeeded" "$N" "$(cat "$WORK"/del-*.rc | grep -c '^0$')"
 expect_eq "no port left" 0 "$(ip -n "$HOST" -o link show master cnmpar0 | wc -l)"
 expect_eq "no lease left" 0 "$(lease_count)"
 expect_eq "no endpoint left" 0 "$(ls "$CNM_STATE_DIR/networks/par32/endpoints" | wc -l)"
-expect_eq "no sandbox left" 0 "$(ls "$CNM_STATE_DIR/sandboxes" | wc -l)"
 finish

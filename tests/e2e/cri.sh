@@ -64,13 +64,13 @@ nft_elems() { # elements of every set/map in our tables in H
 }
 portmap_chains() { ip netns exec "$H" iptables -t nat -S 2>/dev/null | grep -c '^-N CNI-DN-' || true; }
 netns_mounts() { _cri_mounts | grep -c "$CRI_DIR/state/netns" || true; }
-records() { # endpoint and sandbox records of a network, by name
-    (cd "$CNM_STATE_DIR" 2>/dev/null && find "networks/$1/endpoints" sandboxes -type f ! -name .lock ! -name '.spare-*' 2>/dev/null | sort | paste -sd' ')
+records() { # endpoint records of a network, by name
+    (cd "$CNM_STATE_DIR" 2>/dev/null && find "networks/$1/endpoints" -type f ! -name .lock ! -name '.spare-*' 2>/dev/null | sort | paste -sd' ')
 }
 # expect_clean <label> <network>: what a torn-down node must look like.
 expect_clean() {
     expect_eq "$1: no lease" 0 "$(leases)"
-    expect_eq "$1: no endpoint or sandbox record" "" "$(records "$2")"
+    expect_eq "$1: no endpoint record" "" "$(records "$2")"
     expect_eq "$1: no veth in the node" 0 "$(veths)"
     expect_eq "$1: no nftables element" 0 "$(nft_elems)"
     expect_eq "$1: no portmap DNAT chain" 0 "$(portmap_chains)"

@@ -86,7 +86,8 @@ expect_eq "exhaustion message" true "$(jq '.msg | contains("no IP addresses avai
 # The records a person can read.
 expect_eq "network record" bridge "$(jq -r .driver "$CNM_STATE_DIR/networks/tiny/network.json")"
 expect_eq "endpoint record" ready "$(jq -r .phase "$CNM_STATE_DIR/networks/tiny/endpoints/t1@eth0.json")"
-expect_eq "sandbox record" "tiny" "$(jq -r '.endpoints[0].network' "$CNM_STATE_DIR/sandboxes/t1.json")"
+expect_eq "…naming its sandbox and netns" "t1 /run/netns/x" "$(jq -r '"\(.sandbox) \(.netns)"' "$CNM_STATE_DIR/networks/tiny/endpoints/t1@eth0.json")"
+expect_eq "no sandbox document (the endpoint records are the sandbox)" no "$([ -e "$CNM_STATE_DIR/sandboxes" ] && echo yes || echo no)"
 expect_eq "file mode" 600 "$(stat -c %a "$CNM_STATE_DIR/networks/tiny/network.json")"
 expect_eq "dir mode" 700 "$(stat -c %a "$CNM_STATE_DIR/networks/tiny")"
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Crash safety: the plugin is killed (SIGKILL, through CNM_FAULT) at every step of ADD and DEL.
-# After each crash a DEL — or a GC — must leave no lease, endpoint or sandbox record, and a new
+# After each crash a DEL — or a GC — must leave no lease or endpoint record, and a new
 # ADD for the same attachment must then work.
 source "$(dirname "$0")/lib.sh"
 IPAM="$PLUGINS/ipam"
@@ -8,12 +8,12 @@ conf='{"cniVersion":"1.1.0","name":"crash","type":"bridge","ipam":{"type":"ipam"
 gc_conf=$(jq -c '. + {"cni.dev/valid-attachments": []}' <<<"$conf")
 
 leftovers() {
-    echo "leases=$(lease_count) endpoints=$(ls "$CNM_STATE_DIR/networks/crash/endpoints" 2>/dev/null | wc -l) sandboxes=$(ls "$CNM_STATE_DIR/sandboxes" 2>/dev/null | wc -l)"
+    echo "leases=$(lease_count) endpoints=$(ls "$CNM_STATE_DIR/networks/crash/endpoints" 2>/dev/null | wc -l)"
 }
-clean="leases=0 endpoints=0 sandboxes=0"
+clean="leases=0 endpoints=0"
 
 for cleanup in DEL GC; do
-    for point in ipam-after-intent ipam-after-lease ipam-after-allocate ipam-after-sandbox ipam-after-commit; do
+    for point in ipam-after-intent ipam-after-lease ipam-after-allocate ipam-after-check ipam-after-commit; do
         cni "$IPAM" ADD victim /run/netns/v eth0 "$conf" CNM_FAULT=$point
         expect_eq "$point: ADD was killed" 137 "$RC"
         if [ $cleanup == DEL ]; then
@@ -28,7 +28,7 @@ for cleanup in DEL GC; do
         cni "$IPAM" DEL victim "" eth0 "$conf"
         expect_eq "$point: and is removed" "$clean" "$(leftovers)"
     done
-    for point in ipam-del-after-release ipam-del-after-sandbox; do
+    for point in ipam-del-after-release; do
         cni "$IPAM" ADD victim /run/netns/v eth0 "$conf"
         cni "$IPAM" DEL victim "" eth0 "$conf" CNM_FAULT=$point
         expect_eq "$point: DEL was killed" 137 "$RC"
@@ -46,7 +46,7 @@ done
 cni "$IPAM" ADD victim /run/netns/v eth0 "$conf" CNM_FAULT=ipam-after-allocate
 cni "$IPAM" ADD victim /run/netns/v eth0 "$conf"
 expect_eq "ADD after a crashed ADD works" 0 "$RC"
-expect_eq "…and holds one address per family" "leases=2 endpoints=1 sandboxes=1" "$(leftovers)"
+expect_eq "…and holds one address per family" "leases=2 endpoints=1" "$(leftovers)"
 cni "$IPAM" DEL victim "" eth0 "$conf"
 expect_eq "…and DEL frees it" "$clean" "$(leftovers)"
 finish

@@ -14,10 +14,10 @@ mv() { # <cmd> [env…]: the plugin in the host netns (lib.sh's cni); sets OUT, 
 }
 leftovers() {
     echo "leases=$(lease_count) endpoints=$(ls "$CNM_STATE_DIR/networks/mvcrash/endpoints" 2>/dev/null | wc -l)" \
-        "sandboxes=$(ls "$CNM_STATE_DIR/sandboxes" 2>/dev/null | wc -l) container-links=$(($(ip -n "$C" -o link | wc -l) - 1))"
+        "container-links=$(($(ip -n "$C" -o link | wc -l) - 1))"
 }
-clean="leases=0 endpoints=0 sandboxes=0 container-links=0"
-for point in macvlan-after-intent ipam-after-lease macvlan-after-ipam macvlan-after-link ipam-after-sandbox macvlan-after-commit; do
+clean="leases=0 endpoints=0 container-links=0"
+for point in macvlan-after-intent ipam-after-lease macvlan-after-ipam macvlan-after-link ipam-after-check macvlan-after-commit; do
     mv ADD CNM_FAULT=$point
     expect_eq "$point: ADD was killed" 137 "$RC"
     mv DEL
@@ -39,7 +39,7 @@ done
 mv ADD CNM_FAULT=macvlan-after-link
 mv ADD
 expect_eq "ADD after a crashed ADD" 0 "$RC"
-expect_eq "…one link, one lease" "leases=1 endpoints=1 sandboxes=1 container-links=1" "$(leftovers)"
+expect_eq "…one link, one lease" "leases=1 endpoints=1 container-links=1" "$(leftovers)"
 mv DEL
 expect_eq "…and DEL cleans it" "$clean" "$(leftovers)"
 finish

@@ -73,7 +73,6 @@ expect_eq "--mac-address reaches our bridge (CNI_ARGS MAC=)" 02:13:30:00:00:77 "
 pm rm -f -t 0 web pinned >/dev/null
 expect_eq "after podman rm: no lease" 0 "$(lease_count)"
 expect_eq "…no endpoint" 0 "$(ls "$CNM_STATE_DIR/networks/cnm-podman/endpoints" | wc -l)"
-expect_eq "…no sandbox" 0 "$(ls "$CNM_STATE_DIR/sandboxes" | wc -l)"
 expect_eq "…no port on the bridge" 0 "$(ip -n "$HOST" -o link show master cnm-podman0 | wc -l)"
 
 # The macvlan example: two containers, children of one master, ping each other.

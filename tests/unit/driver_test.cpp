@@ -124,10 +124,8 @@ struct Rig {
         auto net = registry.load_network(network);
         if (!net || net->ok() != network_stays)
             add(network_stays ? "no network record" : "network record");
-        auto sandboxes = registry.list_sandboxes();
-        if (sandboxes)
-            for (auto& s : *sandboxes)
-                add("sandbox " + s);
+        if (std::filesystem::exists(tmp.path() + "/sandboxes"))
+            add("a sandboxes directory"); // a sandbox is the endpoint records that name it
         if (size_t n = leases(); n)
             add(std::to_string(n) + " lease(s)");
         for (auto& e : std::filesystem::recursive_directory_iterator(tmp.path()))
@@ -242,7 +240,6 @@ void rollback_every_step(const std::function<Conf()>& make, bool every_call, con
             CHECK(r.kernel.network_chains().empty()); // the network went, its chain with it
         if (second) {
             CHECK(r.registry.load_endpoint(c.spec.name, endpoint_key("ctr1", "eth0"))->absent());
-            CHECK(r.registry.load_sandbox("ctr1")->absent());
             CHECK(r.leases() == 1);
         }
         if (intact)
@@ -322,7 +319,7 @@ TEST_CASE("bridge ADD into a sandbox: veth, port VLAN/isolation/hairpin, gateway
     CHECK(stored->record.phase == EndpointRecord::Phase::Ready);
     CHECK(stored->record.driver_state["ipMasq"] == true);
     CHECK(stored->record.driver_state["macGuard"] == added->endpoint.mac);
-    CHECK(r.registry.load_sandbox("ctr1")->ok());
+    CHECK(stored->record.sandbox == "ctr1");
     CHECK(r.leases() == 1);
 
     CHECK(r.check(c, "ctr1", setup).ok());
@@ -447,7 +444,7 @@ TEST_CASE("bridge ADD of a second attachment rolls back without touching the fir
             CHECK(r.kernel.masquerades().count(*IpAddr::parse("10.213.40.2")) == 1);
             CHECK(r.kernel.mac_guards().size() == 1);
             CHECK(r.registry.load_endpoint("net1", endpoint_key("ctrA", "eth0"))->ok());
-            CHECK(r.registry.load_sandbox("ctrA")->ok());
+            CHECK(r.registry.load_endpoint("net1", endpoint_key("ctrA", "eth0"))->record.sandbox == "ctrA");
         });
 }
 
@@ -530,7 +527,6 @@ TEST_CASE("GC removes the endpoints not in the valid list, with their links, lea
         CHECK(sandbox_empty(r.kernel, id));
         CHECK(r.kernel.mac_guards().count({ host_veth(made[id]), made[id].mac }) == 0);
         CHECK(r.registry.load_endpoint("net1", endpoint_key(id, "eth0"))->absent());
-        CHECK(r.registry.load_sandbox(id)->absent());
     }
     CHECK(r.kernel.mac_guards() == std::set<std::pair<std::string, std::string>> { { host_veth(made["b"]), made["b"].mac } });
     CHECK(r.kernel.masquerades().size() == 1);
@@ -679,9 +675,6 @@ TEST_CASE("Docker: create_network → create → join → publish → leave → 
     CHECK(ep.mac == netlink::mac_str(container_end->link.mac));
     CHECK(r.kernel.mac_guards().count({ host_veth(ep), ep.mac }) == 1);
     CHECK(r.kernel.masquerades().count(*IpAddr::parse("10.213.41.5")) == 1);
-    auto sb = r.registry.load_sandbox("sb1");
-    REQUIRE(sb->ok());
-    CHECK(sb->record.endpoints.size() == 1);
     auto stored = r.registry.load_endpoint("dnet", endpoint_key("ep1", "docker"));
     REQUIRE(stored->ok());
     CHECK(stored->record.driver_state["macGuard"] == ep.mac);
@@ -694,13 +687,13 @@ TEST_CASE("Docker: create_network → create → join → publish → leave → 
 
     REQUIRE(r.e.leave(ep).ok());
     CHECK_MESSAGE(r.kernel.firewall_empty(), r.kernel.dump());
-    CHECK(r.registry.load_sandbox("sb1")->absent());
+    CHECK(r.registry.load_endpoint("dnet", endpoint_key("ep1", "docker"))->record.sandbox.empty());
     CHECK(r.kernel.find(host_ns, host_veth(ep)) != nullptr); // the links stay for DeleteEndpoint
 
     REQUIRE(r.e.detach(ep).ok());
     CHECK_MESSAGE(r.kernel_leftovers() == "", r.kernel.dump());
     CHECK(r.e.detach(ep).ok()); // idempotent
-    REQUIRE(r.e.remove("dnet", endpoint_key("ep1", "docker"), "").ok());
+    REQUIRE(r.e.remove("dnet", endpoint_key("ep1", "docker")).ok());
     CHECK(r.registry.list_endpoints("dnet")->empty());
     CHECK(r.registry.load_network("dnet")->ok()); // Docker's network stays until DeleteNetwork
 
@@ -763,9 +756,9 @@ TEST_CASE("a Docker join rolls back at every failing kernel step; a retried join
         CHECK(mentions(joined.error(), "injected"));
         CHECK_MESSAGE(joined.error().details.find("undoing") == std::string::npos, joined.error().details);
         CHECK_MESSAGE(r.kernel_leftovers() == "", r.kernel.dump());
-        CHECK(r.registry.load_sandbox("sb1")->absent());
         auto stored = r.registry.load_endpoint("dnet", endpoint_key("ep1", "docker"));
         REQUIRE(stored->ok()); // CreateEndpoint's record is Docker's to delete
+        CHECK(stored->record.sandbox.empty()); // a failed Join names no sandbox
         r.kernel.clear_failures();
         REQUIRE(r.join(ep).ok());
         CHECK(r.kernel.find(host_ns, "cnmc0") != nullptr);
@@ -891,7 +884,7 @@ TEST_CASE("macvlan Docker join leaves the child in the host under Docker's name;
     REQUIRE(e.detach(*ep).ok());
     CHECK(r.kernel.find(host_ns, "cnmm0") == nullptr);
     CHECK(e.detach(*ep).ok());
-    REQUIRE(e.remove("dmac", endpoint_key("ep1", "docker"), "").ok());
+    REQUIRE(e.remove("dmac", endpoint_key("ep1", "docker")).ok());
     REQUIRE(e.delete_network("dmac", "d1").ok());
     CHECK(r.registry.load_network("dmac")->absent());
     CHECK(r.kernel.find(host_ns, "dum0") != nullptr); // the master is not the network's to remove

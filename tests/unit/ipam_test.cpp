@@ -253,8 +253,9 @@ TEST_CASE("ADD twice for one attachment is refused; DEL is idempotent and frees"
     CHECK(f.del(&c, "never-added").ok());
     CHECK(f.del(nullptr, "a", "net1").ok());
     CHECK(f.leases("10.213.0.0_24") == 1);
-    CHECK(f.registry.load_sandbox("a")->absent());
-    CHECK(f.registry.load_sandbox("a2")->ok());
+    // a sandbox is the endpoint records that name it: no document of its own
+    CHECK(f.registry.load_endpoint("net1", endpoint_key("a2", "eth0"))->record.sandbox == "a2");
+    CHECK_FALSE(std::filesystem::exists(f.tmp.path() + "/sandboxes"));
 }
 
 TEST_CASE("a network's subnet cannot change under it (code 7 naming both)")
@@ -310,7 +311,6 @@ TEST_CASE("GC frees every attachment not in the valid list; an empty list frees 
     REQUIRE(f.gc(&c, {}).ok());
     CHECK(f.leases("10.213.0.0_24") == 0);
     CHECK(f.registry.list_endpoints("net1")->empty());
-    CHECK(f.registry.list_sandboxes()->empty());
 }
 
 TEST_CASE("corrupt endpoint records: ADD refuses, DEL and GC clean up by owner")
@@ -330,7 +330,6 @@ TEST_CASE("corrupt endpoint records: ADD refuses, DEL and GC clean up by owner")
     CHECK(f.leases("10.213.0.0_24") == 1);
     CHECK(f.gc(&c, {}).ok());
     CHECK(f.leases("10.213.0.0_24") == 0);
-    CHECK(f.registry.list_sandboxes()->empty()); // b's membership went with its corrupt record
     CHECK(f.add_one(c, "a") == "10.213.0.4");
 }
 
@@ -366,19 +365,23 @@ TEST_CASE("the round-robin cursor is a hint: kept in its own file, a lost or cor
     CHECK(f.add_one(*c, "c") == "10.213.0.4");
 }
 
-TEST_CASE("a corrupt sandbox record (an index) is rebuilt from the endpoint records, not refused")
+TEST_CASE("upgrade: the sandbox documents an earlier build wrote are ignored by ADD and DEL, and GC removes them")
 {
+    test::NoGcGrace grace;
     Fixture f;
     auto c = conf_of(R"({"type":"ipam","subnet":"10.213.0.0/24"})");
     REQUIRE(c.ok());
     f.add_one(*c, "pod");
-    std::ofstream(f.tmp.path() + "/sandboxes/pod.json", std::ios::trunc) << "{not json";
-    // a second attachment of the same sandbox (another ifname)
+    // What a build before 2026-12 kept beside the endpoint record, one of them corrupt.
+    REQUIRE(f.store->put({ "sandboxes", "pod.json" }, Json::parse(R"({"id":"pod","netns":"/x","frontend":"cni",
+        "endpoints":[{"network":"net1","endpoint":"pod@eth0"}],"bootId":"","schema":2})"), Durability::Hint).ok());
+    std::ofstream(f.tmp.path() + "/sandboxes/old.json", std::ios::trunc) << "{not json";
     REQUIRE(f.add(*c, "pod", "eth1").ok());
-    auto sb = f.registry.load_sandbox("pod");
-    REQUIRE(sb.ok());
-    REQUIRE(sb->ok());
-    CHECK(sb->record.endpoints.size() == 2);
+    REQUIRE(f.del(&*c, "pod", "eth1").ok());
+    CHECK(f.store->list({ "sandboxes" })->size() == 2); // ADD and DEL leave them alone
+    REQUIRE(f.gc(&*c, { { "pod", "eth0" } }).ok());
+    CHECK(f.store->list({ "sandboxes" })->empty());
+    CHECK(f.registry.load_endpoint("net1", endpoint_key("pod", "eth0"))->ok());
 }
 
 TEST_CASE("upgrade: records the landed version wrote (pools in space local, no schema or boot id) still load and free")

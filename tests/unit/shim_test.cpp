@@ -529,20 +529,23 @@ TEST_CASE("shim: a failed Join leaves no link and no sandbox; a retry works")
     auto a = f.ok("IpamDriver.RequestAddress", R"({"PoolID":"local/10.213.46.0/24","Address":""})");
     f.ok("NetworkDriver.CreateEndpoint", ep_body(nid, eid1, a["Address"]));
     std::string join = Json { { "NetworkID", nid }, { "EndpointID", eid1 }, { "SandboxKey", "/run/docker/netns/abc" } }.dump();
+    // The endpoint record names its sandbox once the Join succeeded (no document of its own).
+    auto sandbox = [&] { return f.registry.load_endpoint("retry", endpoint_key(eid1, "docker"))->record.sandbox; };
     f.kernel.fail_at("create_veth", 1);
     CHECK(f.err("NetworkDriver.Join", join).find("injected") != std::string::npos);
     CHECK(f.host_links("veth").empty());
-    CHECK_FALSE(std::filesystem::exists(f.tmp.path() + "/sandboxes/abc.json"));
+    CHECK(sandbox().empty());
     // a failure after the veth exists (enslaving it) is undone too
     f.kernel.fail_at("set_link", 1);
     CHECK(f.err("NetworkDriver.Join", join).find("injected") != std::string::npos);
     CHECK(f.host_links("veth").empty());
-    CHECK_FALSE(std::filesystem::exists(f.tmp.path() + "/sandboxes/abc.json"));
+    CHECK(sandbox().empty());
     f.kernel.clear_failures();
     auto reply = f.ok("NetworkDriver.Join", join);
     CHECK(reply["InterfaceName"]["SrcName"] == container_link_name(eid1)); // the same name every time
     CHECK(f.host_links("veth").size() == 2);
-    CHECK(std::filesystem::exists(f.tmp.path() + "/sandboxes/abc.json"));
+    CHECK(sandbox() == "abc");
+    CHECK_FALSE(std::filesystem::exists(f.tmp.path() + "/sandboxes"));
 }
 
 TEST_CASE("shim: macvlan and ipvlan networks, VLAN parents made on first use and removed with the last network")

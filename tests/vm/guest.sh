@@ -80,13 +80,12 @@ links_in() {
 }
 # What a DEL must leave in our state dir: nothing.
 leftovers() {
-    local l e s
+    local l e
     l=$(find $CNM_STATE_DIR/ipam -path '*/leases/*' -type f ! -name '.spare-*' 2>/dev/null | wc -l)
     e=$(find $CNM_STATE_DIR/networks -path '*/endpoints/*' -type f ! -name '.spare-*' 2>/dev/null | wc -l)
-    s=$(ls $CNM_STATE_DIR/sandboxes 2>/dev/null | wc -l)
-    echo "leases=$((l)) endpoints=$((e)) sandboxes=$((s))"
+    echo "leases=$((l)) endpoints=$((e))"
 }
-CLEAN="leases=0 endpoints=0 sandboxes=0"
+CLEAN="leases=0 endpoints=0"
 hl_leases() { ls "$HL/$1" 2>/dev/null | grep -c '^[0-9]'; }   # addresses host-local holds for a network
 
 # One line per 1.0.0 result with one interface: "<#interfaces> <name> <sandbox> <#ips> <ips[0].interface> <address>"
