@@ -264,7 +264,7 @@ Result<Json> gc(Store& store, Kernel* kernel, bool dry_run, int64_t lease_grace_
             dead.push_back(r);
         }
         // The lifecycle's one way to remove what an endpoint recorded: its firewall elements
-        // (masquerade, MAC spoof check, ports), its links, its sandbox membership and record.
+        // (masquerade, MAC spoof check, ports), its links and its record.
         // CNI endpoints give back their leases by the record; Docker's are Docker's to release.
         Endpoints endpoints(registry, kernel, network.ok() ? find_driver(network.record.driver) : nullptr);
         PoolAddresses leases { ipam::IpamConf {} };

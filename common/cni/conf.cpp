@@ -60,11 +60,15 @@ Result<NetConf> parse_conf(std::string_view text)
 Result<std::optional<std::vector<Attachment>>> valid_attachments(const NetConf& conf)
 {
     const char* key = conf.raw.contains("cni.dev/valid-attachments") ? "cni.dev/valid-attachments" : "cni.dev/attachments";
-    auto list = TRY(json_array(conf.raw, key, ""));
-    if (list.is_null())
+    // Read in place, not through json_array's copy: the list may hold 10 000 attachments.
+    auto it = conf.raw.find(key);
+    if (it == conf.raw.end() || it->is_null())
         return std::optional<std::vector<Attachment>> {};
+    if (!it->is_array())
+        (void)TRY(json_array(conf.raw, key, "")); // its error names the key and the type
     std::vector<Attachment> out;
-    for (auto& item : list) {
+    out.reserve(it->size());
+    for (auto& item : *it) {
         if (!item.is_object())
             return make_error(Code::InvalidConfig, std::string("invalid config: each of \"") + key + "\" must be an object");
         Attachment a;

@@ -23,13 +23,20 @@ struct State {
     }
 };
 
-/// The conf as a network record keeps it: without the keys the runtime injects per call.
+/// The conf as a network record keeps it: without the keys the runtime injects per call. Those
+/// are never copied (a GC's list may hold 10 000 attachments, a CHECK's prevResult many).
 inline Json network_options(const cni::NetConf& conf)
 {
-    Json options = conf.raw;
-    for (const char* runtime_key : { "cniVersion", "cniVersions", "name", "prevResult", "runtimeConfig", "args",
-             "cni.dev/valid-attachments", "cni.dev/attachments" })
-        options.erase(runtime_key);
+    Json options = Json::object();
+    for (auto it = conf.raw.begin(); it != conf.raw.end(); ++it) {
+        const std::string& key = it.key();
+        bool runtime = false;
+        for (const char* runtime_key : { "cniVersion", "cniVersions", "name", "prevResult", "runtimeConfig", "args",
+                 "cni.dev/valid-attachments", "cni.dev/attachments" })
+            runtime = runtime || key == runtime_key;
+        if (!runtime)
+            options.emplace(key, it.value());
+    }
     return options;
 }
 

@@ -1,5 +1,6 @@
 #include "cni/conf.hpp"
 #include "cni/skel.hpp"
+#include "cnm/state.hpp"
 #include "helpers.hpp"
 
 #include <doctest/doctest.h>
@@ -96,6 +97,20 @@ TEST_CASE("GC attachments come from either key")
     CHECK_FALSE(valid_attachments(*none)->has_value());
     auto bad = parse_conf(R"({"cniVersion":"1.1.0","name":"n","cni.dev/valid-attachments":[1]})");
     CHECK(valid_attachments(*bad).error().code == Code::InvalidConfig);
+    auto not_list = parse_conf(R"({"cniVersion":"1.1.0","name":"n","cni.dev/valid-attachments":{"containerID":"a"}})");
+    auto refused = valid_attachments(*not_list);
+    REQUIRE_FALSE(refused.ok());
+    CHECK(refused.error().code == Code::InvalidConfig);
+    CHECK(refused.error().msg.find("cni.dev/valid-attachments") != std::string::npos);
+}
+
+TEST_CASE("a network record keeps the driver's keys of the conf, none of those the runtime injects per call")
+{
+    auto c = parse_conf(R"({"cniVersion":"1.1.0","name":"n","type":"bridge","bridge":"br9","ipMasq":true,"ipam":{"type":"ipam"},
+        "runtimeConfig":{"mac":"02:00:00:00:00:01"},"args":{"cni":{}},"prevResult":{"cniVersion":"1.1.0"},
+        "cni.dev/valid-attachments":[{"containerID":"a","ifname":"eth0"}],"cni.dev/attachments":[],"cniVersions":["1.1.0"]})");
+    REQUIRE(c.ok());
+    CHECK(network_options(*c) == Json::parse(R"({"type":"bridge","bridge":"br9","ipMasq":true,"ipam":{"type":"ipam"}})"));
 }
 
 TEST_CASE("dispatcher: version gating")
