@@ -1023,8 +1023,9 @@ int bench_fill(const std::string& kind, int reps, int endpoints, int per_netns, 
                 a.median() / fa, b.median() / fb);
         // Issue 14: where the kernel's own work grows with N, the target is taken against the floor
         // at the same N: what we add above it must stay flat.
-        if (fa > 0)
-            std::printf("\n        our own work (ours - floor at the same N) at N / at 1: %.2f (target <= 1.2)", (a.median() - fa) / (b.median() - fb));
+        if (fa > 1.2 * fb)
+            std::printf("\n        the kernel's own work grows with N; our own work (ours - floor at the same N) at N / at 1: %.2f (target <= 1.2)",
+                (a.median() - fa) / (b.median() - fb));
         if (ra)
             std::printf("; ref at N %.2f, at 1 %.2f ms (N/1 %.2f)", ra->median(), rb->median(), ra->median() / rb->median());
         std::printf("\n        cpu: ours at N %.2f ms, at 1 %.2f ms (N/1 %.2f; paired wall N/1 %.2f)", a.cpu_median(), b.cpu_median(),
@@ -1145,11 +1146,14 @@ int bench_nets(int reps, int networks, int per_netns, const std::string& ours_di
     std::printf("floors: exec of /bin/true %.2f ms; kernel ADD with %d bridges %.2f ms, without %.2f ms\n", true_exec.median(), networks,
         k_many.add.median(), k_none.add.median());
     for (auto [verb, a, b, ra, rb, fa, fb] : { std::tuple { "ADD", &om.add, &o0.add, &rm.add, &r0.add, f_many, f_none },
-             std::tuple { "DEL", &om.del, &o0.del, &rm.del, &r0.del, true_exec.median() + k_many.del.median(), true_exec.median() + k_none.del.median() } })
-        std::printf("%-4s ours at %d %7.2f ms, at 0 %7.2f ms: %.2f (target <= 1.2); ours/floor %.2f vs %.2f; ref %.2f vs %.2f ms (%.2f)\n"
-                    "     our own work (ours - floor with as many bridges) at %d / at 0: %.2f (target <= 1.2)\n", verb,
+             std::tuple { "DEL", &om.del, &o0.del, &rm.del, &r0.del, true_exec.median() + k_many.del.median(), true_exec.median() + k_none.del.median() } }) {
+        std::printf("%-4s ours at %d %7.2f ms, at 0 %7.2f ms: %.2f (target <= 1.2); ours/floor %.2f vs %.2f; ref %.2f vs %.2f ms (%.2f)\n", verb,
             networks, a->median(), b->median(), a->median() / b->median(), a->median() / fa, b->median() / fb, ra->median(), rb->median(),
-            ra->median() / rb->median(), networks, (a->median() - fa) / (b->median() - fb));
+            ra->median() / rb->median());
+        if (fa > 1.2 * fb) // as in fill: where the kernel's own work grows, what we add above it must stay flat
+            std::printf("     the kernel's own work grows with the bridges; our own work (ours - floor with as many) at %d / at 0: %.2f (target <= 1.2)\n",
+                networks, (a->median() - fa) / (b->median() - fb));
+    }
     std::printf("cpu: ADD ours at %d %.2f ms, at 0 %.2f ms; DEL %.2f vs %.2f ms; paired wall ADD %.2f\n", networks, om.add.cpu_median(),
         o0.add.cpu_median(), om.del.cpu_median(), o0.del.cpu_median(), paired(om.add.ms, o0.add.ms));
     trace_cycles("nets", { { &om, std::to_string(networks) }, { &o0, "0" } }, path);

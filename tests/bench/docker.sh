@@ -9,7 +9,10 @@
 #      `--network none` in the same rounds as the floor (a container with no network at all);
 #   2. `docker network create` and, timed separately, `docker network rm` through the shim vs the
 #      bridge driver (same subnets, after the networks of 1. are gone), with a CLI round trip
-#      (`docker network inspect none`) as the floor of any such command.
+#      (`docker network inspect none`) as the floor of any such command, and the same create and
+#      rm through a remote driver that does nothing (tests/bench/noop_driver.cpp, driver cnmn<pid>
+#      on /run/docker/plugins): the floor of any remote driver's create and rm, which pays
+#      dockerd's plugin client and one HTTP call per step where the built-in driver pays none.
 # Targets (issue 14): run, create and rm each <= 1.1x the bridge driver's.
 # Beside them: the time the shim spent in its handlers (its log has each call's duration, in whole
 # ms) per run / create / rm, which bounds what the shim itself adds; and the CPU time of dockerd,
@@ -34,7 +37,7 @@ while [ $# -gt 0 ]; do
 done
 [[ $reps =~ ^[1-9][0-9]*$ ]] || { echo "docker.sh: --reps must be a positive number" >&2; exit 2; }
 [ -f build/build.ninja ] || meson setup build >/dev/null
-ninja -C build cnm-shim/cnm-shim >/dev/null
+ninja -C build cnm-shim/cnm-shim tests/bench/noop-driver >/dev/null
 for tool in /usr/sbin/dockerd /usr/bin/docker /bin/busybox; do
     [ -x $tool ] || { echo "docker.sh: $tool is missing (scripts/deps.sh installs it)" >&2; exit 1; }
 done
@@ -65,12 +68,31 @@ die() { echo "docker.sh: $*" >&2; [ -s "$WORK/out" ] && sed 's/^/  /' "$WORK/out
 docker_start
 docker_image
 shim_start
+# The do-nothing remote driver, stopped (and its socket removed) right after dockerd, before the
+# shim's cleanup removes the plugin directory it may have created.
+NOOP=cnmn$$ NOOP_SOCK=/run/docker/plugins/cnmn$$.sock NOOP_PID=""
+eval "_bench_noop_cleanup() $(declare -f cleanup | tail -n +2)"
+cleanup() {
+    docker_cleanup
+    if [ -n "$NOOP_PID" ]; then kill -TERM "$NOOP_PID" 2>/dev/null || true; wait "$NOOP_PID" 2>/dev/null || true; fi
+    rm -f "$NOOP_SOCK"
+    _bench_noop_cleanup
+}
+build/tests/bench/noop-driver "$NOOP_SOCK" >>"$WORK/noop.log" 2>&1 &
+NOOP_PID=$!
+for _ in $(seq 100); do
+    curl -s --max-time 2 --unix-socket "$NOOP_SOCK" -XPOST -H "Content-Length: 0" http://plugin/Plugin.Activate >/dev/null 2>&1 && break
+    kill -0 "$NOOP_PID" 2>/dev/null || die "the no-op driver did not start: $(cat "$WORK/noop.log")"
+    sleep 0.05
+done
 CONTAINERD_PID=$(pgrep -P "$DOCKER_PID" -x containerd) || die "no containerd under dockerd $DOCKER_PID"
 IMG=cnm-bb:1
 CNM_SUBNET=10.213.224.0/24
 BR_SUBNET=10.213.225.0/24
 create_cnm() { dk network create -d "$P" --ipam-driver "$P" --subnet "$CNM_SUBNET" "$1"; }
 create_br() { dk network create -d bridge --subnet "$BR_SUBNET" "$1"; }
+NOOP_SUBNET=10.213.226.0/24
+create_noop() { dk network create -d "$NOOP" --ipam-driver "$NOOP" --subnet "$NOOP_SUBNET" "$1"; }
 
 # CPU_NS: the CPU time (ns, /proc/<pid>/task/*/schedstat, every thread) of the pids given; no fork.
 cpu_ns() {
@@ -148,7 +170,7 @@ got=$(dk run --rm --network hdb-br "$IMG" ip -4 -o addr show eth0 2>&1) || die "
 # Each of the 6 orders of the three in turn, so no one always goes first or follows the same one.
 orders=("cnm br X" "br X cnm" "X cnm br" "X br cnm" "br cnm X" "cnm X br")
 t_all=$SECONDS
-for a in run_cnm run_br run_none mk_cnm mk_br rm_cnm rm_br cli; do declare -ga "$a=()" "${a}_cd=()" "${a}_cs=()" "${a}_ct=()"; done
+for a in run_cnm run_br run_none mk_cnm mk_br mk_noop rm_cnm rm_br rm_noop cli; do declare -ga "$a=()" "${a}_cd=()" "${a}_cs=()" "${a}_ct=()"; done
 shim_run=0 calls_run=0
 for i in $(seq "$reps"); do
     order=${orders[(i - 1) % 6]//X/none}
@@ -172,9 +194,23 @@ create_cnm hdb-wc >"$WORK/out" 2>&1 || die "network create through the shim"
 dk network rm hdb-wc >"$WORK/out" 2>&1 || die "network rm through the shim"
 create_br hdb-wb >"$WORK/out" 2>&1 || die "network create with the bridge driver"
 dk network rm hdb-wb >"$WORK/out" 2>&1 || die "network rm with the bridge driver"
+create_noop hdb-wn >"$WORK/out" 2>&1 || die "network create with the no-op driver"
+dk network rm hdb-wn >"$WORK/out" 2>&1 || die "network rm with the no-op driver"
 shim_mk=0 shim_rm=0 calls_mk=0 calls_rm=0
+# The four of a round in one of their 24 orders, a different one each round (the i-th permutation).
+perm4() {
+    local -a left=(cnm br noop cli) out=()
+    local k=$(( ($1 - 1) % 24 )) f=6 j
+    while [ ${#left[@]} -gt 0 ]; do
+        j=$((k / f)) k=$((k % f))
+        out+=("${left[$j]}")
+        left=("${left[@]:0:$j}" "${left[@]:$((j + 1))}")
+        [ ${#left[@]} -gt 1 ] && f=$((f / ${#left[@]})) || f=1
+    done
+    echo "${out[@]}"
+}
 for i in $(seq "$reps"); do
-    order=${orders[(i - 1) % 6]//X/cli}
+    order=$(perm4 "$i")
     for o in $order; do
         case $o in
         cnm)
@@ -190,6 +226,10 @@ for i in $(seq "$reps"); do
         br)
             timed mk_br create_br "hdb-b$i"
             timed rm_br dk network rm "hdb-b$i"
+            ;;
+        noop)
+            timed mk_noop create_noop "hdb-n$i"
+            timed rm_noop dk network rm "hdb-n$i"
             ;;
         cli) timed cli dk network inspect none ;;
         esac
@@ -225,6 +265,15 @@ if [ -n "${CNM_BENCH_TRACE:-}" ]; then
 fi
 
 per() { awk -v s="$1" -v n="$2" 'BEGIN { printf "%.2f", s / n }'; }
+# stats_of <array>: its median in ms
+stats_of() { local -n v=$1; stats "${v[@]}" | cut -d' ' -f1; }
+# noop_line <noop-array> <cnm-array> <bridge-array>: the no-op remote driver beside the two
+noop_line() {
+    local n
+    n=$(stats_of "$1")
+    printf '%-22s floor of any remote driver: a no-op one %.2f ms, no-op/bridge %.2fx (paired %.2fx); cnm/no-op %.2fx (paired %.2fx)\n' "" \
+        "$n" "$(ratio "$n" "$(stats_of "$3")")" "$(paired "$1" "$3")" "$(ratio "$(stats_of "$2")" "$n")" "$(paired "$2" "$1")"
+}
 echo "docker $(dk version --format '{{.Server.Version}}') (storage $DOCKER_STORAGE_DRIVER): cnm-shim (driver $P) vs Docker's bridge driver, one dockerd, $reps interleaved rounds (orders rotated), image $IMG"
 line "run --rm $IMG true" cnm run_cnm bridge run_br 1.1
 printf '%-22s none %8.2f ms (a container without a network, same rounds): over it cnm %.2f ms, bridge %.2f ms\n' "" "$(med "${run_none[@]}")" \
@@ -233,8 +282,10 @@ printf '%-22s none %8.2f ms (a container without a network, same rounds): over i
 printf '%-22s shim handlers %s ms per run (%s calls; whole ms as the shim logs them)\n' "" "$(per "$shim_run" "$reps")" "$(per "$calls_run" "$reps")"
 line "network create" cnm mk_cnm bridge mk_br 1.1
 printf '%-22s shim handlers %s ms per create (%s calls)\n' "" "$(per "$shim_mk" "$reps")" "$(per "$calls_mk" "$reps")"
+noop_line mk_noop mk_cnm mk_br
 line "network rm" cnm rm_cnm bridge rm_br 1.1
 printf '%-22s shim handlers %s ms per rm (%s calls)\n' "" "$(per "$shim_rm" "$reps")" "$(per "$calls_rm" "$reps")"
+noop_line rm_noop rm_cnm rm_br
 printf '%-22s floor: a CLI round trip (docker network inspect) %.2f ms\n' "" "$(med "${cli[@]}")"
 echo "rounds took $((SECONDS - t_all)) s; load: $(cut -d' ' -f1-3 /proc/loadavg)"
 [ -z "${CNM_BENCH_TRACE:-}" ] || echo "strace -f -T -tt of the shim during one run, create, rm: $tdir/docker-shim-{run,create,rm}.txt; of dockerd: $tdir/docker-dockerd-{create,rm}-{cnm,bridge}.txt"
