@@ -23,7 +23,7 @@
 # removed, the netns hdb-<pid>-docker and the temp dir removed at exit, also after a failure or
 # a signal. --keep-log DIR copies dockerd's and the shim's logs there first. CNM_BENCH_TRACE=DIR:
 # after the rounds, one more run, create and rm with the shim under strace -f -T -tt, then create
-# and rm with each driver with dockerd under strace (files in DIR).
+# and rm with each driver (the no-op one too) with dockerd under strace (files in DIR).
 # shellcheck disable=SC2154 # the arrays are declared by name (declare -ga) and filled through namerefs
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -262,6 +262,8 @@ if [ -n "${CNM_BENCH_TRACE:-}" ]; then
     traced "$DOCKER_PID" "$tdir/docker-dockerd-rm-cnm.txt" dk network rm hdb-t
     traced "$DOCKER_PID" "$tdir/docker-dockerd-create-bridge.txt" create_br hdb-tb
     traced "$DOCKER_PID" "$tdir/docker-dockerd-rm-bridge.txt" dk network rm hdb-tb
+    traced "$DOCKER_PID" "$tdir/docker-dockerd-create-noop.txt" create_noop hdb-tn
+    traced "$DOCKER_PID" "$tdir/docker-dockerd-rm-noop.txt" dk network rm hdb-tn
 fi
 
 per() { awk -v s="$1" -v n="$2" 'BEGIN { printf "%.2f", s / n }'; }
@@ -288,4 +290,4 @@ printf '%-22s shim handlers %s ms per rm (%s calls)\n' "" "$(per "$shim_rm" "$re
 noop_line rm_noop rm_cnm rm_br
 printf '%-22s floor: a CLI round trip (docker network inspect) %.2f ms\n' "" "$(med "${cli[@]}")"
 echo "rounds took $((SECONDS - t_all)) s; load: $(cut -d' ' -f1-3 /proc/loadavg)"
-[ -z "${CNM_BENCH_TRACE:-}" ] || echo "strace -f -T -tt of the shim during one run, create, rm: $tdir/docker-shim-{run,create,rm}.txt; of dockerd: $tdir/docker-dockerd-{create,rm}-{cnm,bridge}.txt"
+[ -z "${CNM_BENCH_TRACE:-}" ] || echo "strace -f -T -tt of the shim during one run, create, rm: $tdir/docker-shim-{run,create,rm}.txt; of dockerd: $tdir/docker-dockerd-{create,rm}-{cnm,bridge,noop}.txt"
