@@ -313,6 +313,10 @@ Result<Json> gc(Store& store, Kernel* kernel, bool dry_run, int64_t lease_grace_
             }
         }
     }
+    // The sandbox documents a build before 2026-12 left (an index nothing reads).
+    if (!dry_run)
+        if (auto done = registry.drop_legacy_sandboxes(); !done)
+            errors.push_back("sandbox documents of an earlier build: " + done.error().msg);
     TRY(store.sync());
     if (!errors.empty()) {
         std::string details;

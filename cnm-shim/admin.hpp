@@ -16,7 +16,7 @@ std::string list_table(const Json& listing);
 /// One network (with its endpoints and Docker ids), or one of its endpoints (an id prefix).
 Result<Json> inspect(Store& store, const std::string& network, const std::string& endpoint);
 /// Removes endpoints whose sandbox (netns) no longer exists through the lifecycle's one
-/// detach/remove (Endpoints::forget): their firewall elements, links and sandbox membership; CNI
+/// detach/remove (Endpoints::forget): their firewall elements, links and record; CNI
 /// endpoints also give back their leases (Docker releases its own addresses through
 /// ReleaseAddress). `kernel` null: records only. Returns what was (or, with dry_run, would be)
 /// removed.

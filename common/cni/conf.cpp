@@ -65,7 +65,7 @@ Result<std::optional<std::vector<Attachment>>> valid_attachments(const NetConf& 
     if (it == conf.raw.end() || it->is_null())
         return std::optional<std::vector<Attachment>> {};
     if (!it->is_array())
-        (void)TRY(json_array(conf.raw, key, "")); // its error names the key and the type
+        return make_error(Code::InvalidConfig, std::string("invalid config: \"") + key + "\" must be a list, not " + it->type_name());
     std::vector<Attachment> out;
     out.reserve(it->size());
     for (auto& item : *it) {

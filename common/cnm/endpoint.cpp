@@ -685,10 +685,15 @@ Result<void> Endpoints::gc(const NetworkSpec& network, const Keep& valid, Addres
     // Leases whose endpoint record is gone (a crash, a corrupt record).
     if (auto done = addresses.collect(m_registry, network.name, kept); !done)
         errors.push_back(done.release_error());
-    if (auto done = m_registry.drop_legacy_sandboxes(); !done)
-        errors.push_back(done.release_error());
-    if (errors.empty())
-        return drop_network_if_unused(network.name);
+    // What an earlier build left; its failure is reported, but does not keep the network's own
+    // sweep from finishing.
+    auto legacy = m_registry.drop_legacy_sandboxes();
+    if (errors.empty()) {
+        TRY(drop_network_if_unused(network.name));
+        return legacy;
+    }
+    if (!legacy)
+        errors.push_back(legacy.release_error());
     return make_error(errors.front().code, "GC finished with " + std::to_string(errors.size()) + " error(s)", error_details(errors));
 }
 

@@ -1,5 +1,6 @@
 #pragma once
-// The CNM model: Network, Endpoint and Sandbox records, shared by the CNI plugins and cnm-shim.
+// The CNM model: Network and Endpoint records (and the Sandbox they name), shared by the CNI
+// plugins and cnm-shim.
 //
 //   Network  — conf "name" (CNI) or a Docker network bound to it; owns a driver, its options and
 //              the subnets of its pools.

@@ -149,7 +149,7 @@ Result<void> Registry::drop_legacy_sandboxes()
         return {};
     auto lock = TRY(m_store.lock(legacy_sandboxes_dir()));
     for (auto& name : names)
-        TRY(m_store.remove({ "sandboxes", name }, Durability::Hint));
+        TRY(m_store.remove({ "sandboxes", name }, Durability::Sync)); // unlinked, not kept as a spare: nothing writes there now
     return {};
 }
 

@@ -985,7 +985,7 @@ void FileStore::sweep_temps(int dfd)
 {
     // Once per directory and store (a verb locks one directory several times), and only a small
     // directory (one block on ext4/xfs, ~200 entries on tmpfs): a lock stays cheap however many
-    // leases or sandboxes there are; list() sweeps the large ones.
+    // leases or endpoints there are; list() sweeps the large ones.
     if (std::find(m_swept.begin(), m_swept.end(), dfd) != m_swept.end())
         return;
     m_swept.push_back(dfd);

@@ -108,10 +108,10 @@ using WatchCallback = std::function<bool(const Changes&)>;
 ///   durable definitions: networks, pools, Docker bindings.
 /// Hint: not flushed, and (in FileStore) rewritten in place, so a kill -9 leaves the old or the new
 ///   document but a power failure may leave a mix, read as corrupt — for what may be lost without
-///   harm: a round-robin cursor, an index other documents can rebuild.
+///   harm: a round-robin cursor.
 /// PerBoot: atomic (temp, rename: a reader or a kill -9 sees the old or the new document, never a
-///   mix) but never flushed, neither the file nor its directory — for per-boot facts (endpoints,
-///   sandboxes, leases stamped with boot_id()): a power failure ends the boot they describe.
+///   mix) but never flushed, neither the file nor its directory — for per-boot facts (endpoints
+///   and leases stamped with boot_id()): a power failure ends the boot they describe.
 enum class Durability { Sync, Hint, PerBoot };
 
 /// An exclusive lock, released when destroyed.

@@ -49,14 +49,6 @@ source tests/e2e/lib.sh
 source tests/e2e/docker-lib.sh
 source tests/e2e/shim-lib.sh
 trap 'exit 130' INT TERM HUP
-if [ -n "$keep_log" ]; then
-    mkdir -p "$keep_log"
-    eval "_bench_cleanup() $(declare -f cleanup | tail -n +2)"
-    cleanup() {
-        cp -f "$DOCKER_DIR/dockerd.log" "$WORK/shim.log" "$keep_log/" 2>/dev/null || true
-        _bench_cleanup
-    }
-fi
 # Our own netns (the bench's prefix), owned here: lib.sh's cleanup removes what $WORK/netns lists.
 DOCKER_NETNS=hdb-$$-docker
 echo "$DOCKER_NETNS" >>"$WORK/netns"
@@ -80,11 +72,22 @@ cleanup() {
 }
 build/tests/bench/noop-driver "$NOOP_SOCK" >>"$WORK/noop.log" 2>&1 &
 NOOP_PID=$!
+noop_up=0
 for _ in $(seq 100); do
-    curl -s --max-time 2 --unix-socket "$NOOP_SOCK" -XPOST -H "Content-Length: 0" http://plugin/Plugin.Activate >/dev/null 2>&1 && break
-    kill -0 "$NOOP_PID" 2>/dev/null || die "the no-op driver did not start: $(cat "$WORK/noop.log")"
+    curl -s --max-time 2 --unix-socket "$NOOP_SOCK" -XPOST -H "Content-Length: 0" http://plugin/Plugin.Activate >/dev/null 2>&1 && { noop_up=1; break; }
+    kill -0 "$NOOP_PID" 2>/dev/null || break
     sleep 0.05
 done
+[ "$noop_up" -eq 1 ] || die "the no-op driver did not answer on $NOOP_SOCK: $(cat "$WORK/noop.log")"
+# --keep-log DIR: the logs are copied before any of the cleanups above removes them.
+if [ -n "$keep_log" ]; then
+    mkdir -p "$keep_log"
+    eval "_bench_cleanup() $(declare -f cleanup | tail -n +2)"
+    cleanup() {
+        cp -f "$DOCKER_DIR/dockerd.log" "$WORK/shim.log" "$WORK/noop.log" "$keep_log/" 2>/dev/null || true
+        _bench_cleanup
+    }
+fi
 CONTAINERD_PID=$(pgrep -P "$DOCKER_PID" -x containerd) || die "no containerd under dockerd $DOCKER_PID"
 IMG=cnm-bb:1
 CNM_SUBNET=10.213.224.0/24
@@ -197,20 +200,11 @@ dk network rm hdb-wb >"$WORK/out" 2>&1 || die "network rm with the bridge driver
 create_noop hdb-wn >"$WORK/out" 2>&1 || die "network create with the no-op driver"
 dk network rm hdb-wn >"$WORK/out" 2>&1 || die "network rm with the no-op driver"
 shim_mk=0 shim_rm=0 calls_mk=0 calls_rm=0
-# The four of a round in one of their 24 orders, a different one each round (the i-th permutation).
-perm4() {
-    local -a left=(cnm br noop cli) out=()
-    local k=$(( ($1 - 1) % 24 )) f=6 j
-    while [ ${#left[@]} -gt 0 ]; do
-        j=$((k / f)) k=$((k % f))
-        out+=("${left[$j]}")
-        left=("${left[@]:0:$j}" "${left[@]:$((j + 1))}")
-        [ ${#left[@]} -gt 1 ] && f=$((f / ${#left[@]})) || f=1
-    done
-    echo "${out[@]}"
-}
+# The four of a round in the rows of a balanced Latin square, in turn: over 4 rounds each goes
+# first, second, third and last once, and follows each of the others once.
+orders4=("cnm br cli noop" "br noop cnm cli" "noop cli br cnm" "cli cnm noop br")
 for i in $(seq "$reps"); do
-    order=$(perm4 "$i")
+    order=${orders4[(i - 1) % 4]}
     for o in $order; do
         case $o in
         cnm)
@@ -276,7 +270,7 @@ noop_line() {
     printf '%-22s floor of any remote driver: a no-op one %.2f ms, no-op/bridge %.2fx (paired %.2fx); cnm/no-op %.2fx (paired %.2fx)\n' "" \
         "$n" "$(ratio "$n" "$(stats_of "$3")")" "$(paired "$1" "$3")" "$(ratio "$(stats_of "$2")" "$n")" "$(paired "$2" "$1")"
 }
-echo "docker $(dk version --format '{{.Server.Version}}') (storage $DOCKER_STORAGE_DRIVER): cnm-shim (driver $P) vs Docker's bridge driver, one dockerd, $reps interleaved rounds (orders rotated), image $IMG"
+echo "docker $(dk version --format '{{.Server.Version}}') (storage $DOCKER_STORAGE_DRIVER): cnm-shim (driver $P) vs Docker's bridge driver, one dockerd, $reps interleaved rounds (orders balanced), image $IMG"
 line "run --rm $IMG true" cnm run_cnm bridge run_br 1.1
 printf '%-22s none %8.2f ms (a container without a network, same rounds): over it cnm %.2f ms, bridge %.2f ms\n' "" "$(med "${run_none[@]}")" \
     "$(awk -v a="$(med "${run_cnm[@]}")" -v b="$(med "${run_none[@]}")" 'BEGIN { print a - b }')" \

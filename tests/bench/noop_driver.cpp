@@ -7,6 +7,7 @@
 #include <httplib.h>
 #include <nlohmann/json.hpp>
 
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <string>
@@ -47,6 +48,9 @@ int main(int argc, char** argv)
     std::thread([&] {
         int sig = 0;
         sigwait(&signals, &sig);
+        // stop() before listen_after_bind() has started would be lost: wait for it.
+        while (!server.is_running())
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
         server.stop();
     }).detach();
     server.set_address_family(AF_UNIX);
@@ -68,8 +72,8 @@ int main(int argc, char** argv)
         } else if (req.path == "/IpamDriver.RequestAddress") {
             std::string id = body.is_object() ? body.value("PoolID", "") : "";
             std::string wanted = body.is_object() ? body.value("Address", "") : "";
-            std::string pool = id.substr(id.find('/') + 1);
-            std::string prefix = pool.substr(pool.find('/'));
+            std::string pool = id.find('/') == std::string::npos ? "" : id.substr(id.find('/') + 1);
+            std::string prefix = pool.find('/') == std::string::npos ? "" : pool.substr(pool.find('/'));
             out = { { "Address", wanted.empty() ? first_host(pool) : wanted + prefix }, { "Data", Json::object() } };
         }
         res.set_content(out.dump(), "application/vnd.docker.plugins.v1+json");

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# 16 parallel ADDs on one network get 16 distinct addresses; 16 parallel DELs leave no lease,
-# endpoint or sandbox behind.
+# 16 parallel ADDs on one network get 16 distinct addresses; 16 parallel DELs leave no lease or
+# endpoint behind (and no sandbox document is ever written: a sandbox is the endpoints that name it).
 source "$(dirname "$0")/lib.sh"
 N=16
 conf='{"cniVersion":"1.0.0","name":"par","type":"bridge","ipam":{"type":"ipam","ranges":[[{"subnet":"10.213.60.0/24"}],[{"subnet":"fd00:213:60::/64"}]]}}'
@@ -22,7 +22,7 @@ for round in 1 2 3; do
     expect_eq "round $round: all DELs succeeded" "$N" "$(cat "$WORK"/del-*.rc | grep -c '^0$')"
     expect_eq "round $round: no lease left" 0 "$(lease_count)"
     expect_eq "round $round: no endpoint left" 0 "$(ls "$CNM_STATE_DIR/networks/par/endpoints" | wc -l)"
-    expect_eq "round $round: no sandbox left" 0 "$(ls "$CNM_STATE_DIR/sandboxes" | wc -l)"
+    expect_eq "round $round: no sandbox document" no "$([ -e "$CNM_STATE_DIR/sandboxes" ] && echo yes || echo no)"
     rm -f "$WORK"/add-* "$WORK"/del-*
 done
 finish

@@ -381,6 +381,11 @@ TEST_CASE("upgrade: the sandbox documents an earlier build wrote are ignored by 
     CHECK(f.store->list({ "sandboxes" })->size() == 2); // ADD and DEL leave them alone
     REQUIRE(f.gc(&*c, { { "pod", "eth0" } }).ok());
     CHECK(f.store->list({ "sandboxes" })->empty());
+    // Unlinked, not kept as spare inodes: nothing writes there again. Only the lock file stays.
+    std::vector<std::string> left;
+    for (auto& e : std::filesystem::directory_iterator(f.tmp.path() + "/sandboxes"))
+        left.push_back(e.path().filename().string());
+    CHECK(left == std::vector<std::string> { ".lock" });
     CHECK(f.registry.load_endpoint("net1", endpoint_key("pod", "eth0"))->ok());
 }
 

@@ -1165,3 +1165,14 @@ TEST_CASE("shim: a vxlan network through Docker is refused with clear errors tha
         CHECK(!f.host("vxb-dkvx"));
     }
 }
+
+TEST_CASE("cnm-shim gc removes the sandbox documents an earlier build left; --dry-run leaves them")
+{
+    Fixture f;
+    REQUIRE(f.store->put({ "sandboxes", "sb1.json" }, Json::parse(R"({"id":"sb1","netns":"/run/docker/netns/sb1","frontend":"docker",
+        "endpoints":[],"bootId":"","schema":2})"), Durability::Hint).ok());
+    REQUIRE(gc(*f.store, &f.kernel, true).ok());
+    CHECK(f.store->list({ "sandboxes" })->size() == 1);
+    REQUIRE(gc(*f.store, &f.kernel, false).ok());
+    CHECK(f.store->list({ "sandboxes" })->empty());
+}
