@@ -52,7 +52,7 @@ Result<NetConf> parse_conf(std::string_view text)
     (void)TRY(json_bool(doc, "disableCheck", ""));
     (void)TRY(json_bool(doc, "disableGC", ""));
     (void)TRY(json_bool(doc, "ipMasq", ""));
-    (void)TRY(json_object(doc, "capabilities", ""));
+    (void)TRY(json_object_in(doc, "capabilities", ""));
     conf.raw = std::move(doc);
     return conf;
 }
@@ -60,15 +60,13 @@ Result<NetConf> parse_conf(std::string_view text)
 Result<std::optional<std::vector<Attachment>>> valid_attachments(const NetConf& conf)
 {
     const char* key = conf.raw.contains("cni.dev/valid-attachments") ? "cni.dev/valid-attachments" : "cni.dev/attachments";
-    // Read in place, not through json_array's copy: the list may hold 10 000 attachments.
-    auto it = conf.raw.find(key);
-    if (it == conf.raw.end() || it->is_null())
+    // Read in place, not copied: the list may hold 10 000 attachments.
+    const Json* list = TRY(json_array_in(conf.raw, key, ""));
+    if (!list)
         return std::optional<std::vector<Attachment>> {};
-    if (!it->is_array())
-        return make_error(Code::InvalidConfig, std::string("invalid config: \"") + key + "\" must be a list, not " + it->type_name());
     std::vector<Attachment> out;
-    out.reserve(it->size());
-    for (auto& item : *it) {
+    out.reserve(list->size());
+    for (auto& item : *list) {
         if (!item.is_object())
             return make_error(Code::InvalidConfig, std::string("invalid config: each of \"") + key + "\" must be an object");
         Attachment a;

@@ -148,8 +148,11 @@ Result<void> Registry::drop_legacy_sandboxes()
     if (names.empty())
         return {};
     auto lock = TRY(m_store.lock(legacy_sandboxes_dir()));
-    for (auto& name : names)
-        TRY(m_store.remove({ "sandboxes", name }, Durability::Sync)); // unlinked, not kept as a spare: nothing writes there now
+    for (auto& name : names) {
+        Key doc = legacy_sandboxes_dir();
+        doc.push_back(name);
+        TRY(m_store.remove(doc, Durability::Sync)); // unlinked, not kept as a spare: nothing writes there now
+    }
     return {};
 }
 

@@ -6,7 +6,10 @@
 #include "cnm/registry.hpp"
 #include "store/file_store.hpp"
 
+#include <algorithm>
+#include <iterator>
 #include <memory>
+#include <string_view>
 
 namespace cnm {
 
@@ -27,16 +30,12 @@ struct State {
 /// are never copied (a GC's list may hold 10 000 attachments, a CHECK's prevResult many).
 inline Json network_options(const cni::NetConf& conf)
 {
+    static constexpr std::string_view runtime_keys[] = { "cniVersion", "cniVersions", "name", "prevResult", "runtimeConfig", "args",
+        "cni.dev/valid-attachments", "cni.dev/attachments" };
     Json options = Json::object();
-    for (auto it = conf.raw.begin(); it != conf.raw.end(); ++it) {
-        const std::string& key = it.key();
-        bool runtime = false;
-        for (const char* runtime_key : { "cniVersion", "cniVersions", "name", "prevResult", "runtimeConfig", "args",
-                 "cni.dev/valid-attachments", "cni.dev/attachments" })
-            runtime = runtime || key == runtime_key;
-        if (!runtime)
-            options.emplace(key, it.value());
-    }
+    for (auto& [key, value] : conf.raw.items())
+        if (std::find(std::begin(runtime_keys), std::end(runtime_keys), key) == std::end(runtime_keys))
+            options.emplace(key, value);
     return options;
 }
 

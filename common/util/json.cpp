@@ -77,24 +77,36 @@ Result<std::vector<std::string>> json_strings(const Json& obj, const char* key, 
     return out;
 }
 
-Result<Json> json_object(const Json& obj, const char* key, const std::string& where)
+Result<const Json*> json_object_in(const Json& obj, const char* key, const std::string& where)
 {
     auto it = obj.find(key);
     if (it == obj.end() || it->is_null())
-        return Json();
+        return static_cast<const Json*>(nullptr);
     if (!it->is_object())
         return wrong_type(where, key, "an object", *it);
-    return *it;
+    return &*it;
+}
+
+Result<const Json*> json_array_in(const Json& obj, const char* key, const std::string& where)
+{
+    auto it = obj.find(key);
+    if (it == obj.end() || it->is_null())
+        return static_cast<const Json*>(nullptr);
+    if (!it->is_array())
+        return wrong_type(where, key, "a list", *it);
+    return &*it;
+}
+
+Result<Json> json_object(const Json& obj, const char* key, const std::string& where)
+{
+    const Json* found = TRY(json_object_in(obj, key, where));
+    return found ? *found : Json();
 }
 
 Result<Json> json_array(const Json& obj, const char* key, const std::string& where)
 {
-    auto it = obj.find(key);
-    if (it == obj.end() || it->is_null())
-        return Json();
-    if (!it->is_array())
-        return wrong_type(where, key, "a list", *it);
-    return *it;
+    const Json* found = TRY(json_array_in(obj, key, where));
+    return found ? *found : Json();
 }
 
 bool json_depth_ok(std::string_view text)

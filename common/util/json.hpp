@@ -23,6 +23,9 @@ Result<std::vector<std::string>> json_strings(const Json& obj, const char* key, 
 /// The object at `key`, or null when absent; another type is an error.
 Result<Json> json_object(const Json& obj, const char* key, const std::string& where);
 Result<Json> json_array(const Json& obj, const char* key, const std::string& where);
+/// The same checks without the copy: the value in place, nullptr when absent or null.
+Result<const Json*> json_object_in(const Json& obj, const char* key, const std::string& where);
+Result<const Json*> json_array_in(const Json& obj, const char* key, const std::string& where);
 
 /// Deepest nesting any document we read may have. nlohmann's recursive destructor and printer
 /// would overflow the stack on hostile input nested a few hundred thousand levels deep.
