@@ -17,6 +17,7 @@
 
 #include <algorithm>
 #include <linux/if_link.h>
+#include <utility>
 
 namespace cnm::drivers {
 
@@ -74,8 +75,9 @@ public:
 
     Result<void> ensure_network(Kernel& kernel, const Json& options, const std::vector<IpNet>&) override
     {
+        t_checked.reset();
         auto c = TRY(parse_keys(options));
-        TRY(find_master(kernel, c.master));
+        t_checked = { &kernel, c.master, TRY(find_master(kernel, c.master)) };
         return {};
     }
 
@@ -102,7 +104,9 @@ public:
     Result<Attached> attach(Kernel& kernel, const Json& options, EndpointRecord& endpoint, const Target& target, const NetSetup& ipam) override
     {
         auto c = TRY(parse_keys(options));
-        auto master = TRY(find_master(kernel, c.master));
+        // The lifecycle calls ensure_network just before, on this thread: its lookup is this one.
+        std::optional<CheckedMaster> checked = std::exchange(t_checked, std::nullopt);
+        Link master = checked && checked->kernel == &kernel && checked->given == c.master ? checked->link : TRY(find_master(kernel, c.master));
         endpoint.driver_state["master"] = master.name;
         if (c.mtu && *c.mtu > master.mtu)
             return invalid("\"mtu\" " + std::to_string(*c.mtu) + " is larger than the master's (" + std::to_string(master.mtu) + ")");
@@ -150,8 +154,8 @@ public:
             link = TRY(configure_container(kernel, ns, {}, target.ifname, out.setup));
             if (m_kind.notify) {
                 // Announce the new MAC at once (gratuitous ARP / unsolicited NA), as the reference does.
-                TRY(kernel.write_sysctl(ns, "net/ipv4/conf/" + target.ifname + "/arp_notify", "1"));
-                (void)kernel.write_sysctl(ns, "net/ipv6/conf/" + target.ifname + "/ndisc_notify", "1"); // absent without IPv6
+                TRY(kernel.write_sysctls(ns, { { "net/ipv4/conf/" + target.ifname + "/arp_notify", "1" },
+                                                 { "net/ipv6/conf/" + target.ifname + "/ndisc_notify", "1", true } })); // absent without IPv6
             }
         }
         if (m_kind.custom_mac)
@@ -234,7 +238,17 @@ private:
 
     Kind m_kind;
     std::map<std::string, std::vector<std::string>> m_choices;
+    // The master the last ensure_network of this thread found, taken by the attach that follows
+    // it (Endpoints::add calls the two back to back; cnm-shim serves calls on several threads).
+    struct CheckedMaster {
+        const Kernel* kernel;
+        std::string given; // "master" as configured ("" is the default route's interface)
+        Link link;
+    };
+    static thread_local std::optional<CheckedMaster> t_checked;
 };
+
+thread_local std::optional<ChildDriver::CheckedMaster> ChildDriver::t_checked;
 
 } // namespace
 

@@ -111,6 +111,20 @@ public:
     /// Through /proc/sys of `ns`: "net/ipv4/ip_forward".
     virtual Result<std::string> read_sysctl(NsId ns, const std::string& key) = 0;
     virtual Result<void> write_sysctl(NsId ns, const std::string& key, const std::string& value) = 0;
+    struct SysctlWrite {
+        std::string key;
+        std::string value;
+        bool optional = false; // its failure is ignored (an IPv6 key on a host without IPv6)
+    };
+    /// In order, stopping at the first failure that is not optional; a kernel may make them all
+    /// in one visit to `ns` (each visit is two setns calls and a look at the thread's own netns).
+    virtual Result<void> write_sysctls(NsId ns, const std::vector<SysctlWrite>& writes)
+    {
+        for (auto& w : writes)
+            if (auto done = write_sysctl(ns, w.key, w.value); !done && !w.optional)
+                return done;
+        return {};
+    }
 
     // Firewall elements, in the host namespace (firewall/nft.hpp). Removing an absent one is
     // success; any other failure is an error.

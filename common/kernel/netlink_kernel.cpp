@@ -168,6 +168,16 @@ public:
         auto guard = TRY(NetnsGuard::enter(m_netns.at(ns)));
         return cnm::write_sysctl(key, value);
     }
+    Result<void> write_sysctls(NsId ns, const std::vector<SysctlWrite>& writes) override
+    {
+        std::optional<NetnsGuard> guard;
+        if (ns != host_ns)
+            guard.emplace(TRY(NetnsGuard::enter(m_netns.at(ns))));
+        for (auto& w : writes)
+            if (auto done = cnm::write_sysctl(w.key, w.value); !done && !w.optional)
+                return done;
+        return {};
+    }
 
     Result<void> add_masquerade(const std::string& network, const IpNet& address) override { return firewall::add_masquerade(network, address); }
     Result<void> del_masquerade(const IpNet& address) override { return firewall::del_masquerade(address); }

@@ -68,6 +68,9 @@ hcni ADD hl "/run/netns/$H" "$conf" CNI_ARGS="IgnoreUnknown=1;MAC=02:13:17:00:00
 expect_eq "host-local ADD" 0 "$RC"
 expect_eq "MAC from CNI_ARGS and mtu" "02:13:17:00:00:01 1400" "$(ip -n "$H" -j link show eth0 | jq -r '"\(.[0].address) \(.[0].mtu)"')"
 expect_eq "arp_notify set" 1 "$(ip netns exec "$H" cat /proc/sys/net/ipv4/conf/eth0/arp_notify)"
+if [ -d /proc/sys/net/ipv6 ]; then # both in one visit to the netns (Kernel::write_sysctls)
+    expect_eq "ndisc_notify set" 1 "$(ip netns exec "$H" cat /proc/sys/net/ipv6/conf/eth0/ndisc_notify)"
+fi
 expect_eq "host-local holds the address" 1 "$(ls "$WORK/host-local/mvhl" | grep -c '^10\.213\.170\.')"
 hcni DEL hl "/run/netns/$H" "$conf"
 expect_eq "host-local released it" 0 "$(ls "$WORK/host-local/mvhl" | grep -c '^10\.213\.170\.' || true)"

@@ -792,6 +792,7 @@ TEST_CASE("macvlan ADD: a child of the master in the sandbox under its name, add
     const auto& log = r.kernel.call_log();
     CHECK(std::find(log.begin(), log.end(), "create_child eth0") != log.end()); // under its name: nothing renamed
     CHECK(std::none_of(log.begin(), log.end(), [](const std::string& call) { return call.starts_with("set_link rename"); }));
+    CHECK(std::count(log.begin(), log.end(), "get_link dum0") == 1); // ensure_network's lookup of the master serves attach
     REQUIRE(added->attached.setup.interfaces.size() == 1);
     CHECK(added->attached.setup.ips[0].interface == 0);
     CHECK(r.check(c, "ctr1", added->attached.setup).ok());
