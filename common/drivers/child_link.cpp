@@ -7,8 +7,9 @@
 // (they never do), "vepa" (their traffic hairpins through the external switch), "passthru" (one
 // child takes over the master). ipvlan modes: "l2" (the default), "l3" and "l3s" (the master
 // routes between its children; no ARP or broadcast). A child cannot talk to its master's own
-// addresses — a kernel property. The link is created with IFLA_NET_NS_FD under a temporary name
-// and renamed inside the sandbox: names need only be unique there. Mode and parent cannot change
+// addresses — a kernel property. The link is created with IFLA_NET_NS_FD under the runtime's
+// name, in the sandbox at once (a rename would wait for an RCU grace period under the rtnl lock;
+// names need only be unique there). Mode and parent cannot change
 // after creation. On a kernel without CONFIG_IPVLAN the kernel's refusal becomes code 105
 // "ipvlan is not supported by this kernel".
 #include "drivers/common.hpp"
