@@ -9,8 +9,7 @@
 // routes between its children; no ARP or broadcast). A child cannot talk to its master's own
 // addresses — a kernel property. The link is created with IFLA_NET_NS_FD under the runtime's
 // name, in the sandbox at once (a rename would wait for an RCU grace period under the rtnl lock;
-// names need only be unique there). Mode and parent cannot change
-// after creation. On a kernel without CONFIG_IPVLAN the kernel's refusal becomes code 105
+// names need only be unique there). Mode and parent cannot change after creation. On a kernel without CONFIG_IPVLAN the kernel's refusal becomes code 105
 // "ipvlan is not supported by this kernel".
 #include "drivers/common.hpp"
 
@@ -78,7 +77,8 @@ public:
     {
         t_checked.reset();
         auto c = TRY(parse_keys(options));
-        t_checked = { &kernel, c.master, TRY(find_master(kernel, c.master)) };
+        Link master = TRY(find_master(kernel, c.master));
+        t_checked = CheckedMaster { &kernel, c.master, std::move(master) };
         return {};
     }
 
@@ -240,7 +240,10 @@ private:
     Kind m_kind;
     std::map<std::string, std::vector<std::string>> m_choices;
     // The master the last ensure_network of this thread found, taken by the attach that follows
-    // it (Endpoints::add calls the two back to back; cnm-shim serves calls on several threads).
+    // it: Endpoints::add and Endpoints::join call the two back to back, with no kernel call
+    // between (cnm-shim serves calls on several threads, hence per thread). Every ensure_network
+    // clears it first, so a failed one leaves nothing, and Docker's CreateNetwork, which calls
+    // ensure_network alone, leaves an entry the next ensure_network replaces before any attach.
     struct CheckedMaster {
         const Kernel* kernel;
         std::string given; // "master" as configured ("" is the default route's interface)

@@ -171,8 +171,10 @@ public:
     Result<void> write_sysctls(NsId ns, const std::vector<SysctlWrite>& writes) override
     {
         std::optional<NetnsGuard> guard;
-        if (ns != host_ns)
-            guard.emplace(TRY(NetnsGuard::enter(m_netns.at(ns))));
+        if (ns != host_ns) {
+            auto entered = TRY(NetnsGuard::enter(m_netns.at(ns)));
+            guard.emplace(std::move(entered));
+        }
         for (auto& w : writes)
             if (auto done = cnm::write_sysctl(w.key, w.value); !done && !w.optional)
                 return done;
