@@ -9,8 +9,9 @@
 // routes between its children; no ARP or broadcast). A child cannot talk to its master's own
 // addresses — a kernel property. The link is created with IFLA_NET_NS_FD under the runtime's
 // name, in the sandbox at once (a rename would wait for an RCU grace period under the rtnl lock;
-// names need only be unique there). Mode and parent cannot change after creation. On a kernel without CONFIG_IPVLAN the kernel's refusal becomes code 105
-// "ipvlan is not supported by this kernel".
+// names need only be unique there). Mode and parent cannot change after creation. On a kernel
+// without CONFIG_IPVLAN the kernel's refusal becomes code 105 "ipvlan is not supported by this
+// kernel".
 #include "drivers/common.hpp"
 
 #include "util/fault.hpp"
@@ -107,7 +108,11 @@ public:
         auto c = TRY(parse_keys(options));
         // The lifecycle calls ensure_network just before, on this thread: its lookup is this one.
         std::optional<CheckedMaster> checked = std::exchange(t_checked, std::nullopt);
-        Link master = checked && checked->kernel == &kernel && checked->given == c.master ? checked->link : TRY(find_master(kernel, c.master));
+        Link master;
+        if (checked && checked->kernel == &kernel && checked->given == c.master)
+            master = std::move(checked->link);
+        else
+            master = TRY(find_master(kernel, c.master));
         endpoint.driver_state["master"] = master.name;
         if (c.mtu && *c.mtu > master.mtu)
             return invalid("\"mtu\" " + std::to_string(*c.mtu) + " is larger than the master's (" + std::to_string(master.mtu) + ")");

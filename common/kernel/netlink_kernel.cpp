@@ -163,10 +163,7 @@ public:
     }
     Result<void> write_sysctl(NsId ns, const std::string& key, const std::string& value) override
     {
-        if (ns == host_ns)
-            return cnm::write_sysctl(key, value);
-        auto guard = TRY(NetnsGuard::enter(m_netns.at(ns)));
-        return cnm::write_sysctl(key, value);
+        return write_sysctls(ns, { { key, value } });
     }
     Result<void> write_sysctls(NsId ns, const std::vector<SysctlWrite>& writes) override
     {
