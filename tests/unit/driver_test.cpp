@@ -151,7 +151,7 @@ std::string host_veth(const EndpointRecord& r)
 /// A kernel call whose failure the lifecycle tolerates on purpose (ADD then succeeds).
 bool tolerated(const std::string& step)
 {
-    return (step.starts_with("write_sysctl net/ipv6/conf/") && step.ends_with("/ndisc_notify")) // absent without IPv6
+    return (step.starts_with("write_sysctl net/ipv6/conf/") && (step.ends_with("/ndisc_notify") || step.ends_with("/disable_ipv6"))) // absent without IPv6
         || step.starts_with("read_sysctl");                                                       // read before write
 }
 
@@ -285,6 +285,18 @@ TEST_CASE("bridge ADD into a sandbox: veth, port VLAN/isolation/hairpin, gateway
     CHECK(hv->vlans == std::map<uint16_t, bool> { { 40, true } }); // VLAN 1 replaced by 40 as PVID untagged
     CHECK(hv->isolated);
     CHECK(hv->hairpin);
+    // The port's own IPv6 is off, and was before it went up (no link-local, DAD or MLD of its own).
+    CHECK(r.kernel.sysctl(host_ns, "net/ipv6/conf/" + veth + "/disable_ipv6") == "1");
+    {
+        const auto& log = r.kernel.mutation_log();
+        auto off = std::find(log.begin(), log.end(), "write_sysctl net/ipv6/conf/" + veth + "/disable_ipv6");
+        auto create = std::find_if(log.begin(), log.end(), [](const std::string& call) { return call.starts_with("create_veth"); });
+        REQUIRE(off != log.end());
+        REQUIRE(create != log.end());
+        CHECK(create < off);
+        CHECK(std::find(create, off, "set_link") == off); // nothing set on the port between its creation and this
+        CHECK(std::find(off, log.end(), "set_link") != log.end());
+    }
 
     auto* eth0 = r.kernel.find(sb, "eth0");
     REQUIRE(eth0);
