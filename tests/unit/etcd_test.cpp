@@ -237,6 +237,13 @@ TEST_CASE("etcd codec: watch lines")
     auto e = decode_watch_line(watch_error);
     REQUIRE_FALSE(e.ok());
     CHECK(e.error().msg.find("illegal base64") != std::string::npos);
+    CHECK(e.error().code == Code::Io);
+    // etcd going away mid-watch (SIGTERM): the gateway's Canceled, like Unavailable, is a retry.
+    for (int code : { 1, 14 }) {
+        auto gone = decode_watch_line(R"({"error":"grpc: the client connection is closing","code":)" + std::to_string(code) + "}");
+        REQUIRE_FALSE(gone.ok());
+        CHECK(gone.error().code == Code::TryAgainLater);
+    }
     CHECK_FALSE(decode_watch_line("{\"result\":").ok());
     CHECK_FALSE(decode_watch_line(R"({"result":{"events":[{"type":"BOGUS","kv":{}}]}})").ok());
 }
@@ -526,6 +533,13 @@ TEST_CASE("etcd client: watch errors and failover")
     auto e = f.client->watch("p/", 0, [](const WatchMessage&) { return true; }, stop.get_token());
     REQUIRE_FALSE(e.ok());
     CHECK(e.error().msg.find("illegal base64") != std::string::npos);
+    CHECK(e.error().code == Code::Io);
+    // etcd going away mid-watch (SIGTERM): the gateway's Canceled, like Unavailable, is a retry.
+    for (int code : { 1, 14 }) {
+        auto gone = decode_watch_line(R"({"error":"grpc: the client connection is closing","code":)" + std::to_string(code) + "}");
+        REQUIRE_FALSE(gone.ok());
+        CHECK(gone.error().code == Code::TryAgainLater);
+    }
 
     // First endpoint refuses the connection: the watch opens on the second.
     f.then(failed(HttpReply::Outcome::NotSent, "Connection refused"));
