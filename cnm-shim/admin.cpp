@@ -274,7 +274,7 @@ Result<Json> gc(Store& store, Kernel* kernel, bool dry_run, int64_t lease_grace_
             if (dry_run)
                 continue;
             if (auto done = endpoints.forget(r, r.frontend == Frontend::Cni ? &leases : nullptr); !done)
-                errors.push_back(r.container_id + ": " + done.error().msg + (done.error().details.empty() ? "" : " (" + done.error().details + ")"));
+                errors.push_back(r.container_id + ": " + done.error().text());
         }
     }
     // Docker leases nothing refers to: not an endpoint's address (any network, any boot: Docker

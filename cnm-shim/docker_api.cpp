@@ -11,7 +11,7 @@ namespace cnm::shim {
 
 Reply error_reply(const Error& error)
 {
-    std::string text = error.msg + (error.details.empty() ? "" : " (" + error.details + ")");
+    std::string text = error.text();
     return { 500, Json { { "Err", text }, { "Error", text } } };
 }
 

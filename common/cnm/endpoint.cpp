@@ -71,7 +71,7 @@ std::string error_details(const std::vector<Error>& errors)
 {
     std::string details;
     for (auto& e : errors)
-        details += (details.empty() ? "" : "; ") + e.msg + (e.details.empty() ? "" : " (" + e.details + ")");
+        details += (details.empty() ? "" : "; ") + e.text();
     return details;
 }
 
@@ -103,7 +103,7 @@ std::string Undo::run()
         // Every undone step goes to the plugin log (when one is configured), its failure too.
         if (auto done = it->step(); !done) {
             failures += (failures.empty() ? "" : "; ") + std::string("undoing ") + it->what + ": " + done.error().msg;
-            log::detail("undoing " + it->what + " failed: " + done.error().msg + (done.error().details.empty() ? "" : " (" + done.error().details + ")"));
+            log::detail("undoing " + it->what + " failed: " + done.error().text());
         } else {
             log::detail("undid " + it->what);
         }

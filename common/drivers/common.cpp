@@ -126,7 +126,7 @@ Result<BridgeVeth> add_bridge_veth(Kernel& kernel, const Link& bridge, const End
     // the port goes up. A failure (no IPv6 in this kernel: no key) leaves the port as the reference
     // leaves it, which works, so the ADD goes on; the plugin log says why.
     if (auto off = kernel.write_sysctl(host_ns, "net/ipv6/conf/" + host_veth + "/disable_ipv6", "1"); !off)
-        log::detail("IPv6 left on the port " + host_veth + ": " + off.error().msg + (off.error().details.empty() ? "" : " (" + off.error().details + ")"));
+        log::detail("IPv6 left on the port " + host_veth + ": " + off.error().text());
     netlink::LinkChange join;
     join.up = true;
     join.master = bridge.index;

@@ -39,6 +39,9 @@ struct Error {
     /// aggregate order (code, msg, details) stays valid.
     int sys_errno = 0;
 
+    /// "<msg> (<details>)", or the message alone: for a log line or a reply that carries both.
+    std::string text() const { return details.empty() ? msg : msg + " (" + details + ")"; }
+
     /// Prepends context to the message: "reading network x: <msg>".
     Error context(const std::string& what) &&
     {

@@ -659,13 +659,9 @@ void kernel_floor_once(Host& host, const std::string& kind, const std::string& m
                 peer = TRY(netlink::get_link(hs, "cnmbk0"));
             if (!peer)
                 return make_error(Code::Kernel, "the host end is missing");
-            // The port's own IPv6 off before it goes up, as our plugins do (no key without IPv6).
-            if (int fd = ::open("/proc/sys/net/ipv6/conf/cnmbk0/disable_ipv6", O_WRONLY | O_CLOEXEC); fd >= 0) {
-                bool written = ::write(fd, "1", 1) == 1;
-                ::close(fd);
-                if (!written)
-                    return make_error(Code::Kernel, "cannot disable IPv6 on the port");
-            }
+            // The port's own IPv6 off before it goes up, as our plugins do, and like them going on
+            // without it (no key without IPv6).
+            (void)write_sysctl("net/ipv6/conf/cnmbk0/disable_ipv6", "1");
             netlink::LinkChange port;
             port.master = master;
             port.up = true;
