@@ -64,6 +64,7 @@ double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std
 struct Run {
     double ms = 0;
     double cpu_ms = 0; // the child's user + system time (rusage): less sensitive to a loaded machine than wall time
+    double wait_ms = 0; // the child's time runnable but not running (schedstat's run_delay): preempted, or queued behind others
     long rss_kb = 0;
     int status = 0;
     std::string out;
@@ -81,6 +82,7 @@ std::string g_tag;                 // netns names: cnmbn-<tag>-…
 std::vector<std::string> g_netns;  // namespaces still present, removed at exit whatever happens
 int g_origin_ns = -1;              // the bench's own netns
 std::vector<std::string> g_wrap;   // a command the plugin runs under (strace), for the traced runs only
+bool g_container_ipv6 = true;      // fill, nets --container-ipv6 off: containers' netns without IPv6
 
 [[noreturn]] void die(const std::string& what)
 {
@@ -96,6 +98,30 @@ void add_netns(const std::string& name)
     if (std::system(("ip netns add " + name).c_str()) != 0)
         die("ip netns add " + name + " failed");
     g_netns.push_back(name);
+}
+
+// A container's netns. With --container-ipv6 off, IPv6 is off in it (`all` and `default`, before
+// any interface arrives): its interfaces then send no DAD, MLD or router solicitation, which a
+// bridge floods to every port, and take none of the floods of others. That isolates what those
+// floods (the kernel's work, asynchronous) cost an ADD on a bridge with many ports.
+void add_container_netns(const std::string& name)
+{
+    add_netns(name);
+    if (g_container_ipv6)
+        return;
+    int fd = ::open(("/run/netns/" + name).c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || ::setns(fd, CLONE_NEWNET) < 0)
+        die("enter netns " + name + ": " + std::strerror(errno));
+    ::close(fd);
+    for (const char* key : { "all", "default" }) {
+        std::string path = std::string("/proc/sys/net/ipv6/conf/") + key + "/disable_ipv6";
+        int s = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+        if (s < 0 || ::write(s, "1", 1) != 1)
+            die("write " + path + " in " + name + ": " + std::strerror(errno));
+        ::close(s);
+    }
+    if (::setns(g_origin_ns, CLONE_NEWNET) < 0)
+        die(std::string("setns back: ") + std::strerror(errno));
 }
 
 void del_netns(const std::string& name)
@@ -207,6 +233,22 @@ Spawned spawn_plugin(const std::string& path, const std::vector<std::string>& en
     return s;
 }
 
+// The second field of a schedstat file (run_delay, ns) in ms; 0 when unreadable.
+double run_delay_ms(const std::string& file)
+{
+    char buf[128];
+    int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = ::read(fd, buf, sizeof buf - 1);
+    ::close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = 0;
+    unsigned long long runtime = 0, delay = 0;
+    return std::sscanf(buf, "%llu %llu", &runtime, &delay) == 2 ? static_cast<double>(delay) / 1e6 : 0;
+}
+
 Run finish(const Spawned& s, bool via_shim = false)
 {
     Run run;
@@ -215,6 +257,10 @@ Run finish(const Spawned& s, bool via_shim = false)
     while ((n = ::read(s.out, buf, sizeof buf)) > 0)
         run.out.append(buf, static_cast<size_t>(n));
     ::close(s.out);
+    // Exited but not reaped yet: its schedstat is final and still readable.
+    siginfo_t info {};
+    if (::waitid(P_PID, static_cast<id_t>(s.pid), &info, WEXITED | WNOWAIT) == 0)
+        run.wait_ms = run_delay_ms("/proc/" + std::to_string(s.pid) + "/schedstat");
     struct rusage usage {};
     ::wait4(s.pid, &run.status, 0, &usage);
     run.ms = ms_since(s.start);
@@ -237,11 +283,13 @@ Run exec_plugin(const std::string& path, const std::vector<std::string>& env, co
 struct Stats {
     std::vector<double> ms;
     std::vector<double> cpu; // the plugin's own CPU time, where measured
+    std::vector<double> wait; // time runnable but not running, where measured
     long rss_kb = 0; // from the runs made through the shim only
     void add(const Run& r)
     {
         ms.push_back(r.ms);
         cpu.push_back(r.cpu_ms);
+        wait.push_back(r.wait_ms);
     }
     void add(double v) { ms.push_back(v); }
     void add_rss(const Run& r) { rss_kb = std::max(rss_kb, r.rss_kb); }
@@ -252,12 +300,13 @@ struct Stats {
         return v.empty() ? 0 : v[std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())))];
     }
     double median() const { return pct(0.5); }
-    double cpu_median() const
+    static double median_of(std::vector<double> v)
     {
-        auto v = cpu;
         std::sort(v.begin(), v.end());
         return v.empty() ? 0 : v[v.size() / 2];
     }
+    double cpu_median() const { return median_of(cpu); }
+    double wait_median() const { return median_of(wait); }
 };
 
 // The median over rounds of a[i] / b[i]: both timed in round i, so a drift of the machine's load
@@ -292,6 +341,46 @@ std::optional<double> own_work_ratio(double ours_n, double floor_n, double ours_
     if (floor_n <= 1.2 * floor_1 || ours_1 <= floor_1 || ours_n <= floor_n)
         return std::nullopt;
     return (ours_n - floor_n) / (ours_1 - floor_1);
+}
+
+// The same, round by round: our own work in round i is ours[i] - exec_floor[i] - kernel[i], all
+// timed in that round, so a drift of the machine's load between rounds cancels; the ratio of the
+// medians of those at N and at 1. Nothing where the vectors do not line up or a median is not
+// above 0.
+std::optional<double> own_work_paired(const Stats& ours_n, const Stats& ours_1, const Stats& exec_floor, const Stats& kernel_n,
+    const Stats& kernel_1)
+{
+    size_t n = ours_n.ms.size();
+    if (n == 0 || ours_1.ms.size() != n || exec_floor.ms.size() != n || kernel_n.ms.size() != n || kernel_1.ms.size() != n)
+        return std::nullopt;
+    std::vector<double> at_n, at_1;
+    for (size_t i = 0; i < n; ++i) {
+        at_n.push_back(ours_n.ms[i] - exec_floor.ms[i] - kernel_n.ms[i]);
+        at_1.push_back(ours_1.ms[i] - exec_floor.ms[i] - kernel_1.ms[i]);
+    }
+    double mn = Stats::median_of(at_n), m1 = Stats::median_of(at_1);
+    if (mn <= 0 || m1 <= 0)
+        return std::nullopt;
+    return mn / m1;
+}
+
+// Beside own_work_ratio: how long ours and its floor waited for a CPU (runnable, not running:
+// preempted by kernel workers, or queued behind other processes). Kernel work an ADD sets off and
+// leaves to its workers preempts an exec'd plugin that is still running, while the in-process
+// floor has mostly returned by then; this shows how much of the difference that is.
+void print_waiting(const char* indent, const std::string& at_n, const std::string& at_1, const Stats& ours_n, const Stats& ours_1,
+    const Stats& exec_floor, const Stats& kernel_n, const Stats& kernel_1)
+{
+    std::printf("%swaiting for a CPU (medians): ours at %s %.2f ms, at %s %.2f ms; the floor's (exec + kernel) %.2f vs %.2f ms\n", indent,
+        at_n.c_str(), ours_n.wait_median(), at_1.c_str(), ours_1.wait_median(), exec_floor.wait_median() + kernel_n.wait_median(),
+        exec_floor.wait_median() + kernel_1.wait_median());
+}
+
+std::string fmt2(double v)
+{
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.2f", v);
+    return buf;
 }
 
 std::vector<size_t> round_order(size_t n, int round)
@@ -611,8 +700,9 @@ void kernel_floor_once(Host& host, const std::string& kind, const std::string& m
 {
     static int round = 0;
     std::string ns = ns_name("k" + std::to_string(round++));
-    add_netns(ns);
+    add_container_netns(ns);
     host.enter();
+    double w0 = run_delay_ms("/proc/thread-self/schedstat");
     double c0 = self_cpu_ms();
     auto t0 = Clock::now();
     double checks_ms = 0;
@@ -685,6 +775,7 @@ void kernel_floor_once(Host& host, const std::string& kind, const std::string& m
     }();
     double add_ms = ms_since(t0);
     double c1 = self_cpu_ms();
+    double w1 = run_delay_ms("/proc/thread-self/schedstat");
     auto t1 = Clock::now();
     auto gone = configured ? netlink::delete_link(*inside, "eth0") : Result<void>(configured.error());
     double del_ms = ms_since(t1);
@@ -698,6 +789,7 @@ void kernel_floor_once(Host& host, const std::string& kind, const std::string& m
         die("kernel floor: " + gone.error().msg + " " + gone.error().details);
     out.add.add(add_ms);
     out.add.cpu.push_back(c1 - c0);
+    out.add.wait.push_back(w1 - w0);
     out.checks.add(checks_ms);
     out.del.add(del_ms);
     out.del.cpu.push_back(c2 - c1);
@@ -739,7 +831,7 @@ void timed_cycle(Net& n, const std::string& id, const std::string& path, bool ti
 {
     static int round = 0;
     std::string ns = ns_name("c" + std::to_string(round++));
-    add_netns(ns);
+    add_container_netns(ns);
     n.host->enter();
     auto env = cni_env("ADD", id, path, "/run/netns/" + ns, n.ifname);
     env.insert(env.end(), extra.begin(), extra.end());
@@ -965,8 +1057,8 @@ int bench_fill(const std::string& kind, int reps, int endpoints, int per_netns, 
     int groups = (endpoints + per_netns - 1) / per_netns;
     auto t_ns = Clock::now();
     for (int g = 0; g < groups; ++g)
-        add_netns(ns_name("f" + std::to_string(g)));
-    add_netns(ns_name("fone"));
+        add_container_netns(ns_name("f" + std::to_string(g)));
+    add_container_netns(ns_name("fone"));
     double ns_ms = ms_since(t_ns);
     std::vector<std::pair<std::string, std::string>> attached;
     auto t_ours = Clock::now();
@@ -1024,30 +1116,36 @@ int bench_fill(const std::string& kind, int reps, int endpoints, int per_netns, 
             }
         }
     }
-    std::printf("%s with N=%d endpoints vs 1 (%d interfaces per container netns, eth0..eth%d; no default route), %d rounds, each in its own host netns\n",
-        kind.c_str(), endpoints, per_netns, per_netns - 1, reps);
+    std::printf("%s with N=%d endpoints vs 1 (%d interfaces per container netns, eth0..eth%d; no default route%s), %d rounds, each in its own host netns\n",
+        kind.c_str(), endpoints, per_netns, per_netns - 1, g_container_ipv6 ? "" : "; IPv6 off in every container netns", reps);
     double f_full = true_exec.median() + k_full.add.median(), f_one = true_exec.median() + k_one.add.median();
     std::printf("floors: exec of /bin/true %.2f ms (cpu %.2f); kernel ADD at N %.2f ms (cpu %.2f), at 1 %.2f ms (cpu %.2f); kernel DEL at N %.2f ms "
                 "(cpu %.2f), at 1 %.2f ms (cpu %.2f)\n",
         true_exec.median(), true_exec.cpu_median(), k_full.add.median(), k_full.add.cpu_median(), k_one.add.median(), k_one.add.cpu_median(),
         k_full.del.median(), k_full.del.cpu_median(), k_one.del.median(), k_one.del.cpu_median());
-    auto row = [&](const char* verb, const Stats& a, const Stats& b, const Stats* ra, const Stats* rb, double fa, double fb) {
+    auto row = [&](const char* verb, const Stats& a, const Stats& b, const Stats* ra, const Stats* rb, double fa, double fb,
+                   const Stats* ka = nullptr, const Stats* kb = nullptr) {
         std::printf("%-7s ours at N %7.2f ms, at 1 %7.2f ms: N/1 %.2f (target <= 1.2)", verb, a.median(), b.median(), a.median() / b.median());
         if (fa > 0)
             std::printf("; over the floor at the same N: %.2f vs %.2f ms (ours/floor %.2f vs %.2f)", a.median() - fa, b.median() - fb,
                 a.median() / fa, b.median() / fb);
         if (ra)
             std::printf("; ref at N %.2f, at 1 %.2f ms (N/1 %.2f)", ra->median(), rb->median(), ra->median() / rb->median());
-        if (auto own = own_work_ratio(a.median(), fa, b.median(), fb))
+        if (auto own = own_work_ratio(a.median(), fa, b.median(), fb)) {
             std::printf("\n        the kernel's own work grows with N; our own work (ours - floor at the same N) at N / at 1: %.2f (target <= 1.2)", *own);
+            if (auto p = ka && kb ? own_work_paired(a, b, true_exec, *ka, *kb) : std::nullopt)
+                std::printf("; round by round: %.2f", *p);
+        }
         std::printf("\n        cpu: ours at N %.2f ms, at 1 %.2f ms (N/1 %.2f; paired wall N/1 %.2f)", a.cpu_median(), b.cpu_median(),
             a.cpu_median() / b.cpu_median(), paired(a.ms, b.ms));
         if (ra)
             std::printf("; ref at N %.2f, at 1 %.2f ms", ra->cpu_median(), rb->cpu_median());
         std::printf("\n");
     };
-    row("ADD", of.add, o1.add, &rf.add, &r1.add, f_full, f_one);
-    row("DEL", of.del, o1.del, &rf.del, &r1.del, true_exec.median() + k_full.del.median(), true_exec.median() + k_one.del.median());
+    row("ADD", of.add, o1.add, &rf.add, &r1.add, f_full, f_one, &k_full.add, &k_one.add);
+    print_waiting("        ", "N", "1", of.add, o1.add, true_exec, k_full.add, k_one.add);
+    row("DEL", of.del, o1.del, &rf.del, &r1.del, true_exec.median() + k_full.del.median(), true_exec.median() + k_one.del.median(), &k_full.del,
+        &k_one.del);
     row("CHECK", of.check, o1.check, &rf.check, &r1.check, 0, 0);
     row("STATUS", of.status, o1.status, nullptr, nullptr, 0, 0);
 
@@ -1100,7 +1198,7 @@ int bench_nets(int reps, int networks, int per_netns, const std::string& ours_di
     Net r0 { "ref@0", ref, timed_conf(false, "r0"), &r_none, "eth0", {}, {}, {}, {} };
     int groups = (networks + per_netns - 1) / per_netns;
     for (int g = 0; g < groups; ++g)
-        add_netns(ns_name("n" + std::to_string(g)));
+        add_container_netns(ns_name("n" + std::to_string(g)));
     for (const char* t : { "om", "o0", "rm", "r0" })
         add_netns(ns_name("nres-" + std::string(t)));
     auto t_ours = Clock::now();
@@ -1153,7 +1251,8 @@ int bench_nets(int reps, int networks, int per_netns, const std::string& ours_di
             }
         }
     }
-    std::printf("bridge ADD with %d other networks (and bridges) on the host vs none, %d rounds\n", networks, reps);
+    std::printf("bridge ADD with %d other networks (and bridges) on the host vs none%s, %d rounds\n", networks,
+        g_container_ipv6 ? "" : " (IPv6 off in every container netns)", reps);
     double f_many = true_exec.median() + k_many.add.median(), f_none = true_exec.median() + k_none.add.median();
     std::printf("floors: exec of /bin/true %.2f ms; kernel ADD with %d bridges %.2f ms, without %.2f ms\n", true_exec.median(), networks,
         k_many.add.median(), k_none.add.median());
@@ -1163,8 +1262,15 @@ int bench_nets(int reps, int networks, int per_netns, const std::string& ours_di
             networks, a->median(), b->median(), a->median() / b->median(), a->median() / fa, b->median() / fb, ra->median(), rb->median(),
             ra->median() / rb->median());
         if (auto own = own_work_ratio(a->median(), fa, b->median(), fb))
-            std::printf("     the kernel's own work grows with the bridges; our own work (ours - floor with as many) at %d / at 0: %.2f (target <= 1.2)\n",
-                networks, *own);
+            std::printf("     the kernel's own work grows with the bridges; our own work (ours - floor with as many) at %d / at 0: %.2f (target <= 1.2)%s\n",
+                networks, *own, [&] {
+                    const Stats& kn = std::string_view(verb) == "ADD" ? k_many.add : k_many.del;
+                    const Stats& k0 = std::string_view(verb) == "ADD" ? k_none.add : k_none.del;
+                    auto p = own_work_paired(*a, *b, true_exec, kn, k0);
+                    return p ? "; round by round: " + fmt2(*p) : std::string();
+                }().c_str());
+        if (std::string_view(verb) == "ADD")
+            print_waiting("     ", std::to_string(networks), "0", *a, *b, true_exec, k_many.add, k_none.add);
     }
     std::printf("cpu: ADD ours at %d %.2f ms, at 0 %.2f ms; DEL %.2f vs %.2f ms; paired wall ADD %.2f\n", networks, om.add.cpu_median(),
         o0.add.cpu_median(), om.del.cpu_median(), o0.del.cpu_median(), paired(om.add.ms, o0.add.ms));
@@ -1537,6 +1643,10 @@ int main(int argc, char** argv)
     for (auto* cmd : { fill_cmd, nets_cmd })
         cmd->add_option("--per-netns", per_netns, "resident interfaces per container netns");
     nets_cmd->add_option("--networks", networks, "other networks on the host");
+    std::string container_ipv6 = "on";
+    for (auto* cmd : { fill_cmd, nets_cmd })
+        cmd->add_option("--container-ipv6", container_ipv6, "off: IPv6 off in every container netns (isolates the cost of its floods)")
+            ->check(CLI::IsMember({ "on", "off" }));
     gc_cmd->add_option("--attachments", attachments, "attachments in the store and the valid list");
     par_cmd->add_option("--width", width, "ADDs at once");
     std::string vx_host, vx_fresh, vx_etcd;
@@ -1551,6 +1661,7 @@ int main(int argc, char** argv)
     vxlan_cmd->add_option("--fresh", vx_fresh, "comma-separated host netns for the first ADDs (3 at least)")->required();
     vxlan_cmd->add_option("--etcd", vx_etcd, "etcd client URL, reachable from the hosts")->required();
     CLI11_PARSE(app, argc, argv);
+    g_container_ipv6 = container_ipv6 == "on";
     if (work.empty())
         work = "/tmp/cnm-bench-" + g_tag;
     ours = fs::absolute(ours);
