@@ -18,10 +18,7 @@ std::string ms_str(milliseconds d)
 
 Error etcd_refused(const std::string& endpoint, const std::string& path, const GatewayError& e)
 {
-    // Unavailable (no leader, a member shutting down), DeadlineExceeded (etcd's own request
-    // timeout), ResourceExhausted (too many requests): all pass with time.
-    bool transient = e.code == 14 || e.code == 4 || e.code == 8;
-    return make_error(transient ? Code::TryAgainLater : Code::Io, "etcd at " + endpoint + " refused " + path + ": " + e.message,
+    return make_error(grpc_transient(e.code) ? Code::TryAgainLater : Code::Io, "etcd at " + endpoint + " refused " + path + ": " + e.message,
         "gRPC code " + std::to_string(e.code) + " (" + grpc_code_name(e.code) + ")");
 }
 

@@ -269,6 +269,11 @@ std::optional<GatewayError> gateway_error(const Json& doc)
     return e;
 }
 
+bool grpc_transient(int code)
+{
+    return code == 1 || code == 4 || code == 8 || code == 14;
+}
+
 const char* grpc_code_name(int code)
 {
     static const char* const names[] = { "OK", "Canceled", "Unknown", "InvalidArgument", "DeadlineExceeded",
@@ -401,11 +406,10 @@ Result<int64_t> decode_keepalive(const Json& doc)
 Result<WatchMessage> decode_watch_line(std::string_view line)
 {
     Json doc = TRY(parse_json(line, Code::Io, "a watch event from etcd"));
-    // Unavailable, or Canceled: the gateway's own connection to etcd closing (etcd shutting down
-    // says "grpc: the client connection is closing"); over the gateway the client never cancels,
-    // it closes. Either is etcd going away: worth a retry, like a stream that breaks.
+    // etcd going away (Unavailable, or the gateway's Canceled) is worth a retry, like a stream
+    // that breaks.
     if (auto e = gateway_error(doc))
-        return make_error(e->code == 14 || e->code == 1 ? Code::TryAgainLater : Code::Io, "etcd ended the watch: " + e->message,
+        return make_error(grpc_transient(e->code) ? Code::TryAgainLater : Code::Io, "etcd ended the watch: " + e->message,
             std::string("gRPC code ") + std::to_string(e->code) + " (" + grpc_code_name(e->code) + ")");
     auto it = doc.find("result");
     if (it == doc.end() || !it->is_object())

@@ -146,6 +146,13 @@ std::optional<GatewayError> gateway_error(const Json& doc);
 /// The gRPC code's name ("Unavailable", "OutOfRange", …) for messages.
 const char* grpc_code_name(int code);
 
+/// Whether etcd's refusal with this gRPC code passes with time (so TryAgainLater, not Io), for
+/// unary calls and watches alike: Unavailable (no leader, a member shutting down),
+/// DeadlineExceeded (etcd's own request timeout), ResourceExhausted (too many requests), and
+/// Canceled, which over the gateway is its own connection to etcd closing (etcd going away says
+/// "grpc: the client connection is closing"; our client never cancels a call, it closes).
+bool grpc_transient(int code);
+
 /// An int64 field that may be a string or a number; absent or null is 0.
 Result<int64_t> json_int64(const Json& obj, const char* key, const std::string& where);
 

@@ -238,11 +238,17 @@ TEST_CASE("etcd codec: watch lines")
     REQUIRE_FALSE(e.ok());
     CHECK(e.error().msg.find("illegal base64") != std::string::npos);
     CHECK(e.error().code == Code::Io);
-    // etcd going away mid-watch (SIGTERM): the gateway's Canceled, like Unavailable, is a retry.
-    for (int code : { 1, 14 }) {
+    // etcd going away mid-watch (SIGTERM): the gateway's Canceled, like Unavailable, is a retry;
+    // so are the other codes that pass with time, as for a unary call.
+    for (int code : { 1, 4, 8, 14 }) {
         auto gone = decode_watch_line(R"({"error":"grpc: the client connection is closing","code":)" + std::to_string(code) + "}");
         REQUIRE_FALSE(gone.ok());
         CHECK(gone.error().code == Code::TryAgainLater);
+    }
+    for (int code : { 2, 3, 5, 7, 9, 11, 13 }) {
+        auto refused = decode_watch_line(R"({"error":"x","code":)" + std::to_string(code) + "}");
+        REQUIRE_FALSE(refused.ok());
+        CHECK(refused.error().code == Code::Io);
     }
     CHECK_FALSE(decode_watch_line("{\"result\":").ok());
     CHECK_FALSE(decode_watch_line(R"({"result":{"events":[{"type":"BOGUS","kv":{}}]}})").ok());
@@ -410,6 +416,18 @@ TEST_CASE("etcd client: etcd's refusals carry its message and code")
 
     f.then(ok("{\"header\":", 200));
     CHECK(f.client->get("a").error().code == Code::Io);
+
+    // The codes that pass with time are TryAgainLater, as for a watch; Canceled included (the
+    // gateway's connection to etcd closing, as etcd stops).
+    size_t seen = f.fake->seen.size();
+    for (int code : { 1, 4, 8, 14 }) {
+        f.then(ok(R"({"error":"x","message":"x","code":)" + std::to_string(code) + "}", 503));
+        auto t = f.client->put("k", "v");
+        REQUIRE_FALSE(t.ok());
+        CHECK(t.error().code == Code::TryAgainLater);
+        CHECK(grpc_code(t.error()) == code);
+    }
+    CHECK(f.fake->seen.size() == seen + 4); // a write is never sent twice
 }
 
 TEST_CASE("etcd client: compare-and-swap helpers")
