@@ -16,9 +16,13 @@ std::string ms_str(milliseconds d)
     return std::to_string(d.count()) + " ms";
 }
 
-Error etcd_refused(const std::string& endpoint, const std::string& path, const GatewayError& e)
+// `unknown`: said of a write whose answer does not settle whether etcd applied it (Canceled,
+// DeadlineExceeded: the call may have gone through before it ended).
+Error etcd_refused(const std::string& endpoint, const std::string& path, const GatewayError& e, const char* unknown)
 {
-    return make_error(grpc_transient(e.code) ? Code::TryAgainLater : Code::Io, "etcd at " + endpoint + " refused " + path + ": " + e.message,
+    bool unsettled = e.code == 1 || e.code == 4;
+    return make_error(grpc_transient(e.code) ? Code::TryAgainLater : Code::Io,
+        "etcd at " + endpoint + " refused " + path + ": " + e.message + (unsettled ? unknown : ""),
         "gRPC code " + std::to_string(e.code) + " (" + grpc_code_name(e.code) + ")");
 }
 
@@ -148,11 +152,11 @@ Result<Json> Client::call(const char* path, const Json& body, Kind kind)
             return doc.release_error();
         }
         if (auto e = gateway_error(*doc)) {
-            if (e->code == 14 && kind == Kind::Read) { // this member cannot serve; another may
+            if (grpc_transient(e->code) && kind == Kind::Read) { // this member cannot serve now; another may
                 note(e->message);
                 continue;
             }
-            return etcd_refused(ep, path, *e);
+            return etcd_refused(ep, path, *e, unknown);
         }
         if (reply.status != 200)
             return make_error(Code::Io, "etcd at " + ep + " answered " + path + " with HTTP " + std::to_string(reply.status),
@@ -348,7 +352,7 @@ Result<WatchEnd> Client::watch(const std::string& prefix, int64_t from_revision,
             m_current.store(idx);
             return end;
         }
-        if (failure && failure->code == Code::TryAgainLater) // etcd said "unavailable" mid-stream
+        if (failure && failure->code == Code::TryAgainLater) // etcd ended the stream with a code that passes (grpc_transient)
             return make_error(Code::TryAgainLater,
                 "the watch stream from etcd at " + ep + " broke after revision " + std::to_string(end.last_revision)
                     + "; list again and watch from there",

@@ -406,8 +406,9 @@ Result<int64_t> decode_keepalive(const Json& doc)
 Result<WatchMessage> decode_watch_line(std::string_view line)
 {
     Json doc = TRY(parse_json(line, Code::Io, "a watch event from etcd"));
-    // etcd going away (Unavailable, or the gateway's Canceled) is worth a retry, like a stream
-    // that breaks.
+    // A code that passes with time (grpc_transient: etcd going away, a timeout, too many
+    // requests) is worth a retry, like a stream that breaks. A ResourceExhausted that would come
+    // back every time (an oversized message) then loops at the caller's back-off, as an Io did.
     if (auto e = gateway_error(doc))
         return make_error(grpc_transient(e->code) ? Code::TryAgainLater : Code::Io, "etcd ended the watch: " + e->message,
             std::string("gRPC code ") + std::to_string(e->code) + " (" + grpc_code_name(e->code) + ")");

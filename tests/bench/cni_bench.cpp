@@ -64,7 +64,7 @@ double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std
 struct Run {
     double ms = 0;
     double cpu_ms = 0; // the child's user + system time (rusage): less sensitive to a loaded machine than wall time
-    double wait_ms = 0; // the child's time runnable but not running (schedstat's run_delay): preempted, or queued behind others
+    double wait_ms = -1; // the child's time runnable but not running (schedstat's run_delay): preempted, or queued behind others; -1 unknown
     long rss_kb = 0;
     int status = 0;
     std::string out;
@@ -102,15 +102,17 @@ void add_netns(const std::string& name)
 
 // A container's netns. With --container-ipv6 off, IPv6 is off in it (`all` and `default`, before
 // any interface arrives): its interfaces then send no DAD, MLD or router solicitation, which a
-// bridge floods to every port, and take none of the floods of others. That isolates what those
-// floods (the kernel's work, asynchronous) cost an ADD on a bridge with many ports.
+// bridge floods to every port, and drop the IPv6 floods they still get before the IPv6 stack
+// (the bridge still copies each flooded frame to every port). That isolates what the containers'
+// IPv6 costs an ADD on a bridge with many ports.
 void add_container_netns(const std::string& name)
 {
     add_netns(name);
     if (g_container_ipv6)
         return;
+    int back = ::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC); // the caller's netns
     int fd = ::open(("/run/netns/" + name).c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0 || ::setns(fd, CLONE_NEWNET) < 0)
+    if (back < 0 || fd < 0 || ::setns(fd, CLONE_NEWNET) < 0)
         die("enter netns " + name + ": " + std::strerror(errno));
     ::close(fd);
     for (const char* key : { "all", "default" }) {
@@ -120,8 +122,9 @@ void add_container_netns(const std::string& name)
             die("write " + path + " in " + name + ": " + std::strerror(errno));
         ::close(s);
     }
-    if (::setns(g_origin_ns, CLONE_NEWNET) < 0)
+    if (::setns(back, CLONE_NEWNET) < 0)
         die(std::string("setns back: ") + std::strerror(errno));
+    ::close(back);
 }
 
 void del_netns(const std::string& name)
@@ -233,20 +236,20 @@ Spawned spawn_plugin(const std::string& path, const std::vector<std::string>& en
     return s;
 }
 
-// The second field of a schedstat file (run_delay, ns) in ms; 0 when unreadable.
+// The second field of a schedstat file (run_delay, ns) in ms; -1 when it cannot be read.
 double run_delay_ms(const std::string& file)
 {
     char buf[128];
     int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return 0;
+        return -1;
     ssize_t n = ::read(fd, buf, sizeof buf - 1);
     ::close(fd);
     if (n <= 0)
-        return 0;
+        return -1;
     buf[n] = 0;
     unsigned long long runtime = 0, delay = 0;
-    return std::sscanf(buf, "%llu %llu", &runtime, &delay) == 2 ? static_cast<double>(delay) / 1e6 : 0;
+    return std::sscanf(buf, "%llu %llu", &runtime, &delay) == 2 ? static_cast<double>(delay) / 1e6 : -1;
 }
 
 Run finish(const Spawned& s, bool via_shim = false)
@@ -257,13 +260,16 @@ Run finish(const Spawned& s, bool via_shim = false)
     while ((n = ::read(s.out, buf, sizeof buf)) > 0)
         run.out.append(buf, static_cast<size_t>(n));
     ::close(s.out);
-    // Exited but not reaped yet: its schedstat is final and still readable.
+    // Exited but not reaped yet: the time is taken, and its schedstat is final and still readable.
     siginfo_t info {};
-    if (::waitid(P_PID, static_cast<id_t>(s.pid), &info, WEXITED | WNOWAIT) == 0)
+    bool exited = ::waitid(P_PID, static_cast<id_t>(s.pid), &info, WEXITED | WNOWAIT) == 0;
+    run.ms = ms_since(s.start);
+    if (exited)
         run.wait_ms = run_delay_ms("/proc/" + std::to_string(s.pid) + "/schedstat");
     struct rusage usage {};
     ::wait4(s.pid, &run.status, 0, &usage);
-    run.ms = ms_since(s.start);
+    if (!exited)
+        run.ms = ms_since(s.start);
     run.cpu_ms = static_cast<double>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) * 1e3
         + static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e3;
     if (via_shim) {
@@ -283,13 +289,14 @@ Run exec_plugin(const std::string& path, const std::vector<std::string>& env, co
 struct Stats {
     std::vector<double> ms;
     std::vector<double> cpu; // the plugin's own CPU time, where measured
-    std::vector<double> wait; // time runnable but not running, where measured
+    std::vector<double> wait; // time runnable but not running, where measured (not lined up with ms)
     long rss_kb = 0; // from the runs made through the shim only
     void add(const Run& r)
     {
         ms.push_back(r.ms);
         cpu.push_back(r.cpu_ms);
-        wait.push_back(r.wait_ms);
+        if (r.wait_ms >= 0)
+            wait.push_back(r.wait_ms);
     }
     void add(double v) { ms.push_back(v); }
     void add_rss(const Run& r) { rss_kb = std::max(rss_kb, r.rss_kb); }
@@ -343,9 +350,9 @@ std::optional<double> own_work_ratio(double ours_n, double floor_n, double ours_
     return (ours_n - floor_n) / (ours_1 - floor_1);
 }
 
-// The same, round by round: our own work in round i is ours[i] - exec_floor[i] - kernel[i], all
-// timed in that round, so a drift of the machine's load between rounds cancels; the ratio of the
-// medians of those at N and at 1. Nothing where the vectors do not line up or a median is not
+// The same, paired: our own work in round i is ours[i] - exec_floor[i] - kernel[i], all timed in
+// that round, so a drift of the machine's load between rounds cancels; the ratio of the medians
+// of those at N and at 1 (not a median of per-round ratios, which a small difference at 1 blows up). Nothing where the vectors do not line up or a median is not
 // above 0.
 std::optional<double> own_work_paired(const Stats& ours_n, const Stats& ours_1, const Stats& exec_floor, const Stats& kernel_n,
     const Stats& kernel_1)
@@ -371,6 +378,11 @@ std::optional<double> own_work_paired(const Stats& ours_n, const Stats& ours_1, 
 void print_waiting(const char* indent, const std::string& at_n, const std::string& at_1, const Stats& ours_n, const Stats& ours_1,
     const Stats& exec_floor, const Stats& kernel_n, const Stats& kernel_1)
 {
+    for (const Stats* s : { &ours_n, &ours_1, &exec_floor, &kernel_n, &kernel_1 })
+        if (s->wait.empty()) {
+            std::printf("%swaiting for a CPU: not measured (no schedstat here)\n", indent);
+            return;
+        }
     std::printf("%swaiting for a CPU (medians): ours at %s %.2f ms, at %s %.2f ms; the floor's (exec + kernel) %.2f vs %.2f ms\n", indent,
         at_n.c_str(), ours_n.wait_median(), at_1.c_str(), ours_1.wait_median(), exec_floor.wait_median() + kernel_n.wait_median(),
         exec_floor.wait_median() + kernel_1.wait_median());
@@ -789,7 +801,8 @@ void kernel_floor_once(Host& host, const std::string& kind, const std::string& m
         die("kernel floor: " + gone.error().msg + " " + gone.error().details);
     out.add.add(add_ms);
     out.add.cpu.push_back(c1 - c0);
-    out.add.wait.push_back(w1 - w0);
+    if (w0 >= 0 && w1 >= w0)
+        out.add.wait.push_back(w1 - w0);
     out.checks.add(checks_ms);
     out.del.add(del_ms);
     out.del.cpu.push_back(c2 - c1);
@@ -889,7 +902,7 @@ void trace_cycles(const std::string& what, const std::vector<std::pair<Net*, std
                 g_wrap.insert(g_wrap.end(), { "-T", "-tt" });
             g_wrap.insert(g_wrap.end(), { "-o", prefix + "-add.txt" });
             std::string ns = ns_name("tr" + std::to_string(round++));
-            add_netns(ns);
+            add_container_netns(ns);
             n->host->enter();
             auto env = cni_env("ADD", "trace-" + tag + mode, path, "/run/netns/" + ns, "eth0");
             Run add = exec_plugin(n->bin, env, n->conf);
@@ -1134,7 +1147,7 @@ int bench_fill(const std::string& kind, int reps, int endpoints, int per_netns, 
         if (auto own = own_work_ratio(a.median(), fa, b.median(), fb)) {
             std::printf("\n        the kernel's own work grows with N; our own work (ours - floor at the same N) at N / at 1: %.2f (target <= 1.2)", *own);
             if (auto p = ka && kb ? own_work_paired(a, b, true_exec, *ka, *kb) : std::nullopt)
-                std::printf("; round by round: %.2f", *p);
+                std::printf("; paired (median of each round's own work, at N / at 1): %.2f", *p);
         }
         std::printf("\n        cpu: ours at N %.2f ms, at 1 %.2f ms (N/1 %.2f; paired wall N/1 %.2f)", a.cpu_median(), b.cpu_median(),
             a.cpu_median() / b.cpu_median(), paired(a.ms, b.ms));
@@ -1200,7 +1213,7 @@ int bench_nets(int reps, int networks, int per_netns, const std::string& ours_di
     for (int g = 0; g < groups; ++g)
         add_container_netns(ns_name("n" + std::to_string(g)));
     for (const char* t : { "om", "o0", "rm", "r0" })
-        add_netns(ns_name("nres-" + std::string(t)));
+        add_container_netns(ns_name("nres-" + std::string(t)));
     auto t_ours = Clock::now();
     for (int n = 0; n < networks; ++n) {
         std::string name = "l2-" + std::to_string(n), br = "cnmbnl" + std::to_string(n);
@@ -1267,7 +1280,7 @@ int bench_nets(int reps, int networks, int per_netns, const std::string& ours_di
                     const Stats& kn = std::string_view(verb) == "ADD" ? k_many.add : k_many.del;
                     const Stats& k0 = std::string_view(verb) == "ADD" ? k_none.add : k_none.del;
                     auto p = own_work_paired(*a, *b, true_exec, kn, k0);
-                    return p ? "; round by round: " + fmt2(*p) : std::string();
+                    return p ? "; paired (median of each round's own work, at N / at 1): " + fmt2(*p) : std::string();
                 }().c_str());
         if (std::string_view(verb) == "ADD")
             print_waiting("     ", std::to_string(networks), "0", *a, *b, true_exec, k_many.add, k_none.add);

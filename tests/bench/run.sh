@@ -4,8 +4,8 @@
 #   tests/bench/run.sh ipam     [--reps N] [--base DIR]  ipam vs host-local (and base), ADD at 0…20000 leases
 #   tests/bench/run.sh bridge   [--reps N] [--base DIR]  bridge+ipam vs bridge+host-local (and base)
 #   tests/bench/run.sh macvlan  [--reps N] [--base DIR]  macvlan+ipam vs macvlan+host-local, likewise
-#   tests/bench/run.sh fill     [--reps N] [--kind macvlan] [--endpoints 1000] [--container-ipv6 off]  ADD/DEL/CHECK/STATUS at N vs 1, GC
-#   tests/bench/run.sh nets     [--reps N] [--networks 500]  bridge ADD with 500 networks on the host vs none
+#   tests/bench/run.sh fill     [--reps N] [--kind macvlan] [--endpoints 1000] [--per-netns 10] [--container-ipv6 off]  ADD/DEL/CHECK/STATUS at N vs 1, GC
+#   tests/bench/run.sh nets     [--reps N] [--networks 500] [--per-netns 10] [--container-ipv6 off]  bridge ADD with 500 networks on the host vs none
 #   tests/bench/run.sh gc       [--reps N] [--attachments 10000]  ipam GC, µs per attachment
 #   tests/bench/run.sh parallel [--reps N] [--width 64]  64 ADDs at once vs one after the other
 # --base DIR: a second build of our plugins (e.g. the landed one's build/plugins), in the same rounds.

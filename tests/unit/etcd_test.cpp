@@ -418,7 +418,8 @@ TEST_CASE("etcd client: etcd's refusals carry its message and code")
     CHECK(f.client->get("a").error().code == Code::Io);
 
     // The codes that pass with time are TryAgainLater, as for a watch; Canceled included (the
-    // gateway's connection to etcd closing, as etcd stops).
+    // gateway's connection to etcd closing, as etcd stops). A write that ended Canceled or
+    // DeadlineExceeded may have gone through, and says so.
     size_t seen = f.fake->seen.size();
     for (int code : { 1, 4, 8, 14 }) {
         f.then(ok(R"({"error":"x","message":"x","code":)" + std::to_string(code) + "}", 503));
@@ -426,8 +427,23 @@ TEST_CASE("etcd client: etcd's refusals carry its message and code")
         REQUIRE_FALSE(t.ok());
         CHECK(t.error().code == Code::TryAgainLater);
         CHECK(grpc_code(t.error()) == code);
+        bool unsettled = t.error().msg.find("may or may not have been applied") != std::string::npos;
+        CHECK(unsettled == (code == 1 || code == 4));
     }
     CHECK(f.fake->seen.size() == seen + 4); // a write is never sent twice
+}
+
+TEST_CASE("etcd client: a read answered with a code that passes goes to the next member")
+{
+    for (int code : { 1, 4, 8 }) {
+        Fixture f({ "http://e1:1", "http://e2:2" });
+        f.then(ok(R"({"error":"grpc: the client connection is closing","message":"x","code":)" + std::to_string(code) + "}", 503));
+        f.then(ok(range_one));
+        auto r = f.client->range_prefix("a");
+        REQUIRE(r.ok());
+        CHECK(r->kvs.size() == 1);
+        CHECK(f.client->current_endpoint() == "http://e2:2");
+    }
 }
 
 TEST_CASE("etcd client: compare-and-swap helpers")
