@@ -110,21 +110,15 @@ void add_container_netns(const std::string& name)
     add_netns(name);
     if (g_container_ipv6)
         return;
-    int back = ::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC); // the caller's netns
-    int fd = ::open(("/run/netns/" + name).c_str(), O_RDONLY | O_CLOEXEC);
-    if (back < 0 || fd < 0 || ::setns(fd, CLONE_NEWNET) < 0)
-        die("enter netns " + name + ": " + std::strerror(errno));
-    ::close(fd);
-    for (const char* key : { "all", "default" }) {
-        std::string path = std::string("/proc/sys/net/ipv6/conf/") + key + "/disable_ipv6";
-        int s = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
-        if (s < 0 || ::write(s, "1", 1) != 1)
-            die("write " + path + " in " + name + ": " + std::strerror(errno));
-        ::close(s);
-    }
-    if (::setns(back, CLONE_NEWNET) < 0)
-        die(std::string("setns back: ") + std::strerror(errno));
-    ::close(back);
+    auto target = Netns::open("/run/netns/" + name);
+    if (!target)
+        die("open netns " + name + ": " + target.error().text());
+    auto guard = NetnsGuard::enter(*target); // back to the caller's netns at the end of this scope
+    if (!guard)
+        die("enter netns " + name + ": " + guard.error().text());
+    for (const char* key : { "all", "default" })
+        if (auto off = write_sysctl(std::string("net/ipv6/conf/") + key + "/disable_ipv6", "1"); !off)
+            die("IPv6 off in " + name + ": " + off.error().text());
 }
 
 void del_netns(const std::string& name)
@@ -352,8 +346,8 @@ std::optional<double> own_work_ratio(double ours_n, double floor_n, double ours_
 
 // The same, paired: our own work in round i is ours[i] - exec_floor[i] - kernel[i], all timed in
 // that round, so a drift of the machine's load between rounds cancels; the ratio of the medians
-// of those at N and at 1 (not a median of per-round ratios, which a small difference at 1 blows up). Nothing where the vectors do not line up or a median is not
-// above 0.
+// of those at N and at 1 (not a median of per-round ratios, which a small difference at 1 blows
+// up). Nothing where the vectors do not line up or a median is not above 0.
 std::optional<double> own_work_paired(const Stats& ours_n, const Stats& ours_1, const Stats& exec_floor, const Stats& kernel_n,
     const Stats& kernel_1)
 {
@@ -386,13 +380,6 @@ void print_waiting(const char* indent, const std::string& at_n, const std::strin
     std::printf("%swaiting for a CPU (medians): ours at %s %.2f ms, at %s %.2f ms; the floor's (exec + kernel) %.2f vs %.2f ms\n", indent,
         at_n.c_str(), ours_n.wait_median(), at_1.c_str(), ours_1.wait_median(), exec_floor.wait_median() + kernel_n.wait_median(),
         exec_floor.wait_median() + kernel_1.wait_median());
-}
-
-std::string fmt2(double v)
-{
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%.2f", v);
-    return buf;
 }
 
 std::vector<size_t> round_order(size_t n, int round)
@@ -1274,15 +1261,16 @@ int bench_nets(int reps, int networks, int per_netns, const std::string& ours_di
         std::printf("%-4s ours at %d %7.2f ms, at 0 %7.2f ms: %.2f (target <= 1.2); ours/floor %.2f vs %.2f; ref %.2f vs %.2f ms (%.2f)\n", verb,
             networks, a->median(), b->median(), a->median() / b->median(), a->median() / fa, b->median() / fb, ra->median(), rb->median(),
             ra->median() / rb->median());
-        if (auto own = own_work_ratio(a->median(), fa, b->median(), fb))
-            std::printf("     the kernel's own work grows with the bridges; our own work (ours - floor with as many) at %d / at 0: %.2f (target <= 1.2)%s\n",
-                networks, *own, [&] {
-                    const Stats& kn = std::string_view(verb) == "ADD" ? k_many.add : k_many.del;
-                    const Stats& k0 = std::string_view(verb) == "ADD" ? k_none.add : k_none.del;
-                    auto p = own_work_paired(*a, *b, true_exec, kn, k0);
-                    return p ? "; paired (median of each round's own work, at N / at 1): " + fmt2(*p) : std::string();
-                }().c_str());
-        if (std::string_view(verb) == "ADD")
+        bool add = std::string_view(verb) == "ADD";
+        if (auto own = own_work_ratio(a->median(), fa, b->median(), fb)) {
+            auto p = own_work_paired(*a, *b, true_exec, add ? k_many.add : k_many.del, add ? k_none.add : k_none.del);
+            std::printf("     the kernel's own work grows with the bridges; our own work (ours - floor with as many) at %d / at 0: %.2f (target <= 1.2)",
+                networks, *own);
+            if (p)
+                std::printf("; paired (median of each round's own work, at N / at 1): %.2f", *p);
+            std::printf("\n");
+        }
+        if (add)
             print_waiting("     ", std::to_string(networks), "0", *a, *b, true_exec, k_many.add, k_none.add);
     }
     std::printf("cpu: ADD ours at %d %.2f ms, at 0 %.2f ms; DEL %.2f vs %.2f ms; paired wall ADD %.2f\n", networks, om.add.cpu_median(),
