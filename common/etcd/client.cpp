@@ -23,7 +23,7 @@ Error etcd_refused(const std::string& endpoint, const std::string& path, const G
     bool unsettled = e.code == 1 || e.code == 4;
     return make_error(grpc_transient(e.code) ? Code::TryAgainLater : Code::Io,
         "etcd at " + endpoint + " refused " + path + ": " + e.message + (unsettled ? unknown : ""),
-        "gRPC code " + std::to_string(e.code) + " (" + grpc_code_name(e.code) + ")");
+        grpc_details(e.code));
 }
 
 Result<std::string> normalize_endpoint(std::string ep)
@@ -71,7 +71,7 @@ std::vector<std::string> split_endpoints(std::string_view list)
 
 std::optional<int> grpc_code(const Error& error)
 {
-    constexpr std::string_view prefix = "gRPC code ";
+    constexpr std::string_view prefix = "gRPC code "; // as grpc_details writes it
     if (error.details.rfind(prefix, 0) != 0)
         return std::nullopt;
     int code = 0;

@@ -269,6 +269,11 @@ std::optional<GatewayError> gateway_error(const Json& doc)
     return e;
 }
 
+std::string grpc_details(int code)
+{
+    return "gRPC code " + std::to_string(code) + " (" + grpc_code_name(code) + ")";
+}
+
 bool grpc_transient(int code)
 {
     return code == 1 || code == 4 || code == 8 || code == 14;
@@ -411,7 +416,7 @@ Result<WatchMessage> decode_watch_line(std::string_view line)
     // back every time (an oversized message) then loops at the caller's back-off, as an Io did.
     if (auto e = gateway_error(doc))
         return make_error(grpc_transient(e->code) ? Code::TryAgainLater : Code::Io, "etcd ended the watch: " + e->message,
-            std::string("gRPC code ") + std::to_string(e->code) + " (" + grpc_code_name(e->code) + ")");
+            grpc_details(e->code));
     auto it = doc.find("result");
     if (it == doc.end() || !it->is_object())
         return malformed("watch", "no \"result\"");

@@ -145,6 +145,9 @@ std::optional<GatewayError> gateway_error(const Json& doc);
 
 /// The gRPC code's name ("Unavailable", "OutOfRange", …) for messages.
 const char* grpc_code_name(int code);
+/// "gRPC code 14 (Unavailable)": the details of an error etcd answered with (read back by
+/// etcd::grpc_code).
+std::string grpc_details(int code);
 
 /// Whether etcd's refusal with this gRPC code passes with time (so TryAgainLater, not Io), for
 /// unary calls and watches alike: Unavailable (no leader, a member shutting down),
