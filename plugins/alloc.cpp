@@ -1,8 +1,8 @@
 // operator new and delete for the exec'd plugins (not the shim, not the tests): a plugin lives
 // for one CNI call and makes about a thousand small allocations (the JSON of the conf and the
 // records, the strings of the model), which glibc's malloc and free spend ~180 k of an ADD's
-// ~900 k instructions on. Here a small block comes from a page of its own size class in one
-// arena, and goes back to that class's free list: no header, no coalescing, no trimming. What the
+// ~900 k instructions on. Here a small block is cut from one arena and goes back to the free list
+// of its 16-byte size class: no header, no coalescing, no trimming. What the
 // arena does not serve (a block over 1 KiB, an aligned new, the arena full or not mappable, any
 // allocation once a second thread exists) is malloc's, as before.
 
