@@ -18,6 +18,7 @@
 #include "util/json.hpp"
 #include "util/result.hpp"
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
@@ -46,6 +47,7 @@ struct EndpointAddress {
     IpNet address;                    // e.g. 10.213.0.5/24
     std::optional<IpAddr> gateway;
     std::string pool;                 // pool id "<space>/<subnet key>"
+    uint64_t lease_version = 0;       // not stored: the lease's version as this verb created it (0: unknown)
 };
 
 struct EndpointRecord {

@@ -280,17 +280,18 @@ Result<size_t> Pools::remove_user(const PoolId& pool, const std::string& network
 Result<EndpointAddress> Pools::take(const PoolId& pool, const Range& range, const IpAddr& address, const Owner& owner, bool& taken)
 {
     Durability d = per_boot(owner) ? Durability::PerBoot : Durability::Sync;
-    taken = !TRY(m_store.create(pool.lease(address), owner_json(owner), d));
+    Version version = 0;
+    taken = !TRY(m_store.create_versioned(pool.lease(address), owner_json(owner), d, version));
     if (taken) {
         // Held by an attachment of an earlier boot: void, so it is reclaimed (the caller holds the
         // pool's lock, so no other allocator races this).
         Loaded existing = TRY(m_store.get(pool.lease(address)));
         if (existing.ok() && stale_lease(existing.doc)) {
             TRY(m_store.remove(pool.lease(address), Durability::PerBoot));
-            taken = !TRY(m_store.create(pool.lease(address), owner_json(owner), d));
+            taken = !TRY(m_store.create_versioned(pool.lease(address), owner_json(owner), d, version));
         }
     }
-    return EndpointAddress { IpNet { address, range.subnet.prefix }, range.gateway, pool.str() };
+    return EndpointAddress { IpNet { address, range.subnet.prefix }, range.gateway, pool.str(), version };
 }
 
 Result<EndpointAddress> Pools::allocate(const std::string& space, const RangeSet& set, const Owner& owner,

@@ -158,7 +158,7 @@ public:
     {
         if (ns == host_ns)
             return cnm::read_sysctl(key);
-        auto guard = TRY(NetnsGuard::enter(m_netns.at(ns)));
+        auto guard = TRY(enter(m_netns.at(ns)));
         return cnm::read_sysctl(key);
     }
     Result<void> write_sysctl(NsId ns, const std::string& key, const std::string& value) override
@@ -169,7 +169,7 @@ public:
     {
         std::optional<NetnsGuard> guard;
         if (ns != host_ns) {
-            auto entered = TRY(NetnsGuard::enter(m_netns.at(ns)));
+            auto entered = TRY(enter(m_netns.at(ns)));
             guard.emplace(std::move(entered));
         }
         for (auto& w : writes)
@@ -189,6 +189,19 @@ public:
     Result<void> del_ports(const std::vector<firewall::PortMap>& ports) override { return firewall::del_port_maps(ports); }
 
 private:
+    // Enters `target`, returning to the host's namespace: the host socket's, asked once
+    // (SIOCGSKNS) instead of opening /proc/thread-self/ns/net at each entry (~25 µs in a fresh
+    // process). Every entry starts in the host's namespace: no method returns inside another.
+    Result<NetnsGuard> enter(const Netns& target)
+    {
+        if (!m_host_asked) {
+            m_host_asked = true;
+            if (auto own = Netns::of_socket(m_sockets.at(host_ns)->fd()))
+                m_host.emplace(own.release_value());
+        }
+        return m_host ? NetnsGuard::enter(target, *m_host) : NetnsGuard::enter(target);
+    }
+
     Result<Socket*> socket(NsId ns)
     {
         if (auto it = m_sockets.find(ns); it != m_sockets.end())
@@ -198,7 +211,7 @@ private:
             return make_error(Code::Internal, "no such namespace handle " + std::to_string(ns));
         std::unique_ptr<Socket> s;
         {
-            auto guard = TRY(NetnsGuard::enter(netns->second));
+            auto guard = TRY(enter(netns->second));
             s = TRY(Socket::open());
         }
         auto* raw = s.get();
@@ -215,6 +228,8 @@ private:
 
     std::map<NsId, std::unique_ptr<Socket>> m_sockets;
     std::map<NsId, Netns> m_netns;
+    std::optional<Netns> m_host; // the host's namespace, from its socket (none: the kernel refused)
+    bool m_host_asked = false;
 };
 
 } // namespace

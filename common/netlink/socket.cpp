@@ -63,6 +63,11 @@ void Socket::set_strict(bool on)
     mnl_socket_setsockopt(m_socket, NETLINK_GET_STRICT_CHK, &value, sizeof value);
 }
 
+int Socket::fd() const
+{
+    return mnl_socket_get_fd(m_socket);
+}
+
 Socket::Socket(mnl_socket* socket)
     : m_socket(socket)
     , m_port(mnl_socket_get_portid(socket))

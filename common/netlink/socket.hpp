@@ -35,6 +35,9 @@ public:
     /// dump headers that carry fields it does not filter by.
     void set_strict(bool on);
 
+    /// The socket's descriptor (for SIOCGSKNS: the namespace it was made in).
+    int fd() const;
+
 private:
     explicit Socket(mnl_socket* socket);
     Result<void> run(Request& request, const std::string& what, const std::function<void(const nlmsghdr*)>* on_message, bool& interrupted);

@@ -6,6 +6,8 @@
 #include <cstring>
 #include <fcntl.h>
 #include <sched.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -28,6 +30,14 @@ Result<Netns> Netns::open(const std::string& path)
 Result<Netns> Netns::current()
 {
     return open("/proc/thread-self/ns/net");
+}
+
+Result<Netns> Netns::of_socket(int socket_fd)
+{
+    int fd = ::ioctl(socket_fd, SIOCGSKNS);
+    if (fd < 0)
+        return make_error(Code::Kernel, "cannot get the network namespace of a socket", std::strerror(errno));
+    return Netns(fd);
 }
 
 Netns& Netns::operator=(Netns&& other) noexcept
@@ -58,14 +68,22 @@ Result<NetnsGuard> NetnsGuard::enter(const Netns& target)
     Netns origin = TRY(Netns::current());
     if (::setns(target.fd(), CLONE_NEWNET) < 0)
         return make_error(Code::Kernel, "cannot enter the network namespace", std::strerror(errno));
-    return NetnsGuard(std::move(origin));
+    int fd = origin.fd();
+    return NetnsGuard(std::move(origin), fd);
+}
+
+Result<NetnsGuard> NetnsGuard::enter(const Netns& target, const Netns& origin)
+{
+    if (::setns(target.fd(), CLONE_NEWNET) < 0)
+        return make_error(Code::Kernel, "cannot enter the network namespace", std::strerror(errno));
+    return NetnsGuard(std::nullopt, origin.fd());
 }
 
 NetnsGuard::~NetnsGuard()
 {
     if (!m_active)
         return;
-    if (::setns(m_origin.fd(), CLONE_NEWNET) < 0) {
+    if (::setns(m_origin_fd, CLONE_NEWNET) < 0) {
         std::fprintf(stderr, "cnm: cannot return to the original network namespace: %s\n", std::strerror(errno));
         std::abort();
     }

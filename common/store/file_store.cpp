@@ -805,11 +805,20 @@ Result<bool> FileStore::create_doc(int dfd, const Key& key, const Json& doc, Dur
 
 Result<bool> FileStore::create(const Key& key, const Json& doc, Durability durability)
 {
+    Version version = 0;
+    return create_versioned(key, doc, durability, version);
+}
+
+Result<bool> FileStore::create_versioned(const Key& key, const Json& doc, Durability durability, Version& version)
+{
+    version = 0;
     if (!valid_segment(key.back()))
         return make_error(Code::InvalidConfig, "invalid name \"" + key.back() + "\" for the state directory");
     int dfd = TRY(dir_fd(Key(key.begin(), key.end() - 1), Create::Yes));
-    Version version = 0;
-    return create_doc(dfd, key, doc, durability == Durability::Hint ? Durability::PerBoot : durability, version);
+    bool created = TRY(create_doc(dfd, key, doc, durability == Durability::Hint ? Durability::PerBoot : durability, version));
+    if (!created)
+        version = 0;
+    return created;
 }
 
 Result<Cas> FileStore::put_if(const Key& key, const Json& doc, Version expected, Durability durability)

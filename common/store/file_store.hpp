@@ -59,6 +59,7 @@ public:
     Result<Loaded> get(const Key& key) override;
     Result<void> put(const Key& key, const Json& doc, Durability durability = Durability::Sync) override;
     Result<bool> create(const Key& key, const Json& doc, Durability durability = Durability::Sync) override;
+    Result<bool> create_versioned(const Key& key, const Json& doc, Durability durability, Version& version) override;
     /// Atomic under lock(dir of key) (taken here; free when this process holds it already).
     Result<Cas> put_if(const Key& key, const Json& doc, Version expected, Durability durability = Durability::Sync) override;
     Result<Cas> remove_if(const Key& key, Version expected, Durability durability = Durability::Sync) override;

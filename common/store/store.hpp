@@ -132,6 +132,14 @@ public:
     virtual Result<void> put(const Key& key, const Json& doc, Durability durability = Durability::Sync) = 0;
     /// Writes only if the key is absent; returns false when it exists.
     virtual Result<bool> create(const Key& key, const Json& doc, Durability durability = Durability::Sync) = 0;
+    /// create(), with the new document's version in `version` when the store has it at no extra
+    /// cost (0 when it does not, or nothing was created): with peek_version() later, a caller can
+    /// tell that the document is still the one it wrote without reading it back.
+    virtual Result<bool> create_versioned(const Key& key, const Json& doc, Durability durability, Version& version)
+    {
+        version = 0;
+        return create(key, doc, durability);
+    }
     /// Compare and swap: writes `doc` only if the key is at version `expected` (0: only if absent),
     /// atomically with respect to every other put_if/remove_if of the key. A store without
     /// versions answers with an error.

@@ -595,6 +595,66 @@ TEST_CASE("GC does not free an attachment whose ADD is in flight, and frees it o
     CHECK(r.leftovers("net1") == "");
 }
 
+TEST_CASE("an ADD whose lease is freed or taken over while it runs fails retryably and leaves nothing of its own; one rewritten for it still counts")
+{
+    Rig r;
+    Conf c = bridge_conf();
+    REQUIRE(r.add(c, "a").ok());
+    // The key of the lease whose document names `id` (the commit check compares the lease's
+    // version first and reads it only when that moved: each case moves it a different way).
+    auto lease_of = [&](const std::string& id) -> Key {
+        auto spaces = r.store->list({ "ipam" }).value();
+        for (auto& space : spaces) {
+            auto names = r.store->list({ "ipam", space, pool_dir, "leases" }).value();
+            for (auto& name : names) {
+                Key key { "ipam", space, pool_dir, "leases", name };
+                auto got = r.store->get(key);
+                if (got.ok() && got->ok() && got->doc.value("containerID", "") == id)
+                    return key;
+            }
+        }
+        FAIL("no lease names " << id);
+        return {};
+    };
+    SUBCASE("freed")
+    {
+        r.kernel.on_call("create_veth", [&] { REQUIRE(r.store->remove(lease_of("b")).ok()); });
+        auto added = r.add(c, "b");
+        REQUIRE_FALSE(added.ok());
+        CHECK(added.error().code == Code::TryAgainLater);
+        CHECK(r.leases() == 1);
+    }
+    SUBCASE("taken over by another attachment")
+    {
+        Key taken;
+        r.kernel.on_call("create_veth", [&] {
+            taken = lease_of("b");
+            Json doc = r.store->get(taken)->doc;
+            doc["containerID"] = "x";
+            REQUIRE(r.store->remove(taken).ok());
+            REQUIRE(r.store->create(taken, doc).value());
+        });
+        auto added = r.add(c, "b");
+        REQUIRE_FALSE(added.ok());
+        CHECK(added.error().code == Code::TryAgainLater);
+        CHECK(r.leases() == 2); // a's, and x's, which b's rollback must not free
+        CHECK(r.store->get(taken)->doc.value("containerID", "") == "x");
+    }
+    SUBCASE("rewritten, still naming it")
+    {
+        r.kernel.on_call("create_veth", [&] {
+            Key key = lease_of("b");
+            Json doc = r.store->get(key)->doc;
+            REQUIRE(r.store->put(key, doc).ok()); // a new version of the same document
+        });
+        auto added = r.add(c, "b");
+        REQUIRE_MESSAGE(added.ok(), added.error().msg);
+        CHECK(r.leases() == 2);
+    }
+    CHECK(r.registry.load_endpoint("net1", endpoint_key("a", "eth0"))->ok());
+    CHECK(r.kernel.find(host_ns, host_veth(r.registry.load_endpoint("net1", endpoint_key("a", "eth0"))->record)) != nullptr);
+}
+
 TEST_CASE("an ADD after a crashed one (its intent left behind) cleans it up and succeeds")
 {
     Rig r;

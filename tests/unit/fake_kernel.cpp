@@ -137,6 +137,11 @@ int FakeKernel::calls(const std::string& method) const
 Result<void> FakeKernel::enter(const char* method, bool mutating, const std::string& detail)
 {
     ++m_calls[method];
+    if (auto hook = m_hooks.find(method); hook != m_hooks.end()) {
+        auto run = std::move(hook->second);
+        m_hooks.erase(hook);
+        run();
+    }
     std::string what = detail.empty() ? std::string(method) : std::string(method) + " " + detail;
     m_call_log.push_back(what);
     bool fail = m_fail_call > 0 && --m_fail_call == 0;

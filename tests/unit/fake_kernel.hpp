@@ -31,6 +31,7 @@
 
 #include "kernel/kernel.hpp"
 
+#include <functional>
 #include <map>
 #include <optional>
 #include <set>
@@ -83,6 +84,9 @@ public:
     void fail_call(int k);
     /// Disarms all three.
     void clear_failures();
+    /// Runs `hook` once, at the next call of `method`, before it takes effect (what another
+    /// process does meanwhile).
+    void on_call(std::string method, std::function<void()> hook) { m_hooks[std::move(method)] = std::move(hook); }
     /// Mutating calls so far (injected failures included), and what each was: "method" or
     /// "method detail" (a sysctl key, a link name).
     int mutations() const { return static_cast<int>(m_log.size()); }
@@ -180,6 +184,7 @@ private:
     std::vector<std::string> m_log;
     std::vector<std::string> m_call_log;
     std::map<std::string, int> m_fail_method; // method → calls still to go (1 = the next fails)
+    std::map<std::string, std::function<void()>> m_hooks; // method → run once at its next call
     int m_fail_mutation = 0;                  // 0: disarmed
     int m_fail_call = 0;
     bool m_echo = true;

@@ -601,6 +601,36 @@ TEST_CASE("store: versions and compare-and-swap")
     CHECK((*a)->get(key)->version != 0);
 }
 
+TEST_CASE("store: create_versioned gives the version peek_version then sees, until the document changes")
+{
+    test::TempDir tmp;
+    auto a = FileStore::open(tmp.path());
+    auto b = FileStore::open(tmp.path());
+    REQUIRE(a.ok());
+    REQUIRE(b.ok());
+    for (Durability d : { Durability::Sync, Durability::PerBoot }) {
+        CAPTURE(static_cast<int>(d));
+        Key key { "pools", d == Durability::Sync ? "sync" : "perboot", "lease" };
+        Version made = 7;
+        REQUIRE((*a)->create_versioned(key, Json { { "owner", "a" } }, d, made).value());
+        CHECK(made != 0);
+        CHECK((*b)->peek_version(key).value() == std::optional<Version>(made));
+        CHECK((*b)->get(key)->version == made);
+        Version again = 7;
+        CHECK_FALSE((*b)->create_versioned(key, Json { { "owner", "b" } }, d, again).value());
+        CHECK(again == 0); // nothing made
+        // Freed and made again by another writer (a per-boot one may reuse the freed inode as a spare).
+        REQUIRE((*b)->remove(key, d).ok());
+        CHECK((*a)->peek_version(key).value() == std::optional<Version>(0));
+        Version other = 0;
+        REQUIRE((*b)->create_versioned(key, Json { { "owner", "b" } }, d, other).value());
+        CHECK(other != made);
+        CHECK((*a)->peek_version(key).value() == std::optional<Version>(other));
+        REQUIRE((*b)->put(key, Json { { "owner", "b" } }, d).ok());
+        CHECK((*a)->peek_version(key).value() != std::optional<Version>(other));
+    }
+}
+
 TEST_CASE("store: compare-and-swap from several processes loses no update")
 {
     test::TempDir tmp;
