@@ -27,6 +27,17 @@ using Keep = std::vector<std::pair<std::string, std::string>>;
         _r.release_value();                             \
     })
 
+// The mount namespace an endpoint's netns path was seen from, which only tells whether a sandbox is
+// gone where no link of the host does: a veth's host end lives exactly as long as its peer's netns,
+// so an endpoint with one records none (0), and the ADD skips reading /proc/self/ns/mnt, ~20 µs of
+// a fresh process's first /proc walk.
+uint64_t mount_ns_for(const EndpointRecord& endpoint)
+{
+    const Json& state = endpoint.driver_state;
+    bool veth = state.is_object() && state.contains("hostVeth") && state["hostVeth"].is_string() && !state["hostVeth"].get<std::string>().empty();
+    return veth ? 0 : current_mount_ns();
+}
+
 std::string list_str(const std::vector<std::string>& items)
 {
     std::string out;
@@ -485,11 +496,11 @@ Result<Added> Endpoints::add(const AddRequest& request, AddressSource& addresses
         record.frontend = request.network.frontend;
         record.created = now_rfc3339();
         record.boot_id = current_boot();
-        record.mount_ns = current_mount_ns();
         record.phase = EndpointRecord::Phase::Creating;
         record.mac = request.mac;
         if (m_driver)
             record.driver_state = m_driver->plan(options, record, request.target);
+        record.mount_ns = mount_ns_for(record);
         hold = TRY_OR_UNDO(undo, m_registry.store().hold(hold_key(name, key)));
         undo.first([&hold] { hold.reset(); });
         TRY_OR_UNDO(undo, m_registry.save_endpoint(record));
@@ -836,7 +847,7 @@ Result<Attached> Endpoints::join(EndpointRecord& endpoint, const Target& target,
     }
     endpoint.sandbox = sandbox;
     endpoint.netns = netns;
-    endpoint.mount_ns = current_mount_ns();
+    endpoint.mount_ns = mount_ns_for(endpoint);
     TRY_OR_UNDO(undo, m_registry.save_endpoint(endpoint));
     undo.dismiss();
     return attached;

@@ -842,6 +842,25 @@ TEST_CASE("a Docker join rolls back at every failing kernel step; a retried join
 
 // ---- macvlan and ipvlan ------------------------------------------------------------------------
 
+TEST_CASE("an endpoint records the mount namespace it was added from only where no host link tells its sandbox is gone")
+{
+    Rig r;
+    // A bridge endpoint has a veth, whose host end lives as long as the sandbox: no mountNs.
+    Conf b = bridge_conf();
+    REQUIRE(r.add(b, "a").ok());
+    auto bridged = r.registry.load_endpoint("net1", endpoint_key("a", "eth0"));
+    REQUIRE(bridged->ok());
+    CHECK_FALSE(host_veth(bridged->record).empty());
+    CHECK(bridged->record.mount_ns == 0);
+    // A macvlan one has none: its record says which mount namespace saw the netns path.
+    Conf m = cni_conf("macvlan", R"("master":"dum0","mode":"bridge")", "net2", R"({"type":"ipam","subnet":"10.213.41.0/24"})");
+    REQUIRE(r.add(m, "c").ok());
+    auto child = r.registry.load_endpoint("net2", endpoint_key("c", "eth0"));
+    REQUIRE(child->ok());
+    CHECK(current_mount_ns() != 0);
+    CHECK(child->record.mount_ns == current_mount_ns());
+}
+
 TEST_CASE("macvlan ADD: a child of the master in the sandbox under its name, addressed, announced; DEL removes it")
 {
     Rig r;
