@@ -545,13 +545,7 @@ Result<Added> Endpoints::add(const AddRequest& request, AddressSource& addresses
             auto pool = PoolId::parse(a.pool);
             if (!pool)
                 continue;
-            // Still at the version this ADD created it with: the document is the one written
-            // here, which names this attachment (a stat, not a read and a parse).
-            if (a.lease_version != 0)
-                if (auto now = TRY_OR_UNDO(undo, m_registry.store().peek_version(pool->lease(a.address.addr))); now && *now == a.lease_version)
-                    continue;
-            auto holder = TRY_OR_UNDO(undo, pools.owner_of(*pool, a.address.addr));
-            if (!holder || !holder->same(lease_owner(record)))
+            if (!TRY_OR_UNDO(undo, pools.held_by(*pool, a.address.addr, lease_owner(record), a.lease_version)))
                 return undo.fail(make_error(Code::TryAgainLater, "the lease of " + a.address.addr.str() + " was freed while "
                         + record.container_id + "/" + record.ifname + " was being added (a concurrent GC or release)", "retry the ADD"));
         }

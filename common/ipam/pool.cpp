@@ -370,6 +370,15 @@ Result<std::optional<Owner>> Pools::owner_of(const PoolId& pool, const IpAddr& a
     return owner_from(loaded.doc);
 }
 
+Result<bool> Pools::held_by(const PoolId& pool, const IpAddr& address, const Owner& owner, Version created)
+{
+    if (created != 0)
+        if (auto now = TRY(m_store.peek_version(pool.lease(address))); now && *now == created)
+            return true;
+    auto holder = TRY(owner_of(pool, address));
+    return holder && holder->same(owner);
+}
+
 Result<std::vector<Lease>> Pools::leases(const PoolId& pool)
 {
     return leases(pool, [](const IpAddr&) { return true; });

@@ -87,6 +87,10 @@ public:
     Result<void> release(const PoolId& pool, const IpAddr& address, const Owner& owner);
     /// Owner of one address, if leased (a corrupt lease counts as leased to nobody).
     Result<std::optional<Owner>> owner_of(const PoolId& pool, const IpAddr& address);
+    /// Whether `owner` still holds the lease of `address`. `created`: the version the lease had
+    /// when this process created it (EndpointAddress::lease_version, 0: unknown); while the lease
+    /// is still at it, the document is the one written then, so a stat answers without a read.
+    Result<bool> held_by(const PoolId& pool, const IpAddr& address, const Owner& owner, Version created = 0);
     /// Every lease of the pool (a full scan: recovery and GC only).
     Result<std::vector<Lease>> leases(const PoolId& pool);
     /// The same, reading only the leases `wanted` picks by address (the others are not opened).

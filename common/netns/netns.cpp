@@ -66,17 +66,16 @@ bool Netns::same_as(const Netns& other) const
 Result<NetnsGuard> NetnsGuard::enter(const Netns& target)
 {
     Netns origin = TRY(Netns::current());
-    if (::setns(target.fd(), CLONE_NEWNET) < 0)
-        return make_error(Code::Kernel, "cannot enter the network namespace", std::strerror(errno));
-    int fd = origin.fd();
-    return NetnsGuard(std::move(origin), fd);
+    NetnsGuard guard = TRY(enter(target, origin));
+    guard.m_owned.emplace(std::move(origin)); // the descriptor the guard returns to, now its own
+    return guard;
 }
 
 Result<NetnsGuard> NetnsGuard::enter(const Netns& target, const Netns& origin)
 {
     if (::setns(target.fd(), CLONE_NEWNET) < 0)
         return make_error(Code::Kernel, "cannot enter the network namespace", std::strerror(errno));
-    return NetnsGuard(std::nullopt, origin.fd());
+    return NetnsGuard(origin.fd());
 }
 
 NetnsGuard::~NetnsGuard()

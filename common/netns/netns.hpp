@@ -55,7 +55,7 @@ public:
     ~NetnsGuard();
 
 private:
-    NetnsGuard(std::optional<Netns> owned, int origin_fd) : m_owned(std::move(owned)), m_origin_fd(origin_fd) { }
+    explicit NetnsGuard(int origin_fd) : m_origin_fd(origin_fd) { }
     std::optional<Netns> m_owned; // the origin, when this guard opened it
     int m_origin_fd;
     bool m_active = true;
