@@ -85,8 +85,13 @@ Result<Json> DockerApi::request_pool(const Json& req)
     for (auto& other : TRY(pools.list(pool.space)))
         if (!(other == pool) && (other.subnet.contains(subnet->addr) || subnet->contains(other.subnet.addr)))
             return make_error(Code::InvalidConfig, "pool " + pool_text + " overlaps pool " + other.subnet.str() + " in use");
-    TRY(pools.docker_retain(pool));
-    return Json { { "PoolID", pool.str() }, { "Pool", subnet->str() }, { "Data", Json::object() } };
+    // Docker takes a gateway named here and skips its gateway RequestAddress (it still makes one
+    // for a --gateway): one call and one durable write fewer per network create.
+    auto gateway = TRY(pools.docker_retain(pool));
+    Json data = Json::object();
+    if (gateway)
+        data["com.docker.network.gateway"] = IpNet { *gateway, subnet->prefix }.str();
+    return Json { { "PoolID", pool.str() }, { "Pool", subnet->str() }, { "Data", data } };
 }
 
 // Whether `network` is a cluster network, and then its facts (cached on this host): a vxlan
@@ -230,10 +235,10 @@ Result<Json> DockerApi::request_address(const Json& req)
         return Json { { "Address", IpNet { gw, pool.subnet.prefix }.str() }, { "Data", Json::object() } };
     }
     // The whole subnet is the range; the network, broadcast and the pool's gateway are never given.
-    IpAddr first = pool.subnet.network();
+    IpAddr first = ipam::first_host(pool.subnet);
     IpAddr last = pool.subnet.last();
     auto recorded_gw = TRY(pools.gateway(pool));
-    ipam::Range range { pool.subnet, first < last ? first.next() : first, last, recorded_gw.value_or(first < last ? first.next() : first) };
+    ipam::Range range { pool.subnet, first, last, recorded_gw.value_or(first) };
     if (pool.subnet.addr.family == 4 && pool.subnet.prefix < 31)
         range.end = IpAddr { 4, last.value - 1 };
     auto leased = TRY(pools.allocate(pool.space, { range }, docker_owner, wanted));

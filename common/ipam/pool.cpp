@@ -90,11 +90,27 @@ std::optional<IpAddr> gateway_of(const Json& doc)
     return doc.contains("gateway") ? IpAddr::parse(doc["gateway"].get<std::string>()) : std::nullopt;
 }
 
-/// The first address a host may have: network + 1 (the subnet itself for /31, /32, /127, /128).
+} // namespace
+
 IpAddr first_host(const IpNet& subnet)
 {
     IpAddr first = subnet.network();
     return first < subnet.last() ? first.next() : first;
+}
+
+namespace {
+
+// The gateway RequestPool names to Docker: the recorded one; else, on a pool no network uses yet
+// (none of CNI's shares it), the first host, unrecorded — Docker's allocations keep it out of the
+// range as it is, and the CreateNetwork that follows records the gateway Docker settled on. None
+// for a /32 (/128), or a pool a CNI network uses without a gateway.
+std::optional<IpAddr> docker_gateway(const PoolId& pool, const Json& doc)
+{
+    if (auto recorded = gateway_of(doc))
+        return recorded;
+    if (users_of(doc).empty() && pool.subnet.network() < pool.subnet.last())
+        return first_host(pool.subnet);
+    return std::nullopt;
 }
 
 } // namespace
@@ -164,12 +180,13 @@ Result<void> Pools::add_user(const PoolId& pool, const std::string& network, std
     return m_store.put(pool.doc(), doc);
 }
 
-Result<void> Pools::docker_retain(const PoolId& pool)
+Result<std::optional<IpAddr>> Pools::docker_retain(const PoolId& pool)
 {
     auto lock = TRY(m_store.lock(pool.dir()));
     Json doc = TRY(load_pool_doc(m_store, pool));
     doc["dockerRefs"] = docker_refs(doc) + 1;
-    return m_store.put(pool.doc(), doc);
+    TRY(m_store.put(pool.doc(), doc));
+    return docker_gateway(pool, doc);
 }
 
 Result<void> Pools::docker_release(const PoolId& pool)
@@ -236,7 +253,9 @@ Result<IpAddr> Pools::ensure_gateway(const PoolId& pool, std::optional<IpAddr> w
 {
     auto lock = TRY(m_store.lock(pool.dir()));
     Json doc = TRY(load_pool_doc(m_store, pool));
-    if (auto have = gateway_of(doc)) {
+    // A pool Docker holds more than once gave its implicit gateway to the holder before: it stays.
+    auto have = docker_refs(doc) > 1 ? docker_gateway(pool, doc) : gateway_of(doc);
+    if (have) {
         if (wanted && *wanted != *have)
             return make_error(Code::InvalidConfig, "pool " + pool.str() + " has gateway " + have->str() + ", not " + wanted->str());
         return *have;

@@ -26,6 +26,10 @@
 
 namespace cnm::ipam {
 
+/// The first address a host may have: network + 1 (the subnet itself for /31, /32, /127, /128);
+/// the gateway a pool gets when nobody names one.
+IpAddr first_host(const IpNet& subnet);
+
 struct PoolId {
     std::string space;
     IpNet subnet;
@@ -66,8 +70,9 @@ public:
     Result<size_t> remove_user(const PoolId& pool, const std::string& network);
 
     // Docker's IPAM driver holds pools by reference count (RequestPool/ReleasePool), apart from
-    // the networks that use them.
-    Result<void> docker_retain(const PoolId& pool);
+    // the networks that use them. Gives the gateway to name to Docker, if any: the recorded one,
+    // or the first host of a pool no network uses yet (not recorded: see pool.cpp).
+    Result<std::optional<IpAddr>> docker_retain(const PoolId& pool);
     /// Unknown pools and a zero count are success (Docker releases again after restarts).
     Result<void> docker_release(const PoolId& pool);
     /// True when the pool has a record (some user or Docker reference).
@@ -75,7 +80,8 @@ public:
     /// Every pool of an address space.
     Result<std::vector<PoolId>> list(const std::string& space);
     /// The pool's gateway; when it has none yet, `wanted` (or the first host address) becomes it.
-    /// A `wanted` that differs from the recorded one is an error.
+    /// A `wanted` that differs from the recorded one is an error, and so is one other than the
+    /// implicit gateway an earlier holder of a pool Docker holds more than once was named.
     Result<IpAddr> ensure_gateway(const PoolId& pool, std::optional<IpAddr> wanted);
     Result<std::optional<IpAddr>> gateway(const PoolId& pool);
 

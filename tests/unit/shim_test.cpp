@@ -89,14 +89,18 @@ struct Fixture {
         return r.body.value("Err", "");
     }
 
-    // `docker network create -d cnm --ipam-driver cnm --subnet S [-o k=v…]`, as Docker sequences it.
-    void create_network(const std::string& id, const std::string& subnet, const Json& generic)
+    // `docker network create -d cnm --ipam-driver cnm --subnet S [--gateway G] [-o k=v…]`, as
+    // Docker sequences it (libnetwork's ipamAllocateVersion): the gateway RequestPool names, and
+    // a gateway RequestAddress only for a --gateway or when RequestPool named none.
+    void create_network(const std::string& id, const std::string& subnet, const Json& generic, const std::string& gateway = "")
     {
         auto pool = ok("IpamDriver.RequestPool", Json { { "AddressSpace", "local" }, { "Pool", subnet }, { "SubPool", "" }, { "Options", Json::object() }, { "V6", false } }.dump());
-        auto gw = ok("IpamDriver.RequestAddress", Json { { "PoolID", pool["PoolID"] }, { "Address", "" }, { "Options", { { "RequestAddressType", "com.docker.network.gateway" } } } }.dump());
+        std::string gw = pool["Data"].value("com.docker.network.gateway", "");
+        if (!gateway.empty() || gw.empty())
+            gw = ok("IpamDriver.RequestAddress", Json { { "PoolID", pool["PoolID"] }, { "Address", gateway }, { "Options", { { "RequestAddressType", "com.docker.network.gateway" } } } }.dump())["Address"];
         ok("NetworkDriver.CreateNetwork", Json { { "NetworkID", id },
             { "Options", { { "com.docker.network.enable_ipv6", false }, { "com.docker.network.generic", generic } } },
-            { "IPv4Data", { { { "AddressSpace", "local" }, { "Gateway", gw["Address"] }, { "Pool", subnet } } } }, { "IPv6Data", Json::array() } }.dump());
+            { "IPv4Data", { { { "AddressSpace", "local" }, { "Gateway", gw }, { "Pool", subnet } } } }, { "IPv6Data", Json::array() } }.dump());
     }
 
     /// A Docker endpoint: an address from the pool, CreateEndpoint, Join. Returns the Join reply.
@@ -186,6 +190,8 @@ TEST_CASE("shim: the recorded Docker 20.10 trace, end to end")
     auto pool = f.ok("IpamDriver.RequestPool", R"({"AddressSpace": "local", "Pool": "10.213.32.0/24", "SubPool": "", "Options": {}, "V6": false})");
     CHECK(pool["PoolID"] == "local/10.213.32.0/24");
     CHECK(pool["Pool"] == "10.213.32.0/24");
+    // (Named here, the gateway needs no RequestAddress: Docker now skips the one it made in the trace.)
+    CHECK(pool["Data"] == Json { { "com.docker.network.gateway", "10.213.32.1/24" } });
     auto gw = f.ok("IpamDriver.RequestAddress", R"({"PoolID": "local/10.213.32.0/24", "Address": "", "Options": {"RequestAddressType": "com.docker.network.gateway"}})");
     CHECK(gw["Address"] == "10.213.32.1/24");
     f.ok("NetworkDriver.CreateNetwork", R"({"NetworkID": ")" + nid + R"(", "Options": {"com.docker.network.enable_ipv6": false, "com.docker.network.generic": {"cnm.network": "n2"}}, "IPv4Data": [{"AddressSpace": "local", "Gateway": "10.213.32.1/24", "Pool": "10.213.32.0/24"}], "IPv6Data": []})");
@@ -914,6 +920,62 @@ TEST_CASE("shim: Docker leases — the last ReleasePool frees them and the gatew
     f.ok("IpamDriver.ReleasePool", Json { { "PoolID", pool } }.dump());
     CHECK_FALSE(pools.owner_of(id, *IpAddr::parse(left.substr(0, left.find('/')))).value());
     CHECK_FALSE(pools.exists(id).value());
+}
+
+TEST_CASE("shim: RequestPool names the gateway, so Docker makes no gateway RequestAddress; a --gateway still gets its own")
+{
+    Fixture f;
+    ipam::Pools pools(*f.store);
+    auto request_pool = [&](const std::string& subnet) {
+        return f.ok("IpamDriver.RequestPool", Json { { "AddressSpace", "local" }, { "Pool", subnet }, { "Options", Json::object() }, { "V6", false } }.dump());
+    };
+    auto request = [&](const std::string& pool, const std::string& address) {
+        return f.call("IpamDriver.RequestAddress", Json { { "PoolID", pool }, { "Address", address } }.dump());
+    };
+    auto gateway_request = [&](const std::string& pool, const std::string& address) {
+        return f.call("IpamDriver.RequestAddress", Json { { "PoolID", pool }, { "Address", address }, { "Options", { { "RequestAddressType", "com.docker.network.gateway" } } } }.dump());
+    };
+
+    // A new pool: the first host is named, and not recorded before the network is made…
+    auto pool = request_pool("10.213.53.0/24");
+    CHECK(pool["Data"] == Json { { "com.docker.network.gateway", "10.213.53.1/24" } });
+    auto id = *ipam::PoolId::parse(pool["PoolID"].get<std::string>());
+    CHECK_FALSE(pools.gateway(id).value());
+    // …yet no endpoint gets it meanwhile (a network of Docker's own driver, with only our IPAM,
+    // never makes that CreateNetwork): asked for, it is refused; the first free address is .2.
+    CHECK(request(pool["PoolID"], "10.213.53.1").status == 500);
+    auto a = request(pool["PoolID"], "");
+    CHECK(a.status == 200);
+    CHECK(a.body["Address"] == "10.213.53.2/24");
+    // The CreateNetwork Docker then sends carries the gateway, and it is recorded.
+    f.ok("NetworkDriver.CreateNetwork", Json { { "NetworkID", nid }, { "Options", { { "com.docker.network.generic", Json::object() } } },
+                                               { "IPv4Data", { { { "AddressSpace", "local" }, { "Pool", "10.213.53.0/24" }, { "Gateway", "10.213.53.1/24" } } } } }.dump());
+    CHECK(pools.gateway(id).value() == IpAddr::parse("10.213.53.1"));
+    CHECK(has_address(f.host("br-da2dbabbc001"), "10.213.53.1/24"));
+    // Held again (a second network on the subnet), it names the recorded gateway.
+    CHECK(request_pool("10.213.53.0/24")["Data"] == Json { { "com.docker.network.gateway", "10.213.53.1/24" } });
+
+    // --gateway: Docker asks for it although RequestPool named the first host; it becomes the
+    // pool's, and the first host is an address like any other.
+    const std::string other = "c0ffee0000000000000000000000000000000000000000000000000000000001";
+    f.create_network(other, "10.213.54.0/24", Json::object(), "10.213.54.254");
+    auto id54 = *ipam::PoolId::parse("local/10.213.54.0/24");
+    CHECK(pools.gateway(id54).value() == IpAddr::parse("10.213.54.254"));
+    CHECK(has_address(f.host("br-c0ffee000000"), "10.213.54.254/24"));
+    CHECK(request("local/10.213.54.0/24", "10.213.54.1").body["Address"] == "10.213.54.1/24");
+    CHECK(request("local/10.213.54.0/24", "10.213.54.254").status == 500);
+
+    // A pool Docker already holds without a recorded gateway (its first network is of Docker's
+    // own driver) gave that network the first host: a second network cannot take another.
+    request_pool("10.213.55.0/24");
+    CHECK(request_pool("10.213.55.0/24")["Data"] == Json { { "com.docker.network.gateway", "10.213.55.1/24" } });
+    auto refused = gateway_request("local/10.213.55.0/24", "10.213.55.254");
+    CHECK(refused.status == 500);
+    CHECK(refused.body.value("Err", "").find("has gateway 10.213.55.1") != std::string::npos);
+    CHECK(gateway_request("local/10.213.55.0/24", "").body["Address"] == "10.213.55.1/24");
+
+    // A /32 has no host to name: Docker's RequestAddress decides, as before.
+    CHECK(request_pool("10.213.56.7/32")["Data"] == Json::object());
 }
 
 TEST_CASE("shim: a VLAN parent the shim made is gone after a reboot; the next Join makes it again")
