@@ -58,16 +58,28 @@ expect_eq "hostile input changed no state" "$before" "$(state_snapshot)"
 expect_eq "the slow clients were answered or dropped, the shim lives" '{"Implements":["NetworkDriver","IpamDriver"]} 200' "$(call Plugin.Activate)"
 
 # ---- network create, binding the Docker network to the CNM network "$NET" ----
+calls_before=$(grep -c 'IpamDriver.RequestAddress' "$WORK/shim.log" || true)
 out=$(dk network create -d "$P" --ipam-driver "$P" --subnet "$SUBNET" -o cnm.network="$NET" -o bridge=cnmflag0 -o mtu=1400 -o com.docker.network.bridge.enable_ip_masquerade=false flagnet 2>&1) || fail "network create: $out"
 NID=$(dk network inspect -f '{{.Id}}' flagnet)
 expect_eq "network $NET is recorded as Docker's, bound to its id" "docker $NID" "$(listing | jq -r --arg n "$NET" '.networks[] | select(.name==$n) | "\(.frontend) \(.dockerIDs[0])"')"
 expect_eq "the bridge exists in dockerd's netns with the gateway" "10.213.70.1/24" "$(h ip -4 -o addr show cnmflag0 | awk '{print $4}')"
+expect_eq "…which RequestPool named: Docker asked for no gateway address" "$calls_before" "$(grep -c 'IpamDriver.RequestAddress' "$WORK/shim.log" || true)"
 expect_eq "…and MTU 1400" "1400" "$(h cat /sys/class/net/cnmflag0/mtu)"
 out=$(dk network create -d "$P" --ipam-driver "$P" --subnet 10.213.62.0/24 -o cnm.network="$NET" bad 2>&1) && fail "a second subnet for the network was accepted"
 expect_eq "a disagreeing subnet is refused, naming both" "1" "$(grep -c '10.213.70.0/24.*10.213.62.0/24' <<<"$out")"
 out=$(dk network create -d "$P" --ipam-driver "$P" --subnet "$SUBNET" -o cnm.network="$NET" -o bridge=other0 bad 2>&1) && fail "a disagreeing bridge was accepted"
 expect_eq "a disagreeing key is refused, naming both values" "1" "$(grep -c 'cnmflag0.*other0' <<<"$out")"
 expect_eq "the refused creates left no pool behind" "10.213.70.0_24" "$(ls "$CNM_STATE_DIR/ipam/local" | tr '\n' ' ' | xargs)"
+# --gateway: Docker asks for it anyway; the bridge and the containers get it, and .1 is an address.
+out=$(dk network create -d "$P" --ipam-driver "$P" --subnet 10.213.79.0/24 --gateway 10.213.79.254 -o bridge=cnmgw0 gwnet 2>&1) || fail "network create --gateway: $out"
+expect_eq "a --gateway network's bridge has that gateway" "10.213.79.254/24" "$(h ip -4 -o addr show cnmgw0 | awk '{print $4}')"
+expect_eq "…and Docker reports it" "10.213.79.254" "$(dk network inspect -f '{{range .IPAM.Config}}{{.Gateway}}{{end}}' gwnet)"
+dk run --rm --network gwnet cnm-bb:1 sh -c 'ip -4 -o addr show eth0; ip route' >"$WORK/gw.out" 2>&1 || fail "a container on the --gateway network: $(cat "$WORK/gw.out")"
+expect_eq "its container gets the first host, routed via the --gateway" "10.213.79.1/24 default via 10.213.79.254" \
+    "$(awk '/inet /{print $4} /^default/{print $1, $2, $3}' "$WORK/gw.out" | xargs)"
+dk network rm gwnet >/dev/null || fail "network rm gwnet"
+expect_eq "…and goes: no bridge, no pool record, no lease (the cursor stays, as on every pool)" "cursor" \
+    "$(h ip -o link show cnmgw0 2>/dev/null; ls -A "$CNM_STATE_DIR/ipam/local/10.213.79.0_24" | grep -v '^\.lock$' | xargs)"
 
 # ---- containers: plain, --ip and --mac-address ----
 dk run -d --name c1 --network flagnet cnm-bb:1 sleep 600 >/dev/null
@@ -184,7 +196,7 @@ dk network rm flagnet >/dev/null
 expect_eq "no lease left" "0" "$(lease_count)"
 expect_eq "no network record left" "0" "$(listing | jq '.networks | length')"
 # Pools keep their round-robin cursor on purpose (a pool made again goes on where it was).
-expect_eq "no state document left but the pool's cursor" "./ipam/local/10.213.70.0_24/cursor" "$(state_snapshot | awk '{print $2}' | xargs)"
+expect_eq "no state document left but the pools' cursors" "./ipam/local/10.213.70.0_24/cursor ./ipam/local/10.213.79.0_24/cursor" "$(state_snapshot | awk '{print $2}' | xargs)"
 expect_eq "the bridge is gone" "no" "$(h ip link show cnmflag0 >/dev/null 2>&1 && echo yes || echo no)"
 expect_eq "no link left in H but lo and the client wire" "clh0 lo" "$(h ip -o link show | awk -F': ' '{print $2}' | cut -d@ -f1 | sort | xargs)"
 expect_eq "no masquerade or port element left" "" "$(h nft list ruleset 2>/dev/null | grep -A1 'elements' || true)"
