@@ -879,8 +879,8 @@ void resident_add(Net& n, const std::string& id, const std::string& netns, const
     check_ok(r, n.label + " ADD of " + id + "/" + ifname + " (setup)");
 }
 
-// With CNM_BENCH_TRACE=DIR: one more ADD and DEL of each network under strace, counted (-c) and
-// timed (-T -tt): DIR/<what>-at-<tag>-{c,T}-{add,del}.txt.
+// With CNM_BENCH_TRACE=DIR: one more ADD, CHECK (of that ADD's result) and DEL of each network
+// under strace, counted (-c) and timed (-T -tt): DIR/<what>-at-<tag>-{c,T}-{add,check,del}.txt.
 void trace_cycles(const std::string& what, const std::vector<std::pair<Net*, std::string>>& nets, const std::string& path)
 {
     const char* dir = std::getenv("CNM_BENCH_TRACE");
@@ -902,6 +902,9 @@ void trace_cycles(const std::string& what, const std::vector<std::pair<Net*, std
             n->host->enter();
             auto env = cni_env("ADD", "trace-" + tag + mode, path, "/run/netns/" + ns, "eth0");
             Run add = exec_plugin(n->bin, env, n->conf);
+            env[0] = "CNI_COMMAND=CHECK";
+            g_wrap.back() = prefix + "-check.txt";
+            Run check = add.ok() ? exec_plugin(n->bin, env, with_key(n->conf, "prevResult", trim(add.out))) : add;
             env[0] = "CNI_COMMAND=DEL";
             g_wrap.back() = prefix + "-del.txt";
             Run del = exec_plugin(n->bin, env, n->conf);
@@ -909,9 +912,10 @@ void trace_cycles(const std::string& what, const std::vector<std::pair<Net*, std
             enter_fd(g_origin_ns);
             del_netns(ns);
             check_ok(add, "traced ADD");
+            check_ok(check, "traced CHECK");
             check_ok(del, "traced DEL");
         }
-    std::printf("strace of one ADD and DEL each: %s/%s-at-*-{c,T}-{add,del}.txt\n", dir, what.c_str());
+    std::printf("strace of one ADD, CHECK and DEL each: %s/%s-at-*-{c,T}-{add,check,del}.txt\n", dir, what.c_str());
 }
 
 int bench_link_plugin(const std::string& kind, int reps, const std::string& ours_dir, const std::string& ref_dir, const std::string& base_dir,
