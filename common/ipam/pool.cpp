@@ -101,9 +101,9 @@ IpAddr first_host(const IpNet& subnet)
 namespace {
 
 // The gateway RequestPool names to Docker: the recorded one; else, on a pool no network uses yet
-// (none of CNI's shares it), the first host, unrecorded — Docker's allocations keep it out of the
+// (no CNI network shares it), the first host, unrecorded — Docker's allocations keep it out of the
 // range as it is, and the CreateNetwork that follows records the gateway Docker settled on. None
-// for a /32 (/128), or a pool a CNI network uses without a gateway.
+// for a /32 (/128), or for a pool that a network uses with no gateway recorded.
 std::optional<IpAddr> docker_gateway(const PoolId& pool, const Json& doc)
 {
     if (auto recorded = gateway_of(doc))
