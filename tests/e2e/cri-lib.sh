@@ -148,7 +148,9 @@ cri_start() {
     echo "=== cri-lib: starting containerd in $CRI_NETNS at $(date +%T.%N)" >>"$CRI_LOG"
     # nsenter --net, not ip netns exec: the latter remounts /sys and hides the cgroup mounts.
     # (Under a test's own environment: CNM_STATE_DIR reaches the plugins through containerd.)
-    nsenter --net="/run/netns/$CRI_NETNS" containerd --config "$CRI_DIR/config.toml" >>"$CRI_LOG" 2>&1 </dev/null &
+    # TMPDIR: where containerd writes a stack dump on SIGUSR1 (/tmp otherwise, left behind).
+    mkdir -p "$CRI_DIR/tmp"
+    TMPDIR="$CRI_DIR/tmp" nsenter --net="/run/netns/$CRI_NETNS" containerd --config "$CRI_DIR/config.toml" >>"$CRI_LOG" 2>&1 </dev/null &
     CRI_PID=$!
     deadline=$((SECONDS + CRI_START_TIMEOUT))
     until [ -S "$CRI_SOCK" ] && crictl version >/dev/null 2>&1; do

@@ -198,8 +198,11 @@ _dk_daemon_start() {
     local driver=$1 deadline
     jq -n --arg k "$DOCKER_DIR/key.json" '{"deprecated-key-path": $k}' >"$DOCKER_DIR/daemon.json"
     echo "=== docker-lib: starting dockerd ($driver) in netns $DOCKER_NETNS at $(date +%T.%N)" >>"$DOCKER_DIR/dockerd.log"
-    # nsenter execs dockerd (no --fork), so $! is dockerd itself.
-    nsenter --net="/run/netns/$DOCKER_NETNS" "$DOCKERD_BIN" \
+    # nsenter execs dockerd (no --fork), so $! is dockerd itself. TMPDIR: the containerd it runs
+    # writes a stack dump there when dockerd finds it unhealthy (SIGUSR1 before the kill), in /tmp
+    # otherwise, where nothing would remove it.
+    mkdir -p "$DOCKER_DIR/tmp"
+    TMPDIR="$DOCKER_DIR/tmp" nsenter --net="/run/netns/$DOCKER_NETNS" "$DOCKERD_BIN" \
         --config-file "$DOCKER_DIR/daemon.json" \
         --data-root "$DOCKER_DIR/data" --exec-root "$DOCKER_DIR/exec" \
         --pidfile "$DOCKER_DIR/dockerd.pid" -H "unix://$DOCKER_DIR/docker.sock" \
