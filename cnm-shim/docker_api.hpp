@@ -12,7 +12,10 @@
 // Mapping (DESIGN.md §5), by file:
 //   ipam_api.cpp
 //     RequestPool/ReleasePool     a Docker reference on the pool (space, subnet) — the same pool a
-//                                 CNI conf with that subnet uses. PoolID is "local/<subnet>".
+//                                 CNI conf with that subnet uses. PoolID is "local/<subnet>". The
+//                                 reply's Data names the pool's gateway, so Docker asks for it only
+//                                 for a --gateway (or where none could be named: a /32, a pool a
+//                                 network uses without one).
 //     RequestAddress              a lease owned by "docker" (Docker names no endpoint here); the
 //                                 gateway request returns the pool's gateway, which nobody leases.
 //   network_api.cpp

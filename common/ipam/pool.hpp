@@ -26,8 +26,8 @@
 
 namespace cnm::ipam {
 
-/// The first address a host may have: network + 1 (the subnet itself for /31, /32, /127, /128);
-/// the gateway a pool gets when nobody names one.
+/// The first address a host may have: network + 1 (the subnet itself for a /32 or /128); the
+/// gateway a pool gets when nobody names one.
 IpAddr first_host(const IpNet& subnet);
 
 struct PoolId {
@@ -70,8 +70,8 @@ public:
     Result<size_t> remove_user(const PoolId& pool, const std::string& network);
 
     // Docker's IPAM driver holds pools by reference count (RequestPool/ReleasePool), apart from
-    // the networks that use them. Gives the gateway to name to Docker, if any: the recorded one,
-    // or the first host of a pool no network uses yet (not recorded: see pool.cpp).
+    // the networks that use them. Gives the pool's gateway, to name to Docker: the recorded one,
+    // or, on a pool no network uses yet, the first host, recorded as implicit (see pool.cpp).
     Result<std::optional<IpAddr>> docker_retain(const PoolId& pool);
     /// Unknown pools and a zero count are success (Docker releases again after restarts).
     Result<void> docker_release(const PoolId& pool);
@@ -80,8 +80,8 @@ public:
     /// Every pool of an address space.
     Result<std::vector<PoolId>> list(const std::string& space);
     /// The pool's gateway; when it has none yet, `wanted` (or the first host address) becomes it.
-    /// A `wanted` that differs from the recorded one is an error, and so is one other than the
-    /// implicit gateway an earlier holder of a pool Docker holds more than once was named.
+    /// A `wanted` that differs from the recorded one is an error, unless the recorded one is the
+    /// implicit gateway of a pool whose only holder is the Docker network being made.
     Result<IpAddr> ensure_gateway(const PoolId& pool, std::optional<IpAddr> wanted);
     Result<std::optional<IpAddr>> gateway(const PoolId& pool);
 

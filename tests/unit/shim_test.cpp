@@ -936,22 +936,23 @@ TEST_CASE("shim: RequestPool names the gateway, so Docker makes no gateway Reque
         return f.call("IpamDriver.RequestAddress", Json { { "PoolID", pool }, { "Address", address }, { "Options", { { "RequestAddressType", "com.docker.network.gateway" } } } }.dump());
     };
 
-    // A new pool: the first host is named, and not recorded before the network is made…
+    // A new pool: the first host is named, and recorded in the same write, as implicit…
     auto pool = request_pool("10.213.53.0/24");
     CHECK(pool["Data"] == Json { { "com.docker.network.gateway", "10.213.53.1/24" } });
     auto id = *ipam::PoolId::parse(pool["PoolID"].get<std::string>());
-    CHECK_FALSE(pools.gateway(id).value());
-    // …yet no endpoint gets it meanwhile (a network of Docker's own driver, with only our IPAM,
-    // never makes that CreateNetwork): asked for, it is refused; the first free address is .2.
+    CHECK(pools.gateway(id).value() == IpAddr::parse("10.213.53.1"));
+    // …so no endpoint gets it before the network is made (nor ever, on a network of Docker's own
+    // driver with only our IPAM, which makes no CreateNetwork here): refused, and .2 comes first.
     CHECK(request(pool["PoolID"], "10.213.53.1").status == 500);
     auto a = request(pool["PoolID"], "");
     CHECK(a.status == 200);
     CHECK(a.body["Address"] == "10.213.53.2/24");
-    // The CreateNetwork Docker then sends carries the gateway, and it is recorded.
+    // The CreateNetwork Docker then sends carries the gateway: the bridge gets it, it stays.
     f.ok("NetworkDriver.CreateNetwork", Json { { "NetworkID", nid }, { "Options", { { "com.docker.network.generic", Json::object() } } },
                                                { "IPv4Data", { { { "AddressSpace", "local" }, { "Pool", "10.213.53.0/24" }, { "Gateway", "10.213.53.1/24" } } } } }.dump());
     CHECK(pools.gateway(id).value() == IpAddr::parse("10.213.53.1"));
     CHECK(has_address(f.host("br-da2dbabbc001"), "10.213.53.1/24"));
+    CHECK(gateway_request(pool["PoolID"], "10.213.53.254").status == 500); // a network uses it now
     // Held again (a second network on the subnet), it names the recorded gateway.
     CHECK(request_pool("10.213.53.0/24")["Data"] == Json { { "com.docker.network.gateway", "10.213.53.1/24" } });
 
@@ -965,8 +966,8 @@ TEST_CASE("shim: RequestPool names the gateway, so Docker makes no gateway Reque
     CHECK(request("local/10.213.54.0/24", "10.213.54.1").body["Address"] == "10.213.54.1/24");
     CHECK(request("local/10.213.54.0/24", "10.213.54.254").status == 500);
 
-    // A pool Docker already holds without a recorded gateway (its first network is of Docker's
-    // own driver) gave that network the first host: a second network cannot take another.
+    // A pool Docker already holds for a network of Docker's own driver (no CreateNetwork here)
+    // gave that network the first host: a second network cannot take another.
     request_pool("10.213.55.0/24");
     CHECK(request_pool("10.213.55.0/24")["Data"] == Json { { "com.docker.network.gateway", "10.213.55.1/24" } });
     auto refused = gateway_request("local/10.213.55.0/24", "10.213.55.254");
@@ -976,6 +977,21 @@ TEST_CASE("shim: RequestPool names the gateway, so Docker makes no gateway Reque
 
     // A /32 has no host to name: Docker's RequestAddress decides, as before.
     CHECK(request_pool("10.213.56.7/32")["Data"] == Json::object());
+
+    // A CNI network that joins such a pool later with a gateway of its own (in Docker's address
+    // space) does not free the first host, which that Docker network's bridge has: neither the
+    // CNI ADDs nor Docker's requests ever get it.
+    auto held = *ipam::PoolId::parse(request_pool("10.213.57.0/24")["PoolID"].get<std::string>());
+    const std::string conf = R"({"cniVersion":"1.0.0","name":"late","type":"bridge","bridge":"cnmlate0",
+        "ipam":{"type":"ipam","addressSpace":"local","ranges":[[{"subnet":"10.213.57.0/24","gateway":"10.213.57.254"}]]}})";
+    for (int i = 0; i < 3; ++i) {
+        auto added = f.cni_add(conf, "late" + std::to_string(i), "/run/netns/late" + std::to_string(i));
+        REQUIRE_MESSAGE(added.ok(), (added.ok() ? "" : added.error().msg));
+        CHECK(added->endpoint.addresses.front().address.addr != *IpAddr::parse("10.213.57.1"));
+    }
+    CHECK(pools.gateway(held).value() == IpAddr::parse("10.213.57.1"));
+    CHECK(request("local/10.213.57.0/24", "10.213.57.1").status == 500);
+    CHECK(request("local/10.213.57.0/24", "").body["Address"] != "10.213.57.1/24");
 }
 
 TEST_CASE("shim: a VLAN parent the shim made is gone after a reboot; the next Join makes it again")
