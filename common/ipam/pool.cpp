@@ -72,9 +72,6 @@ Result<Json> load_pool_doc(Store& store, const PoolId& pool)
     auto refs = loaded.doc.find("dockerRefs");
     if (refs != loaded.doc.end() && !refs->is_number_unsigned())
         return corrupt("dockerRefs must be a count");
-    auto implicit = loaded.doc.find("gatewayImplicit");
-    if (implicit != loaded.doc.end() && (!implicit->is_boolean() || !loaded.doc.contains("gateway")))
-        return corrupt("gatewayImplicit must be a flag beside a gateway");
     return loaded.doc;
 }
 
@@ -100,7 +97,6 @@ IpAddr first_host(const IpNet& subnet)
     IpAddr first = subnet.network();
     return first < subnet.last() ? first.next() : first;
 }
-
 
 std::string PoolId::str() const
 {
@@ -164,7 +160,6 @@ Result<void> Pools::add_user(const PoolId& pool, const std::string& network, std
     doc["users"] = users;
     if (gateway && !doc.contains("gateway"))
         doc["gateway"] = gateway->str();
-    doc.erase("gatewayImplicit"); // a network uses the pool now: its gateway stays
     return m_store.put(pool.doc(), doc);
 }
 
@@ -173,15 +168,13 @@ Result<std::optional<IpAddr>> Pools::docker_retain(const PoolId& pool)
     auto lock = TRY(m_store.lock(pool.dir()));
     Json doc = TRY(load_pool_doc(m_store, pool));
     doc["dockerRefs"] = docker_refs(doc) + 1;
-    // A pool no network uses yet gets the first host as its gateway in this same write, marked
-    // implicit: RequestPool names it to Docker, which then asks for no gateway, and a --gateway
-    // may still replace it while this is the pool's only holder (ensure_gateway). Recorded, it is
-    // kept out of every allocation, CNI's included, like any gateway. None for a /32 (/128), nor
-    // for a pool a network uses without a gateway.
-    if (!doc.contains("gateway") && users_of(doc).empty() && pool.subnet.network() < pool.subnet.last()) {
+    // A pool no network uses yet gets the first host as its gateway in this same write:
+    // RequestPool names it to Docker, which then asks for no gateway, and a --gateway may still
+    // replace it while this is the pool's only holder (ensure_gateway). Recorded, it is kept out
+    // of every allocation, CNI's included, like any gateway. None for a /32 (/128), nor for a pool
+    // a network uses without a gateway.
+    if (!doc.contains("gateway") && users_of(doc).empty() && pool.subnet.network() < pool.subnet.last())
         doc["gateway"] = first_host(pool.subnet).str();
-        doc["gatewayImplicit"] = true;
-    }
     TRY(m_store.put(pool.doc(), doc));
     return gateway_of(doc);
 }
@@ -213,10 +206,8 @@ Result<void> Pools::docker_release(const PoolId& pool)
             if (holder && holder->frontend == Frontend::Docker)
                 TRY(m_store.remove(pool.lease(*address)));
         }
-        if (users_of(doc).empty()) {
+        if (users_of(doc).empty())
             doc.erase("gateway");
-            doc.erase("gatewayImplicit");
-        }
     }
     if (users_of(doc).empty() && !doc.contains("dockerRefs") && TRY(m_store.list(pool.leases_dir())).empty()) {
         // The cursor stays: a network made again on this subnet (an edited conf) goes on where
@@ -253,10 +244,13 @@ Result<IpAddr> Pools::ensure_gateway(const PoolId& pool, std::optional<IpAddr> w
     auto lock = TRY(m_store.lock(pool.dir()));
     Json doc = TRY(load_pool_doc(m_store, pool));
     auto have = gateway_of(doc);
-    // The implicit gateway RequestPool named gives way to a --gateway, but only while the Docker
-    // network being made is the pool's one holder: any other holder may be using it.
-    bool replaceable = doc.value("gatewayImplicit", false) && docker_refs(doc) == 1 && users_of(doc).empty();
-    if (have && !(replaceable && wanted && *wanted != *have)) {
+    // A --gateway replaces the recorded one only while the Docker network being made is the pool's
+    // one holder and no network uses it: the gateway is then the one RequestPool named for it
+    // (Docker asks for the gateway once per create, after that RequestPool), so nobody else can be
+    // using it. Any other holder, or a network, keeps it.
+    bool sole_holder = docker_refs(doc) == 1 && users_of(doc).empty();
+    bool replace = have && wanted && *wanted != *have && sole_holder;
+    if (have && !replace) {
         if (wanted && *wanted != *have)
             return make_error(Code::InvalidConfig, "pool " + pool.str() + " has gateway " + have->str() + ", not " + wanted->str());
         return *have;
@@ -267,7 +261,6 @@ Result<IpAddr> Pools::ensure_gateway(const PoolId& pool, std::optional<IpAddr> w
     if (TRY(m_store.exists(pool.lease(gw))))
         return make_error(Code::AddressUnavailable, "gateway " + gw.str() + " of pool " + pool.str() + " is already allocated");
     doc["gateway"] = gw.str();
-    doc.erase("gatewayImplicit");
     TRY(m_store.put(pool.doc(), doc));
     return gw;
 }

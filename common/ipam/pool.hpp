@@ -71,7 +71,7 @@ public:
 
     // Docker's IPAM driver holds pools by reference count (RequestPool/ReleasePool), apart from
     // the networks that use them. Gives the pool's gateway, to name to Docker: the recorded one,
-    // or, on a pool no network uses yet, the first host, recorded as implicit (see pool.cpp).
+    // or, on a pool no network uses yet, the first host, recorded in the same write (pool.cpp).
     Result<std::optional<IpAddr>> docker_retain(const PoolId& pool);
     /// Unknown pools and a zero count are success (Docker releases again after restarts).
     Result<void> docker_release(const PoolId& pool);
@@ -80,8 +80,8 @@ public:
     /// Every pool of an address space.
     Result<std::vector<PoolId>> list(const std::string& space);
     /// The pool's gateway; when it has none yet, `wanted` (or the first host address) becomes it.
-    /// A `wanted` that differs from the recorded one is an error, unless the recorded one is the
-    /// implicit gateway of a pool whose only holder is the Docker network being made.
+    /// A `wanted` that differs from the recorded one is an error, unless the Docker network being
+    /// made is the pool's only holder and no network uses it (then `wanted` replaces it).
     Result<IpAddr> ensure_gateway(const PoolId& pool, std::optional<IpAddr> wanted);
     Result<std::optional<IpAddr>> gateway(const PoolId& pool);
 

@@ -936,7 +936,7 @@ TEST_CASE("shim: RequestPool names the gateway, so Docker makes no gateway Reque
         return f.call("IpamDriver.RequestAddress", Json { { "PoolID", pool }, { "Address", address }, { "Options", { { "RequestAddressType", "com.docker.network.gateway" } } } }.dump());
     };
 
-    // A new pool: the first host is named, and recorded in the same write, as implicit…
+    // A new pool: the first host is named, and recorded in the same write…
     auto pool = request_pool("10.213.53.0/24");
     CHECK(pool["Data"] == Json { { "com.docker.network.gateway", "10.213.53.1/24" } });
     auto id = *ipam::PoolId::parse(pool["PoolID"].get<std::string>());
