@@ -5,9 +5,10 @@
 // result encoded as Docker's reply. No kernel work happens here; it is all the drivers', through
 // the Kernel seam.
 //
-// One call is one function from (method, JSON body) to (HTTP status, JSON body); nothing lives
-// in memory between calls — every fact is in the state directory the CNI plugins share — so a
-// shim restart loses nothing, and the handlers are tested without a socket or a kernel.
+// One call is one function from (method, JSON body) to (HTTP status, JSON body); every fact is
+// in the state directory the CNI plugins share, and what lives in memory between calls is a hint
+// read back from it (which endpoint holds an address), so a shim restart loses nothing, and the
+// handlers are tested without a socket or a kernel.
 //
 // Mapping (DESIGN.md §5), by file:
 //   ipam_api.cpp
@@ -18,6 +19,9 @@
 //                                 network uses without one).
 //     RequestAddress              a lease owned by "docker" (Docker names no endpoint here); the
 //                                 gateway request returns the pool's gateway, which nobody leases.
+//     ReleaseAddress              frees the lease, unless a live endpoint of this boot holds the
+//                                 address (dockerd releasing its stale endpoints' after a
+//                                 restart): one endpoint record read, the one the hint names.
 //   network_api.cpp
 //     CreateNetwork               Endpoints::create_network: binds the Docker network id to the
 //                                 Network named by -o cnm.network (created if absent, checked
@@ -57,10 +61,12 @@
 #include "store/store.hpp"
 #include "util/json.hpp"
 
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 
 namespace cnm::shim {
 
@@ -131,6 +137,21 @@ private:
         Stored<EndpointRecord> stored;
     };
     Result<std::optional<EndpointCall>> open_endpoint(const Json& req, const std::string& method);
+
+    // Which live Docker endpoint holds an address, so that ReleaseAddress reads one record instead
+    // of every endpoint of the pool's networks: (address space, address) → (network, endpoint key).
+    // Read from the records by the first ReleaseAddress, then kept by CreateEndpoint and
+    // DeleteEndpoint. A hint only: a lease is kept when the record it names, read now, is a live
+    // Docker endpoint with that address. Calls are serialized (server.cpp), so it needs no lock.
+    struct Holder {
+        std::string network;
+        std::string key;
+    };
+    using HolderKey = std::pair<std::string, std::string>;
+    std::optional<std::map<HolderKey, Holder>> m_holders;
+    void note_holders(const EndpointRecord& record, const std::string& key);
+    void drop_holders(const EndpointRecord& record, const std::string& key);
+    Result<bool> held_by_live_endpoint(const std::string& space, const IpAddr& ip);
 
     Store& m_store;
     Registry m_registry;

@@ -89,8 +89,10 @@ Result<Json> DockerApi::create_endpoint(const Json& req)
         return Json { { "Interface", mac.empty() && own_mac ? Json { { "MacAddress", ours } } : Json::object() } };
     };
     auto existing = TRY(m_registry.load_endpoint(*name, endpoint_key_of(eid)));
-    if (existing.ok()) // a retry
+    if (existing.ok()) { // a retry
+        note_holders(existing.record, endpoint_key_of(eid));
         return reply(existing.record.mac);
+    }
 
     Pools pools(m_store);
     std::vector<EndpointAddress> addresses;
@@ -135,6 +137,7 @@ Result<Json> DockerApi::create_endpoint(const Json& req)
     }
     std::string ours = own_mac ? (mac.empty() ? random_mac() : mac) : "";
     auto record = TRY(endpoints(network.record.driver).create(*name, eid, addresses, ours));
+    note_holders(record, endpoint_key_of(eid));
     return reply(record.mac);
 }
 
@@ -216,6 +219,7 @@ Result<Json> DockerApi::delete_endpoint(const Json& req)
     // leased until Docker's ReleaseAddress, which always follows.
     TRY(lifecycle.detach(record));
     TRY(lifecycle.remove(call->network, call->key));
+    drop_holders(record, call->key);
     return Json::object();
 }
 

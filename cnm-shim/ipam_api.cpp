@@ -186,15 +186,6 @@ Result<Json> DockerApi::request_cluster_address(const PoolId& pool, const std::s
 
 Result<Json> DockerApi::release_cluster_address(const PoolId& pool, const std::string& network, const IpAddr& ip)
 {
-    // A lease a live endpoint (of this boot) holds stays, as on every other pool.
-    for (auto& key : TRY(m_registry.list_endpoints(network))) {
-        auto ep = TRY(m_registry.load_endpoint(network, key));
-        if (!ep.ok() || ep.record.frontend != Frontend::Docker || stale_boot(ep.record.boot_id))
-            continue;
-        for (auto& a : ep.record.addresses)
-            if (a.address.addr == ip)
-                return Json::object();
-    }
     // The lease is in the pool of the host's block that holds the address; a block gateway is
     // no lease, and the block stays with the host.
     auto local = TRY(load_local_blocks(m_store, network));
@@ -202,6 +193,59 @@ Result<Json> DockerApi::release_cluster_address(const PoolId& pool, const std::s
         if (b.block.contains(ip) && !(b.gateway() == ip))
             TRY(Pools(m_store).release(PoolId { pool.space, b.block }, ip, docker_owner));
     return Json::object();
+}
+
+void DockerApi::note_holders(const EndpointRecord& record, const std::string& key)
+{
+    if (!m_holders)
+        return; // read from the records when first needed
+    for (auto& a : record.addresses)
+        if (auto pool = PoolId::parse(a.pool))
+            (*m_holders)[{ pool->space, a.address.addr.str() }] = { record.network, key };
+}
+
+void DockerApi::drop_holders(const EndpointRecord& record, const std::string& key)
+{
+    if (!m_holders)
+        return;
+    for (auto& a : record.addresses)
+        if (auto pool = PoolId::parse(a.pool)) {
+            auto at = m_holders->find({ pool->space, a.address.addr.str() });
+            if (at != m_holders->end() && at->second.network == record.network && at->second.key == key)
+                m_holders->erase(at);
+        }
+}
+
+Result<bool> DockerApi::held_by_live_endpoint(const std::string& space, const IpAddr& ip)
+{
+    auto live = [](const Stored<EndpointRecord>& ep) {
+        return ep.ok() && ep.record.frontend == Frontend::Docker && !stale_boot(ep.record.boot_id);
+    };
+    if (!m_holders) {
+        // Once per shim process: every Docker endpoint of this boot in the records.
+        std::map<HolderKey, Holder> found;
+        for (auto& name : TRY(m_registry.list_networks()))
+            for (auto& key : TRY(m_registry.list_endpoints(name))) {
+                auto ep = TRY(m_registry.load_endpoint(name, key));
+                if (!live(ep))
+                    continue;
+                for (auto& a : ep.record.addresses)
+                    if (auto pool = PoolId::parse(a.pool))
+                        found[{ pool->space, a.address.addr.str() }] = { name, key };
+            }
+        m_holders = std::move(found);
+    }
+    auto at = m_holders->find({ space, ip.str() });
+    if (at == m_holders->end())
+        return false;
+    // The record decides: the endpoint may have gone behind the shim's back (gc, a corrupt record).
+    auto ep = TRY(m_registry.load_endpoint(at->second.network, at->second.key));
+    if (live(ep))
+        for (auto& a : ep.record.addresses)
+            if (auto pool = PoolId::parse(a.pool); pool && pool->space == space && a.address.addr == ip)
+                return true;
+    m_holders->erase(at);
+    return false;
 }
 
 Result<Json> DockerApi::release_pool(const Json& req)
@@ -255,24 +299,12 @@ Result<Json> DockerApi::release_address(const Json& req)
             ip = net->addr;
     if (!ip)
         return make_error(Code::InvalidConfig, "\"" + address + "\" is not an IP address");
+    // After a restart dockerd releases the addresses of its stale endpoints: a lease a live
+    // endpoint (of this boot) holds is not one of those, and stays, on every kind of pool.
+    if (TRY(held_by_live_endpoint(pool.space, *ip)))
+        return Json::object();
     if (auto network = cluster_space_network(pool.space))
         return release_cluster_address(pool, *network, *ip);
-    // After a restart dockerd releases the addresses of its stale endpoints: a lease a live
-    // endpoint (of this boot) holds is not one of those, and stays.
-    for (auto& name : TRY(m_registry.list_networks())) {
-        auto network = TRY(m_registry.load_network(name));
-        if (!network.ok() || network.record.address_space != pool.space
-            || std::find(network.record.subnets.begin(), network.record.subnets.end(), pool.subnet.str()) == network.record.subnets.end())
-            continue;
-        for (auto& key : TRY(m_registry.list_endpoints(name))) {
-            auto ep = TRY(m_registry.load_endpoint(name, key));
-            if (!ep.ok() || ep.record.frontend != Frontend::Docker || stale_boot(ep.record.boot_id))
-                continue;
-            for (auto& a : ep.record.addresses)
-                if (a.address.addr == *ip && a.pool == pool.str())
-                    return Json::object();
-        }
-    }
     // The gateway is the pool's, not a lease; it goes with the pool. Someone else's lease (a CNI
     // attachment's) is never freed through Docker.
     TRY(Pools(m_store).release(pool, *ip, docker_owner));

@@ -61,12 +61,41 @@ bool has_address(const FakeLink* link, const std::string& address)
     return link && want && std::find(link->addresses.begin(), link->addresses.end(), *want) != link->addresses.end();
 }
 
+/// The store, counting the documents and directories read through it: what a call costs as the
+/// state grows.
+class CountingStore final : public Store {
+public:
+    explicit CountingStore(Store& inner) : m_inner(inner) { }
+    int reads = 0;
+
+    Result<Loaded> get(const Key& key) override { return ++reads, m_inner.get(key); }
+    Result<std::vector<std::string>> list(const Key& dir) override { return ++reads, m_inner.list(dir); }
+    Result<void> put(const Key& key, const Json& doc, Durability d) override { return m_inner.put(key, doc, d); }
+    Result<bool> create(const Key& key, const Json& doc, Durability d) override { return m_inner.create(key, doc, d); }
+    Result<bool> create_versioned(const Key& key, const Json& doc, Durability d, Version& v) override { return m_inner.create_versioned(key, doc, d, v); }
+    Result<Cas> put_if(const Key& key, const Json& doc, Version expected, Durability d) override { return m_inner.put_if(key, doc, expected, d); }
+    Result<Cas> remove_if(const Key& key, Version expected, Durability d) override { return m_inner.remove_if(key, expected, d); }
+    Result<void> remove(const Key& key, Durability d) override { return m_inner.remove(key, d); }
+    Result<void> remove_dir(const Key& key) override { return m_inner.remove_dir(key); }
+    Result<bool> empty_dir(const Key& dir) override { return m_inner.empty_dir(dir); }
+    Result<bool> exists(const Key& key) override { return m_inner.exists(key); }
+    Result<std::optional<Version>> peek_version(const Key& key) override { return m_inner.peek_version(key); }
+    Result<std::unique_ptr<Lock>> lock(const Key& dir) override { return m_inner.lock(dir); }
+    Result<std::unique_ptr<Lock>> hold(const Key& key) override { return m_inner.hold(key); }
+    Result<bool> held(const Key& key) override { return m_inner.held(key); }
+    Result<void> sync() override { return m_inner.sync(); }
+
+private:
+    Store& m_inner;
+};
+
 struct Fixture {
     test::TempDir tmp;
     std::unique_ptr<FileStore> store = FileStore::open(tmp.path()).release_value();
     Registry registry { *store };
     FakeKernel kernel;
-    DockerApi api { *store, kernel };
+    CountingStore counting { *store };
+    DockerApi api { counting, kernel };
 
     Reply call(const std::string& method, const std::string& body = "")
     {
@@ -920,6 +949,72 @@ TEST_CASE("shim: Docker leases — the last ReleasePool frees them and the gatew
     f.ok("IpamDriver.ReleasePool", Json { { "PoolID", pool } }.dump());
     CHECK_FALSE(pools.owner_of(id, *IpAddr::parse(left.substr(0, left.find('/')))).value());
     CHECK_FALSE(pools.exists(id).value());
+}
+
+TEST_CASE("shim: ReleaseAddress reads one record, however many endpoints the pool has, and still keeps only a live endpoint's address")
+{
+    Fixture f;
+    const std::string subnet = "10.213.57.0/24";
+    const std::string pool = "local/" + subnet;
+    f.create_network(nid, subnet, Json::object());
+    auto network = f.api.bound_network(nid).value();
+    REQUIRE(network);
+    ipam::Pools pools(*f.store);
+    auto id = *ipam::PoolId::parse(pool);
+    auto call = [&](DockerApi& api, const std::string& method, const std::string& body) {
+        Reply r = api.handle(method, body);
+        INFO(method << " " << body << " -> " << r.body.dump());
+        CHECK(r.status == 200);
+        return r.body;
+    };
+    int next = 0;
+    // A container started (its address, its endpoint); returns (endpoint id, address).
+    auto start = [&](DockerApi& api) {
+        char eid[65];
+        std::snprintf(eid, sizeof eid, "%060d%04x", 0, next++);
+        std::string a = call(api, "IpamDriver.RequestAddress", Json { { "PoolID", pool }, { "Address", "" } }.dump())["Address"];
+        call(api, "NetworkDriver.CreateEndpoint", ep_body(nid, eid, a));
+        return std::pair { std::string(eid), a.substr(0, a.find('/')) };
+    };
+    auto release = [&](DockerApi& api, const std::string& ip) {
+        f.counting.reads = 0;
+        call(api, "IpamDriver.ReleaseAddress", Json { { "PoolID", pool }, { "Address", ip } }.dump());
+        return f.counting.reads;
+    };
+    // A container stopped, as Docker does it: DeleteEndpoint, then ReleaseAddress. Returns the
+    // reads the ReleaseAddress made.
+    auto stop = [&](const std::pair<std::string, std::string>& c) {
+        f.ok("NetworkDriver.DeleteEndpoint", Json { { "NetworkID", nid }, { "EndpointID", c.first } }.dump());
+        int reads = release(f.api, c.second);
+        CHECK_FALSE(pools.owner_of(id, *IpAddr::parse(c.second)).value());
+        return reads;
+    };
+
+    auto live = start(f.api);
+    stop(start(f.api)); // the first ReleaseAddress of a shim process reads the records once
+    int few = stop(start(f.api));
+    for (int i = 0; i < 40; ++i)
+        start(f.api);
+    int many = stop(start(f.api));
+    INFO("reads of a ReleaseAddress with 2 endpoints: " << few << ", with 42: " << many);
+    CHECK(many == few);
+    CHECK(many <= 3);
+
+    // A live endpoint's address stays (dockerd releasing a stale endpoint's after a restart): in
+    // this shim, and in a shim started afresh, which has to read the records for it.
+    CHECK(release(f.api, live.second) <= 3);
+    CHECK(pools.owner_of(id, *IpAddr::parse(live.second)).value());
+    DockerApi restarted { f.counting, f.kernel };
+    CHECK(release(restarted, live.second) > 40);
+    CHECK(pools.owner_of(id, *IpAddr::parse(live.second)).value());
+    // An endpoint created after the restart is known without reading the records again.
+    auto later = start(restarted);
+    CHECK(release(restarted, later.second) <= 3);
+    CHECK(pools.owner_of(id, *IpAddr::parse(later.second)).value());
+    // An endpoint gone behind the shim's back (its record removed, as gc does): its address is freed.
+    REQUIRE(f.registry.remove_endpoint(*network, endpoint_key_of(live.first)));
+    CHECK(release(restarted, live.second) <= 3);
+    CHECK_FALSE(pools.owner_of(id, *IpAddr::parse(live.second)).value());
 }
 
 TEST_CASE("shim: RequestPool names the gateway, so Docker makes no gateway RequestAddress; a --gateway still gets its own")
