@@ -77,6 +77,17 @@ Result<std::optional<std::vector<Attachment>>> valid_attachments(const NetConf& 
     return std::optional<std::vector<Attachment>>(std::move(out));
 }
 
+std::vector<std::pair<std::string, std::string>> keep_list(std::optional<std::vector<Attachment>>&& valid)
+{
+    std::vector<std::pair<std::string, std::string>> out;
+    if (!valid)
+        return out;
+    out.reserve(valid->size());
+    for (auto& a : *valid)
+        out.emplace_back(std::move(a.container_id), std::move(a.ifname));
+    return out;
+}
+
 std::string state_dir(const NetConf& conf)
 {
     if (!conf.data_dir.empty())

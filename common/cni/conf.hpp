@@ -8,6 +8,7 @@
 
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace cnm::cni {
@@ -37,6 +38,9 @@ struct Attachment {
     bool operator==(const Attachment&) const = default;
 };
 Result<std::optional<std::vector<Attachment>>> valid_attachments(const NetConf& conf);
+/// The list as Endpoints::gc takes it, (containerID, ifname) pairs, its strings moved (it may
+/// hold 10 000 attachments); none: empty.
+std::vector<std::pair<std::string, std::string>> keep_list(std::optional<std::vector<Attachment>>&& valid);
 
 } // namespace cnm::cni
 

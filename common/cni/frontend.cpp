@@ -143,14 +143,6 @@ Result<Session> open(const Context& ctx, const std::string& kind)
     return s;
 }
 
-std::vector<std::pair<std::string, std::string>> valid_list(const std::vector<Attachment>& valid)
-{
-    std::vector<std::pair<std::string, std::string>> out;
-    for (auto& a : valid)
-        out.push_back({ a.container_id, a.ifname });
-    return out;
-}
-
 } // namespace
 
 Result<std::string> runtime_mac(const Context& ctx)
@@ -200,11 +192,11 @@ Plugin link_plugin(const std::string& kind)
         return address_status(ctx, *source);
     };
     p.gc = [kind](const Context& ctx) -> Result<void> {
-        auto valid = TRY(valid_attachments(ctx.conf)).value_or(std::vector<Attachment> {});
+        auto valid = keep_list(TRY(valid_attachments(ctx.conf)));
         auto s = TRY(open(ctx, kind));
         auto source = TRY(address_source(ctx, false));
         Endpoints endpoints(*s.state.registry, s.kernel.get(), s.driver);
-        auto done = endpoints.gc(network_of(ctx, kind), valid_list(valid), *source);
+        auto done = endpoints.gc(network_of(ctx, kind), std::move(valid), *source);
         TRY(s.state.store->sync()); // what GC did free is made durable even when some of it failed
         return done;
     };

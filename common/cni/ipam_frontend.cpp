@@ -80,10 +80,7 @@ Plugin ipam_plugin()
         PoolAddresses source(conf ? conf.release_value() : ipam::IpamConf {});
         auto state = TRY(State::open(ctx.conf));
         Endpoints endpoints(*state.registry, nullptr, nullptr);
-        std::vector<std::pair<std::string, std::string>> keep;
-        for (auto& a : valid.value_or(std::vector<Attachment> {}))
-            keep.push_back({ a.container_id, a.ifname });
-        auto done = endpoints.gc(network_of(ctx), keep, source);
+        auto done = endpoints.gc(network_of(ctx), keep_list(std::move(valid)), source);
         TRY(state.store->sync()); // what GC did free is made durable even when some of it failed
         return done;
     };

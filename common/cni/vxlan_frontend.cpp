@@ -127,14 +127,11 @@ Result<void> status(const Context& ctx)
 
 Result<void> gc(const Context& ctx)
 {
-    auto valid = TRY(valid_attachments(ctx.conf)).value_or(std::vector<Attachment> {});
-    std::vector<std::pair<std::string, std::string>> keep;
-    for (auto& a : valid)
-        keep.push_back({ a.container_id, a.ifname });
+    auto keep = keep_list(TRY(valid_attachments(ctx.conf)));
     auto s = TRY(open(ctx));
     auto source = local_source(s, ctx);
     Endpoints endpoints(*s.state.registry, s.kernel.get(), s.driver);
-    auto done = endpoints.gc(spec_of(ctx, s.options), keep, *source);
+    auto done = endpoints.gc(spec_of(ctx, s.options), std::move(keep), *source);
     TRY(s.state.store->sync());
     return done;
 }

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <set>
+#include <tuple>
 
 namespace cnm {
 
@@ -641,12 +642,16 @@ Result<void> Endpoints::status(const std::string& network, AddressSource& addres
     return addresses.ready(m_registry);
 }
 
-Result<void> Endpoints::gc(const NetworkSpec& network, const Keep& valid, AddressSource& addresses)
+Result<void> Endpoints::gc(const NetworkSpec& network, Keep valid, AddressSource& addresses)
 {
     addresses.scope(network.name);
     auto lock = TRY(m_registry.lock_network(network.name));
-    std::set<std::pair<std::string, std::string>> valid_set(valid.begin(), valid.end());
-    auto is_valid = [&](const std::string& cid, const std::string& ifname) { return valid_set.count({ cid, ifname }) > 0; };
+    std::sort(valid.begin(), valid.end());
+    auto is_valid = [&](const std::string& cid, const std::string& ifname) {
+        auto at = std::lower_bound(valid.begin(), valid.end(), std::tie(cid, ifname),
+            [](const auto& a, const auto& b) { return std::tie(a.first, a.second) < b; });
+        return at != valid.end() && at->first == cid && at->second == ifname;
+    };
     std::vector<Error> errors;
     Keep kept;
     int64_t now = now_ms();

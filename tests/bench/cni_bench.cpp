@@ -676,6 +676,7 @@ int bench_ipam(int reps, const std::string& ours_dir, const std::string& ref_dir
 // kernel echoes the new link (NLM_F_ECHO, 6.3+), as our plugins leave it out.
 struct KernelFloor {
     Stats add, del; // wall in ms; .cpu: the bench's own CPU time (getrusage) over the same calls
+    Stats check;    // with_check: the queries of the CHECK that follows the ADD (timed_cycle)
     Stats checks;   // of add: the host socket, and a bridge's address list, ip_forward, re-read
     int veths = 0, echoed = 0; // veths created, and how many the kernel echoed (no lookup after)
 };
@@ -694,8 +695,33 @@ double self_cpu_ms()
         + static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e3;
 }
 
+// with_check: between the ADD and the DEL, what a CHECK of that ADD asks the kernel, as our
+// plugins ask it (and the CHECK follows the ADD in each round of timed_cycle): a socket of its own
+// in the host and one in the container, the container's link by name and its addresses, the master
+// by name and, for a bridge, the host end by name. Nothing the ADD's timing includes.
+Result<void> kernel_check_once(Host& host, const std::string& kind, const std::string& master_name, int container_fd)
+{
+    auto own = TRY(netlink::Socket::open());
+    std::unique_ptr<netlink::Socket> inside;
+    {
+        enter_fd(container_fd);
+        auto opened = netlink::Socket::open();
+        host.enter();
+        inside = TRY(std::move(opened));
+    }
+    auto link = TRY(netlink::get_link(*inside, "eth0"));
+    if (!link)
+        return make_error(Code::Kernel, "CHECK floor: no eth0 in the container");
+    TRY(netlink::list_addresses(*inside, link->index));
+    if (!TRY(netlink::get_link(*own, master_name)))
+        return make_error(Code::Kernel, "CHECK floor: no master");
+    if (kind != "macvlan" && !TRY(netlink::get_link(*own, "cnmbk0")))
+        return make_error(Code::Kernel, "CHECK floor: no host end");
+    return {};
+}
+
 void kernel_floor_once(Host& host, const std::string& kind, const std::string& master_name, const std::string& address,
-    std::optional<IpAddr> gw, KernelFloor& out)
+    std::optional<IpAddr> gw, KernelFloor& out, bool with_check = false)
 {
     static int round = 0;
     std::string ns = ns_name("k" + std::to_string(round++));
@@ -784,6 +810,15 @@ void kernel_floor_once(Host& host, const std::string& kind, const std::string& m
     double add_ms = ms_since(t0);
     double c1 = self_cpu_ms();
     double w1 = run_delay_ms("/proc/thread-self/schedstat");
+    if (with_check && configured) {
+        auto tc = Clock::now();
+        auto checked = kernel_check_once(host, kind, master_name, target->fd());
+        out.check.add(ms_since(tc));
+        out.check.cpu.push_back(self_cpu_ms() - c1);
+        if (!checked)
+            die("kernel floor: " + checked.error().msg + " " + checked.error().details);
+        c1 = self_cpu_ms();
+    }
     auto t1 = Clock::now();
     auto gone = configured ? netlink::delete_link(*inside, "eth0") : Result<void>(configured.error());
     double del_ms = ms_since(t1);
@@ -880,7 +915,7 @@ void resident_add(Net& n, const std::string& id, const std::string& netns, const
 }
 
 // With CNM_BENCH_TRACE=DIR: one more ADD, CHECK (of that ADD's result) and DEL of each network
-// under strace, counted (-c) and timed (-T -tt): DIR/<what>-at-<tag>-{c,T}-{add,check,del}.txt.
+// (and, in fill, one more GC) under strace, counted (-c) and timed (-T -tt): DIR/<what>-at-<tag>-{c,T}-{add,check,del}.txt.
 void trace_cycles(const std::string& what, const std::vector<std::pair<Net*, std::string>>& nets, const std::string& path)
 {
     const char* dir = std::getenv("CNM_BENCH_TRACE");
@@ -1111,14 +1146,14 @@ int bench_fill(const std::string& kind, int reps, int endpoints, int per_netns, 
             case 4: {
                 h_full.enter();
                 KernelFloor scratch;
-                kernel_floor_once(h_full, kind, link, "10.213.223.250/22", std::nullopt, timed ? k_full : scratch);
+                kernel_floor_once(h_full, kind, link, "10.213.223.250/22", std::nullopt, timed ? k_full : scratch, true);
                 enter_fd(g_origin_ns);
                 break;
             }
             case 5: {
                 h_one.enter();
                 KernelFloor scratch;
-                kernel_floor_once(h_one, kind, link, "10.213.223.250/22", std::nullopt, timed ? k_one : scratch);
+                kernel_floor_once(h_one, kind, link, "10.213.223.250/22", std::nullopt, timed ? k_one : scratch, true);
                 enter_fd(g_origin_ns);
                 break;
             }
@@ -1136,6 +1171,8 @@ int bench_fill(const std::string& kind, int reps, int endpoints, int per_netns, 
                 "(cpu %.2f), at 1 %.2f ms (cpu %.2f)\n",
         true_exec.median(), true_exec.cpu_median(), k_full.add.median(), k_full.add.cpu_median(), k_one.add.median(), k_one.add.cpu_median(),
         k_full.del.median(), k_full.del.cpu_median(), k_one.del.median(), k_one.del.cpu_median());
+    std::printf("        kernel CHECK (the CHECK's queries, in-process, after the ADD's work) at N %.2f ms (cpu %.2f), at 1 %.2f ms (cpu %.2f)\n",
+        k_full.check.median(), k_full.check.cpu_median(), k_one.check.median(), k_one.check.cpu_median());
     auto row = [&](const char* verb, const Stats& a, const Stats& b, const Stats* ra, const Stats* rb, double fa, double fb,
                    const Stats* ka = nullptr, const Stats* kb = nullptr) {
         std::printf("%-7s ours at N %7.2f ms, at 1 %7.2f ms: N/1 %.2f (target <= 1.2)", verb, a.median(), b.median(), a.median() / b.median());
@@ -1159,8 +1196,9 @@ int bench_fill(const std::string& kind, int reps, int endpoints, int per_netns, 
     print_waiting("        ", "N", "1", of.add, o1.add, true_exec, k_full.add, k_one.add);
     row("DEL", of.del, o1.del, &rf.del, &r1.del, true_exec.median() + k_full.del.median(), true_exec.median() + k_one.del.median(), &k_full.del,
         &k_one.del);
-    row("CHECK", of.check, o1.check, &rf.check, &r1.check, 0, 0);
-    row("STATUS", of.status, o1.status, nullptr, nullptr, 0, 0);
+    row("CHECK", of.check, o1.check, &rf.check, &r1.check, true_exec.median() + k_full.check.median(), true_exec.median() + k_one.check.median(),
+        &k_full.check, &k_one.check);
+    row("STATUS", of.status, o1.status, nullptr, nullptr, true_exec.median(), true_exec.median());
 
     trace_cycles(kind + "-fill", { { &of, "N" }, { &o1, "1" } }, path);
 
@@ -1171,15 +1209,32 @@ int bench_fill(const std::string& kind, int reps, int endpoints, int per_netns, 
         list.push_back({ "ghost-" + std::to_string(g), "eth0" });
     std::string gc_conf = with_key(status_full, "cni.dev/valid-attachments", valid_list(list));
     Stats gc;
+    // The rounds before deleted a netns each; the kernel cleans those up in its own workers, on
+    // the same two cores. Timed at once, the GC shared them with that work (43, 60 and 59 us per
+    // endpoint in three runs of one build, 42 for the same GC timed alone): give it a second.
+    ::usleep(1000 * 1000);
     h_full.enter();
     for (int i = 0; i < std::max(5, reps / 3); ++i) {
         Run r = exec_plugin(ours, cni_env("GC", "", path, "", ""), gc_conf);
         check_ok(r, "our GC");
         gc.add(r);
     }
+    // With CNM_BENCH_TRACE=DIR, one more GC under strace: DIR/<kind>-fill-gc-{c,T}.txt.
+    if (const char* dir = std::getenv("CNM_BENCH_TRACE"); dir && *dir)
+        for (std::string mode : { "c", "T" }) {
+            g_wrap = { "/usr/bin/strace", "-f", "-qq" };
+            if (mode == "c")
+                g_wrap.push_back("-c");
+            else
+                g_wrap.insert(g_wrap.end(), { "-T", "-tt" });
+            g_wrap.insert(g_wrap.end(), { "-o", std::string(dir) + "/" + kind + "-fill-gc-" + mode + ".txt" });
+            Run r = exec_plugin(ours, cni_env("GC", "", path, "", ""), gc_conf);
+            g_wrap.clear();
+            check_ok(r, "traced GC");
+        }
     enter_fd(g_origin_ns);
-    std::printf("GC, %d endpoints, valid list of %zu: %.2f ms = %.1f us per listed attachment, %.1f us per endpoint examined (target <= 50)\n",
-        endpoints, list.size(), gc.median(), gc.median() * 1000 / static_cast<double>(list.size()), gc.median() * 1000 / endpoints);
+    std::printf("GC, %d endpoints, valid list of %zu: %.2f ms (cpu %.2f) = %.1f us per listed attachment, %.1f us per endpoint examined (target <= 50)\n",
+        endpoints, list.size(), gc.median(), gc.cpu_median(), gc.median() * 1000 / static_cast<double>(list.size()), gc.median() * 1000 / endpoints);
     // Nothing may have gone: every resident still has its record.
     size_t records = 0;
     for (auto& e : fs::recursive_directory_iterator(work + "/of"))

@@ -9,7 +9,7 @@
 #   tests/bench/run.sh gc       [--reps N] [--attachments 10000]  ipam GC, µs per attachment
 #   tests/bench/run.sh parallel [--reps N] [--width 64]  64 ADDs at once vs one after the other
 # --base DIR: a second build of our plugins (e.g. the landed one's build/plugins), in the same rounds.
-# CNM_BENCH_TRACE=DIR (fill, nets): one more ADD, CHECK and DEL at N and at the empty case under strace.
+# CNM_BENCH_TRACE=DIR (fill, nets): one more ADD, CHECK and DEL at N and at the empty case under strace (fill: and one GC).
 # tests/bench/syscalls.sh bridge|macvlan OURS BASE [--lone]: per-syscall counts of one ADD/DEL of two builds.
 # Every netns is named cnmbn-<this script's pid>-…, made by the bench in its own host namespaces,
 # and removed at exit (the bench's exit hook, and this script's trap after a crash).
