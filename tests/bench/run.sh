@@ -8,6 +8,7 @@
 #   tests/bench/run.sh nets     [--reps N] [--networks 500] [--per-netns 10] [--container-ipv6 off]  bridge ADD with 500 networks on the host vs none
 #   tests/bench/run.sh gc       [--reps N] [--attachments 10000]  ipam GC, µs per attachment
 #   tests/bench/run.sh parallel [--reps N] [--width 64]  64 ADDs at once vs one after the other
+#   tests/bench/run.sh shim-release [--reps N] [--endpoints 1000] [--base SHIM]  a Docker container's stop through cnm-shim at N endpoints vs 1
 # --base DIR: a second build of our plugins (e.g. the landed one's build/plugins), in the same rounds.
 # CNM_BENCH_TRACE=DIR (fill, nets): one more ADD, CHECK and DEL at N and at the empty case under strace (fill: and one GC).
 # tests/bench/syscalls.sh bridge|macvlan OURS BASE [--lone]: per-syscall counts of one ADD/DEL of two builds.
@@ -18,6 +19,12 @@ cd "$(dirname "$0")/../.."
 scripts/deps.sh
 [ "${1:-}" != vxlan ] || { shift; exec tests/bench/vxlan.sh "$@"; } # vxlan ADD vs bridge ADD, first ADD, iperf3 (see vxlan.sh)
 [ "${1:-}" != docker ] || { shift; exec tests/bench/docker.sh "$@"; } # docker run/network create/rm via cnm-shim vs the bridge driver (see docker.sh)
+if [ "${1:-}" == shim-release ]; then
+    shift
+    [ -f build/build.ninja ] || meson setup build >/dev/null
+    ninja -C build cnm-shim/cnm-shim >/dev/null
+    exec python3 tests/bench/shim_release.py --shim build/cnm-shim/cnm-shim "$@"
+fi
 if [ ! -f build/build.ninja ]; then
     meson setup build >/dev/null
 fi

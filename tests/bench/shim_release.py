@@ -1,0 +1,115 @@
+#!/usr/bin/env python3
+# A container's stop through cnm-shim as the host fills up: Docker's DeleteEndpoint and then its
+# ReleaseAddress, timed at the shim's socket, on a Docker network that already has N endpoints
+# (RequestAddress + CreateEndpoint each, no Join: no kernel work), against the same at 1, each
+# shim (ours, and --base's) in a netns of its own with a state dir of its own.
+#   tests/bench/run.sh shim-release [--endpoints 1000] [--reps 41] [--base SHIM]
+# CNM_BENCH_TRACE=DIR: every shim under strace (its setup too, so only for a look at the syscalls).
+# Netns cnmbn-<pid>-rel…, subnet 10.213.200.0/21 (each shim's own state, so the same subnet).
+import argparse, http.client, json, os, shutil, signal, socket, statistics, subprocess, sys, tempfile, time
+
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # so that `finally` removes the netns and dirs
+
+ap = argparse.ArgumentParser()
+ap.add_argument('--shim', default='build/cnm-shim/cnm-shim')
+ap.add_argument('--base', help='a second cnm-shim (e.g. the landed build), measured in the same rounds')
+ap.add_argument('--endpoints', type=int, default=1000)
+ap.add_argument('--reps', type=int, default=41)
+args = ap.parse_args()
+
+
+class Shim:
+    def __init__(self, binary, tag):
+        self.ns = 'cnmbn-%d-rel%s' % (os.getpid(), tag)
+        self.work = tempfile.mkdtemp(prefix='cnm-bench-rel-')
+        self.sock = self.work + '/shim.sock'
+        subprocess.run(['ip', 'netns', 'add', self.ns], check=True)
+        # CNM_BENCH_TRACE=DIR: each shim under strace -f -T -tt, DIR/shim-release-<tag>.txt.
+        trace = os.environ.get('CNM_BENCH_TRACE')
+        wrap = ['strace', '-f', '-qq', '-T', '-tt', '-o', '%s/shim-release-%s.txt' % (trace, tag)] if trace else []
+        if trace:
+            os.makedirs(trace, exist_ok=True)
+        self.proc = subprocess.Popen(['ip', 'netns', 'exec', self.ns] + wrap + [binary, 'serve', '--socket', self.sock,
+                                      '--state-dir', self.work + '/state'], stderr=subprocess.DEVNULL)
+        for _ in range(200):
+            if os.path.exists(self.sock):
+                break
+            time.sleep(0.05)
+        self.next = 0
+
+    def call(self, method, body):
+        c = http.client.HTTPConnection('shim')
+        c.sock = socket.socket(socket.AF_UNIX)
+        c.sock.connect(self.sock)
+        c.request('POST', '/' + method, json.dumps(body))
+        r = c.getresponse()
+        out = json.loads(r.read() or b'{}')
+        c.close()
+        if r.status != 200:
+            sys.exit('%s: %s' % (method, out))
+        return out
+
+    def network(self, nid):
+        pool = self.call('IpamDriver.RequestPool', {'AddressSpace': 'local', 'Pool': '10.213.200.0/21', 'Options': {}, 'V6': False})
+        self.pool = pool['PoolID']
+        gw = pool['Data']['com.docker.network.gateway']
+        self.call('NetworkDriver.CreateNetwork', {'NetworkID': nid, 'Options': {'com.docker.network.generic': {}},
+                                                  'IPv4Data': [{'AddressSpace': 'local', 'Pool': '10.213.200.0/21', 'Gateway': gw}]})
+
+    def start(self, nid):
+        a = self.call('IpamDriver.RequestAddress', {'PoolID': self.pool, 'Address': ''})['Address']
+        self.next += 1
+        eid = '%064x' % self.next
+        self.call('NetworkDriver.CreateEndpoint', {'NetworkID': nid, 'EndpointID': eid, 'Interface': {'Address': a}})
+        return eid, a.split('/')[0]
+
+    def stop(self, nid, container):
+        t = time.perf_counter()
+        self.call('NetworkDriver.DeleteEndpoint', {'NetworkID': nid, 'EndpointID': container[0]})
+        self.call('IpamDriver.ReleaseAddress', {'PoolID': self.pool, 'Address': container[1]})
+        return (time.perf_counter() - t) * 1e3
+
+    def close(self):
+        # The shim itself, found in its netns (under strace, `ip netns exec` became strace).
+        pids = subprocess.run(['ip', 'netns', 'pids', self.ns], capture_output=True, text=True).stdout.split()
+        for pid in pids:
+            subprocess.run(['kill', pid])
+        self.proc.wait()
+        subprocess.run(['ip', 'netns', 'del', self.ns])
+        shutil.rmtree(self.work, ignore_errors=True)
+
+
+full, one = 'f' * 64, 'e' * 64
+builds = [('ours', args.shim)] + ([('base', args.base)] if args.base else [])
+shims, ones = [], []  # each build: a shim with N endpoints on its network, and one with 1
+try:
+    for label, binary in builds:
+        s = Shim(binary, label)
+        shims.append((label, s))
+        s.network(full)
+    t0 = time.perf_counter()
+    for label, s in shims:
+        for _ in range(args.endpoints):
+            s.start(full)
+    print('setup: %d endpoints on each shim in %.1f s' % (args.endpoints, time.perf_counter() - t0))
+    # The first stop in a shim process may read what it needs once: not timed.
+    times = {label: {'N': [], '1': []} for label, _ in shims}
+    for label, s in shims:
+        s.stop(full, s.start(full))
+    for label, binary in builds:
+        o = Shim(binary, label + '1')
+        ones.append((label, o))
+        o.network(one)
+        o.stop(one, o.start(one))
+    for i in range(args.reps):
+        order = (shims + ones) if i % 2 == 0 else (ones + shims)[::-1]
+        for label, s in order:
+            at = '1' if any(s is o for _, o in ones) else 'N'
+            nid = one if at == '1' else full
+            times[label][at].append(s.stop(nid, s.start(nid)))
+    for label, _ in shims:
+        n, o = statistics.median(times[label]['N']), statistics.median(times[label]['1'])
+        print('%-5s container stop (DeleteEndpoint + ReleaseAddress) at N=%d %.2f ms, at 1 %.2f ms: N/1 %.2f' % (label, args.endpoints, n, o, n / o))
+finally:
+    for _, s in shims + ones:
+        s.close()
