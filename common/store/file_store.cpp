@@ -194,17 +194,20 @@ TempKind temp_kind(std::string_view name)
 // Calls fn(name) for each entry of the directory `dfd`, "." and ".." left out, until fn returns
 // false. Reads through an fd of its own (a caller's fn may read the directory too) with
 // getdents64 into a buffer on the stack: no DIR and its 32 KiB heap buffer (pages a plugin would
-// fault in), and none of opendir's fstat/fcntl calls. 0 or errno.
+// fault in), and none of opendir's fstat/fcntl calls. 0 or errno. `chunk`: the bytes asked of
+// each getdents64. The kernel fills as much as it is given, and an indexed ext4 directory reads
+// (and sorts) the blocks that takes, so a caller that stops early asks for little.
 template <class Fn>
-int for_each_entry(int dfd, Fn&& fn)
+int for_each_entry(int dfd, Fn&& fn, size_t chunk = 32768)
 {
     int fd = ::openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
         return errno == ENOENT ? 0 : errno; // removed since its fd was cached: empty
     alignas(struct dirent64) char buf[32768];
+    chunk = std::min(chunk, sizeof buf);
     int err = 0;
     for (bool more = true; more;) {
-        ssize_t n = ::getdents64(fd, buf, sizeof buf);
+        ssize_t n = ::getdents64(fd, buf, chunk);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0) {
@@ -1186,10 +1189,15 @@ Result<bool> FileStore::empty_dir(const Key& dir)
     if (dfd < 0)
         return true;
     bool empty = true;
-    int err = for_each_entry(dfd, [&](const char* name) {
-        empty = name[0] == '.';
-        return empty;
-    });
+    // 1 KiB: the store's own dot files and a name or two. A whole buffer's worth was the whole
+    // directory: 820 endpoints' names, 0.15-0.2 ms, in the DEL of a network with 1 000.
+    int err = for_each_entry(
+        dfd,
+        [&](const char* name) {
+            empty = name[0] == '.';
+            return empty;
+        },
+        1024);
     if (err)
         return io_error("cannot list", dir, err);
     return empty;
