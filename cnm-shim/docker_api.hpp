@@ -20,8 +20,8 @@
 //     RequestAddress              a lease owned by "docker" (Docker names no endpoint here); the
 //                                 gateway request returns the pool's gateway, which nobody leases.
 //     ReleaseAddress              frees the lease, unless a live endpoint of this boot holds the
-//                                 address (dockerd releasing its stale endpoints' after a
-//                                 restart): one endpoint record read, the one the hint names.
+//                                 address (dockerd releasing its stale endpoints' addresses after
+//                                 a restart): the endpoint records the hint names are read.
 //   network_api.cpp
 //     CreateNetwork               Endpoints::create_network: binds the Docker network id to the
 //                                 Network named by -o cnm.network (created if absent, checked
@@ -67,6 +67,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 namespace cnm::shim {
 
@@ -138,20 +139,21 @@ private:
     };
     Result<std::optional<EndpointCall>> open_endpoint(const Json& req, const std::string& method);
 
-    // Which live Docker endpoint holds an address, so that ReleaseAddress reads one record instead
-    // of every endpoint of the pool's networks: (address space, address) → (network, endpoint key).
-    // Read from the records by the first ReleaseAddress, then kept by CreateEndpoint and
-    // DeleteEndpoint. A hint only: a lease is kept when the record it names, read now, is a live
-    // Docker endpoint with that address. Calls are serialized (server.cpp), so it needs no lock.
+    // Which live Docker endpoints hold an address, so that ReleaseAddress reads their records
+    // instead of every endpoint of the pool's networks: (address space, address) → (network,
+    // endpoint key)… (one, unless the records disagree). Read from the records by the first
+    // ReleaseAddress, then kept by CreateEndpoint and DeleteEndpoint. A hint only: a lease is kept
+    // when a record it names, read now, is a live Docker endpoint with that address. Only the
+    // shim makes Docker endpoints; calls are serialized (server.cpp), so it needs no lock.
     struct Holder {
         std::string network;
         std::string key;
     };
-    using HolderKey = std::pair<std::string, std::string>;
-    std::optional<std::map<HolderKey, Holder>> m_holders;
+    using HolderKey = std::pair<std::string, IpAddr>;
+    std::optional<std::map<HolderKey, std::vector<Holder>>> m_holders;
     void note_holders(const EndpointRecord& record, const std::string& key);
     void drop_holders(const EndpointRecord& record, const std::string& key);
-    Result<bool> held_by_live_endpoint(const std::string& space, const IpAddr& ip);
+    Result<bool> held_by_live_endpoint(const ipam::PoolId& pool, const IpAddr& ip);
 
     Store& m_store;
     Registry m_registry;

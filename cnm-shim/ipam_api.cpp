@@ -195,13 +195,25 @@ Result<Json> DockerApi::release_cluster_address(const PoolId& pool, const std::s
     return Json::object();
 }
 
+namespace {
+
+bool live_docker(const Stored<EndpointRecord>& ep)
+{
+    return ep.ok() && ep.record.frontend == Frontend::Docker && !stale_boot(ep.record.boot_id);
+}
+
+} // namespace
+
 void DockerApi::note_holders(const EndpointRecord& record, const std::string& key)
 {
     if (!m_holders)
         return; // read from the records when first needed
     for (auto& a : record.addresses)
-        if (auto pool = PoolId::parse(a.pool))
-            (*m_holders)[{ pool->space, a.address.addr.str() }] = { record.network, key };
+        if (auto pool = PoolId::parse(a.pool)) {
+            auto& holders = (*m_holders)[{ pool->space, a.address.addr }];
+            if (std::none_of(holders.begin(), holders.end(), [&](const Holder& h) { return h.network == record.network && h.key == key; }))
+                holders.push_back({ record.network, key });
+        }
 }
 
 void DockerApi::drop_holders(const EndpointRecord& record, const std::string& key)
@@ -210,42 +222,58 @@ void DockerApi::drop_holders(const EndpointRecord& record, const std::string& ke
         return;
     for (auto& a : record.addresses)
         if (auto pool = PoolId::parse(a.pool)) {
-            auto at = m_holders->find({ pool->space, a.address.addr.str() });
-            if (at != m_holders->end() && at->second.network == record.network && at->second.key == key)
+            auto at = m_holders->find({ pool->space, a.address.addr });
+            if (at == m_holders->end())
+                continue;
+            std::erase_if(at->second, [&](const Holder& h) { return h.network == record.network && h.key == key; });
+            if (at->second.empty())
                 m_holders->erase(at);
         }
 }
 
-Result<bool> DockerApi::held_by_live_endpoint(const std::string& space, const IpAddr& ip)
+Result<bool> DockerApi::held_by_live_endpoint(const PoolId& pool, const IpAddr& ip)
 {
-    auto live = [](const Stored<EndpointRecord>& ep) {
-        return ep.ok() && ep.record.frontend == Frontend::Docker && !stale_boot(ep.record.boot_id);
-    };
     if (!m_holders) {
-        // Once per shim process: every Docker endpoint of this boot in the records.
-        std::map<HolderKey, Holder> found;
+        // Once per shim process: every Docker endpoint of this boot in the records. Docker's are
+        // "<EndpointID>@docker" (endpoint_key_of): a CNI endpoint's record is not read.
+        std::map<HolderKey, std::vector<Holder>> found;
         for (auto& name : TRY(m_registry.list_networks()))
             for (auto& key : TRY(m_registry.list_endpoints(name))) {
+                if (!key.ends_with("@docker"))
+                    continue;
                 auto ep = TRY(m_registry.load_endpoint(name, key));
-                if (!live(ep))
+                if (!live_docker(ep))
                     continue;
                 for (auto& a : ep.record.addresses)
-                    if (auto pool = PoolId::parse(a.pool))
-                        found[{ pool->space, a.address.addr.str() }] = { name, key };
+                    if (auto p = PoolId::parse(a.pool))
+                        found[{ p->space, a.address.addr }].push_back({ name, key });
             }
         m_holders = std::move(found);
     }
-    auto at = m_holders->find({ space, ip.str() });
+    auto at = m_holders->find({ pool.space, ip });
     if (at == m_holders->end())
         return false;
-    // The record decides: the endpoint may have gone behind the shim's back (gc, a corrupt record).
-    auto ep = TRY(m_registry.load_endpoint(at->second.network, at->second.key));
-    if (live(ep))
-        for (auto& a : ep.record.addresses)
-            if (auto pool = PoolId::parse(a.pool); pool && pool->space == space && a.address.addr == ip)
-                return true;
-    m_holders->erase(at);
-    return false;
+    // The records decide: an endpoint may have gone behind the shim's back (gc, a corrupt record).
+    // A cluster network's addresses are recorded with their block's pool, in the cluster's space;
+    // any other with the pool Docker names.
+    bool cluster = cluster_space_network(pool.space).has_value();
+    bool held = false;
+    std::vector<Holder> kept;
+    for (auto& h : at->second) {
+        auto ep = TRY(m_registry.load_endpoint(h.network, h.key));
+        bool holds = live_docker(ep) && std::any_of(ep.record.addresses.begin(), ep.record.addresses.end(), [&](const EndpointAddress& a) {
+            auto p = PoolId::parse(a.pool);
+            return p && a.address.addr == ip && (cluster ? p->space == pool.space : *p == pool);
+        });
+        if (holds)
+            kept.push_back(h);
+        held |= holds;
+    }
+    if (kept.empty())
+        m_holders->erase(at);
+    else
+        at->second = std::move(kept);
+    return held;
 }
 
 Result<Json> DockerApi::release_pool(const Json& req)
@@ -301,7 +329,7 @@ Result<Json> DockerApi::release_address(const Json& req)
         return make_error(Code::InvalidConfig, "\"" + address + "\" is not an IP address");
     // After a restart dockerd releases the addresses of its stale endpoints: a lease a live
     // endpoint (of this boot) holds is not one of those, and stays, on every kind of pool.
-    if (TRY(held_by_live_endpoint(pool.space, *ip)))
+    if (TRY(held_by_live_endpoint(pool, *ip)))
         return Json::object();
     if (auto network = cluster_space_network(pool.space))
         return release_cluster_address(pool, *network, *ip);

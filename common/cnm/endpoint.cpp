@@ -645,8 +645,8 @@ Result<void> Endpoints::status(const std::string& network, AddressSource& addres
 Result<void> Endpoints::gc(const NetworkSpec& network, Keep valid, AddressSource& addresses)
 {
     addresses.scope(network.name);
+    std::sort(valid.begin(), valid.end()); // before the lock: an ADD on the network need not wait for it
     auto lock = TRY(m_registry.lock_network(network.name));
-    std::sort(valid.begin(), valid.end());
     auto is_valid = [&](const std::string& cid, const std::string& ifname) {
         auto at = std::lower_bound(valid.begin(), valid.end(), std::tie(cid, ifname),
             [](const auto& a, const auto& b) { return std::tie(a.first, a.second) < b; });

@@ -204,7 +204,8 @@ int for_each_entry(int dfd, Fn&& fn, size_t chunk = 32768)
     if (fd < 0)
         return errno == ENOENT ? 0 : errno; // removed since its fd was cached: empty
     alignas(struct dirent64) char buf[32768];
-    chunk = std::min(chunk, sizeof buf);
+    // At least one entry of the longest name (19 + 256 bytes, 8-aligned), or getdents64 says EINVAL.
+    chunk = std::clamp(chunk, size_t(512), sizeof buf);
     int err = 0;
     for (bool more = true; more;) {
         ssize_t n = ::getdents64(fd, buf, chunk);

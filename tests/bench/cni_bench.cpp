@@ -810,13 +810,12 @@ void kernel_floor_once(Host& host, const std::string& kind, const std::string& m
     double add_ms = ms_since(t0);
     double c1 = self_cpu_ms();
     double w1 = run_delay_ms("/proc/thread-self/schedstat");
+    Result<void> checked;
     if (with_check && configured) {
         auto tc = Clock::now();
-        auto checked = kernel_check_once(host, kind, master_name, target->fd());
+        checked = kernel_check_once(host, kind, master_name, target->fd());
         out.check.add(ms_since(tc));
         out.check.cpu.push_back(self_cpu_ms() - c1);
-        if (!checked)
-            die("kernel floor: " + checked.error().msg + " " + checked.error().details);
         c1 = self_cpu_ms();
     }
     auto t1 = Clock::now();
@@ -830,6 +829,8 @@ void kernel_floor_once(Host& host, const std::string& kind, const std::string& m
         die("kernel floor: " + configured.error().msg + " " + configured.error().details);
     if (!gone)
         die("kernel floor: " + gone.error().msg + " " + gone.error().details);
+    if (!checked)
+        die("kernel floor: " + checked.error().msg + " " + checked.error().details);
     out.add.add(add_ms);
     out.add.cpu.push_back(c1 - c0);
     if (w0 >= 0 && w1 >= w0)
@@ -915,7 +916,19 @@ void resident_add(Net& n, const std::string& id, const std::string& netns, const
 }
 
 // With CNM_BENCH_TRACE=DIR: one more ADD, CHECK (of that ADD's result) and DEL of each network
-// (and, in fill, one more GC) under strace, counted (-c) and timed (-T -tt): DIR/<what>-at-<tag>-{c,T}-{add,check,del}.txt.
+// under strace, counted (-c) and timed (-T -tt): DIR/<what>-at-<tag>-{c,T}-{add,check,del}.txt.
+/// The command a traced run goes under: strace, counting (mode "c") or timing ("T"), into `out`.
+std::vector<std::string> strace_wrap(const std::string& mode, const std::string& out)
+{
+    std::vector<std::string> wrap = { "/usr/bin/strace", "-f", "-qq" };
+    if (mode == "c")
+        wrap.push_back("-c");
+    else
+        wrap.insert(wrap.end(), { "-T", "-tt" });
+    wrap.insert(wrap.end(), { "-o", out });
+    return wrap;
+}
+
 void trace_cycles(const std::string& what, const std::vector<std::pair<Net*, std::string>>& nets, const std::string& path)
 {
     const char* dir = std::getenv("CNM_BENCH_TRACE");
@@ -926,12 +939,7 @@ void trace_cycles(const std::string& what, const std::vector<std::pair<Net*, std
     for (auto& [n, tag] : nets)
         for (std::string mode : { "c", "T" }) {
             std::string prefix = std::string(dir) + "/" + what + "-at-" + tag + "-" + mode;
-            g_wrap = { "/usr/bin/strace", "-f", "-qq" };
-            if (mode == "c")
-                g_wrap.push_back("-c");
-            else
-                g_wrap.insert(g_wrap.end(), { "-T", "-tt" });
-            g_wrap.insert(g_wrap.end(), { "-o", prefix + "-add.txt" });
+            g_wrap = strace_wrap(mode, prefix + "-add.txt");
             std::string ns = ns_name("tr" + std::to_string(round++));
             add_container_netns(ns);
             n->host->enter();
@@ -1212,7 +1220,7 @@ int bench_fill(const std::string& kind, int reps, int endpoints, int per_netns, 
     // The rounds before deleted a netns each; the kernel cleans those up in its own workers, on
     // the same two cores. Timed at once, the GC shared them with that work (43, 60 and 59 us per
     // endpoint in three runs of one build, 42 for the same GC timed alone): give it a second.
-    ::usleep(1000 * 1000);
+    ::sleep(1);
     h_full.enter();
     for (int i = 0; i < std::max(5, reps / 3); ++i) {
         Run r = exec_plugin(ours, cni_env("GC", "", path, "", ""), gc_conf);
@@ -1222,15 +1230,12 @@ int bench_fill(const std::string& kind, int reps, int endpoints, int per_netns, 
     // With CNM_BENCH_TRACE=DIR, one more GC under strace: DIR/<kind>-fill-gc-{c,T}.txt.
     if (const char* dir = std::getenv("CNM_BENCH_TRACE"); dir && *dir)
         for (std::string mode : { "c", "T" }) {
-            g_wrap = { "/usr/bin/strace", "-f", "-qq" };
-            if (mode == "c")
-                g_wrap.push_back("-c");
-            else
-                g_wrap.insert(g_wrap.end(), { "-T", "-tt" });
-            g_wrap.insert(g_wrap.end(), { "-o", std::string(dir) + "/" + kind + "-fill-gc-" + mode + ".txt" });
+            g_wrap = strace_wrap(mode, std::string(dir) + "/" + kind + "-fill-gc-" + mode + ".txt");
             Run r = exec_plugin(ours, cni_env("GC", "", path, "", ""), gc_conf);
             g_wrap.clear();
             check_ok(r, "traced GC");
+            if (mode == "T")
+                std::printf("strace of one GC: %s/%s-fill-gc-{c,T}.txt\n", dir, kind.c_str());
         }
     enter_fd(g_origin_ns);
     std::printf("GC, %d endpoints, valid list of %zu: %.2f ms (cpu %.2f) = %.1f us per listed attachment, %.1f us per endpoint examined (target <= 50)\n",

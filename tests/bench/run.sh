@@ -19,24 +19,25 @@ cd "$(dirname "$0")/../.."
 scripts/deps.sh
 [ "${1:-}" != vxlan ] || { shift; exec tests/bench/vxlan.sh "$@"; } # vxlan ADD vs bridge ADD, first ADD, iperf3 (see vxlan.sh)
 [ "${1:-}" != docker ] || { shift; exec tests/bench/docker.sh "$@"; } # docker run/network create/rm via cnm-shim vs the bridge driver (see docker.sh)
-if [ "${1:-}" == shim-release ]; then
-    shift
-    [ -f build/build.ninja ] || meson setup build >/dev/null
-    ninja -C build cnm-shim/cnm-shim >/dev/null
-    exec python3 tests/bench/shim_release.py --shim build/cnm-shim/cnm-shim "$@"
-fi
 if [ ! -f build/build.ninja ]; then
     meson setup build >/dev/null
 fi
-ninja -C build plugins/bridge plugins/ipam plugins/macvlan tests/bench/cni-bench tests/bench/exec-shim tests/bench/noop-mnl >/dev/null
 what=${1:-ipam}
 shift || true
 tag=$$
 cleanup() {
-    local ns
+    local ns pid
     for ns in $(ip netns list | awk '{print $1}' | grep "^cnmbn-$tag-" || true); do
+        for pid in $(ip netns pids "$ns" 2>/dev/null); do kill "$pid" 2>/dev/null || true; done # shim-release's shims
         ip netns del "$ns" 2>/dev/null || true
     done
+    rm -rf /tmp/cnm-bench-rel-"$tag"-*
 }
 trap cleanup EXIT
+if [ "$what" == shim-release ]; then
+    ninja -C build cnm-shim/cnm-shim >/dev/null
+    python3 tests/bench/shim_release.py --shim build/cnm-shim/cnm-shim --tag "$tag" "$@"
+    exit
+fi
+ninja -C build plugins/bridge plugins/ipam plugins/macvlan tests/bench/cni-bench tests/bench/exec-shim tests/bench/noop-mnl >/dev/null
 build/tests/bench/cni-bench "$what" --ours build/plugins --tag "$tag" "$@"

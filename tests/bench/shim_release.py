@@ -4,8 +4,9 @@
 # (RequestAddress + CreateEndpoint each, no Join: no kernel work), against the same at 1, each
 # shim (ours, and --base's) in a netns of its own with a state dir of its own.
 #   tests/bench/run.sh shim-release [--endpoints 1000] [--reps 41] [--base SHIM]
+# Netns cnmbn-<tag>-rel…, dirs /tmp/cnm-bench-rel-<tag>-… (run.sh's trap removes them after a kill).
 # CNM_BENCH_TRACE=DIR: every shim under strace (its setup too, so only for a look at the syscalls).
-# Netns cnmbn-<pid>-rel…, subnet 10.213.200.0/21 (each shim's own state, so the same subnet).
+# Subnet 10.213.200.0/21 (each shim has a state of its own, so all use the same one).
 import argparse, http.client, json, os, shutil, signal, socket, statistics, subprocess, sys, tempfile, time
 
 signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # so that `finally` removes the netns and dirs
@@ -15,22 +16,27 @@ ap.add_argument('--shim', default='build/cnm-shim/cnm-shim')
 ap.add_argument('--base', help='a second cnm-shim (e.g. the landed build), measured in the same rounds')
 ap.add_argument('--endpoints', type=int, default=1000)
 ap.add_argument('--reps', type=int, default=41)
+ap.add_argument('--tag', default=str(os.getpid()), help='netns and dir names carry it (default: the pid)')
 args = ap.parse_args()
 
 
 class Shim:
-    def __init__(self, binary, tag):
-        self.ns = 'cnmbn-%d-rel%s' % (os.getpid(), tag)
-        self.work = tempfile.mkdtemp(prefix='cnm-bench-rel-')
+    def __init__(self, binary, label, tag, registry):
+        registry.append((label, self))  # cleaned up by close() even if what follows fails
+        self.ns = 'cnmbn-%s-rel%s' % (args.tag, tag)
+        self.work = tempfile.mkdtemp(prefix='cnm-bench-rel-%s-' % args.tag)
         self.sock = self.work + '/shim.sock'
+        self.proc = None
         subprocess.run(['ip', 'netns', 'add', self.ns], check=True)
         # CNM_BENCH_TRACE=DIR: each shim under strace -f -T -tt, DIR/shim-release-<tag>.txt.
         trace = os.environ.get('CNM_BENCH_TRACE')
         wrap = ['strace', '-f', '-qq', '-T', '-tt', '-o', '%s/shim-release-%s.txt' % (trace, tag)] if trace else []
         if trace:
             os.makedirs(trace, exist_ok=True)
+        # No cluster file: a host's own would make each shim start the cluster agent.
+        env = dict(os.environ, CNM_CLUSTER_FILE=self.work + '/no-cluster.json')
         self.proc = subprocess.Popen(['ip', 'netns', 'exec', self.ns] + wrap + [binary, 'serve', '--socket', self.sock,
-                                      '--state-dir', self.work + '/state'], stderr=subprocess.DEVNULL)
+                                      '--state-dir', self.work + '/state'], stderr=subprocess.DEVNULL, env=env)
         for _ in range(200):
             if os.path.exists(self.sock):
                 break
@@ -71,11 +77,15 @@ class Shim:
 
     def close(self):
         # The shim itself, found in its netns (under strace, `ip netns exec` became strace).
-        pids = subprocess.run(['ip', 'netns', 'pids', self.ns], capture_output=True, text=True).stdout.split()
-        for pid in pids:
-            subprocess.run(['kill', pid])
-        self.proc.wait()
-        subprocess.run(['ip', 'netns', 'del', self.ns])
+        try:
+            pids = subprocess.run(['ip', 'netns', 'pids', self.ns], capture_output=True, text=True).stdout.split()
+            for pid in pids:
+                subprocess.run(['kill', pid])
+            if self.proc:
+                self.proc.wait(timeout=10)
+        except Exception as e:
+            print('cleanup of %s: %s' % (self.ns, e), file=sys.stderr)
+        subprocess.run(['ip', 'netns', 'del', self.ns], stderr=subprocess.DEVNULL)
         shutil.rmtree(self.work, ignore_errors=True)
 
 
@@ -84,8 +94,7 @@ builds = [('ours', args.shim)] + ([('base', args.base)] if args.base else [])
 shims, ones = [], []  # each build: a shim with N endpoints on its network, and one with 1
 try:
     for label, binary in builds:
-        s = Shim(binary, label)
-        shims.append((label, s))
+        s = Shim(binary, label, label, shims)
         s.network(full)
     t0 = time.perf_counter()
     for label, s in shims:
@@ -97,12 +106,11 @@ try:
     for label, s in shims:
         s.stop(full, s.start(full))
     for label, binary in builds:
-        o = Shim(binary, label + '1')
-        ones.append((label, o))
+        o = Shim(binary, label, label + '1', ones)
         o.network(one)
         o.stop(one, o.start(one))
     for i in range(args.reps):
-        order = (shims + ones) if i % 2 == 0 else (ones + shims)[::-1]
+        order = (shims + ones) if i % 2 == 0 else (shims + ones)[::-1]
         for label, s in order:
             at = '1' if any(s is o for _, o in ones) else 'N'
             nid = one if at == '1' else full

@@ -1015,6 +1015,18 @@ TEST_CASE("shim: ReleaseAddress reads one record, however many endpoints the poo
     REQUIRE(f.registry.remove_endpoint(*network, endpoint_key_of(live.first)));
     CHECK(release(restarted, live.second) <= 3);
     CHECK_FALSE(pools.owner_of(id, *IpAddr::parse(live.second)).value());
+
+    // Two endpoints given one address (Docker never asks that, the shim does not refuse it): the
+    // address stays leased until neither holds it, whichever goes first.
+    auto shared = start(restarted);
+    std::string twin = std::string(60, '0') + "beef";
+    call(restarted, "NetworkDriver.CreateEndpoint", ep_body(nid, twin, shared.second + "/24"));
+    call(restarted, "NetworkDriver.DeleteEndpoint", Json { { "NetworkID", nid }, { "EndpointID", twin } }.dump());
+    release(restarted, shared.second);
+    CHECK(pools.owner_of(id, *IpAddr::parse(shared.second)).value());
+    call(restarted, "NetworkDriver.DeleteEndpoint", Json { { "NetworkID", nid }, { "EndpointID", shared.first } }.dump());
+    release(restarted, shared.second);
+    CHECK_FALSE(pools.owner_of(id, *IpAddr::parse(shared.second)).value());
 }
 
 TEST_CASE("shim: RequestPool names the gateway, so Docker makes no gateway RequestAddress; a --gateway still gets its own")
