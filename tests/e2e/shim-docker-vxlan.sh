@@ -153,6 +153,11 @@ check "d2 pings a's pod" 3 dpings d2 "$A_P1"
 check "a's pod pings d2" 3 pings "$NSP-a-p1" "$D2"
 check "b's pod pings d2" 3 pings "$NSP-b-p1" "$D2"
 expect_eq "two Docker leases and one CNI lease on a" "2 1" "$(docker_leases_a) $(cni_leases_a)"
+# dockerd releasing a live endpoint's address (as it does for stale ones after a restart): the
+# shim's hint names d1's record, which still holds it, so the lease stays.
+expect_eq "a ReleaseAddress of running d1's address succeeds…" "{} 200" \
+    "$(call IpamDriver.ReleaseAddress '{"PoolID":"cluster:'$NET'/'$SUBNET'","Address":"'$D1'"}')"
+expect_eq "…and leaves its lease (two Docker leases still)" 2 "$(docker_leases_a)"
 
 # ---- removal frees addresses, the block stays ----
 dk rm -f d1 d2 >/dev/null
