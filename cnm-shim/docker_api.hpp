@@ -151,6 +151,9 @@ private:
     };
     using HolderKey = std::pair<std::string, IpAddr>;
     std::optional<std::map<HolderKey, std::vector<Holder>>> m_holders;
+    /// Adds `key` (of `network`'s directory) as a holder of each of the record's addresses, once.
+    static void add_holders(std::map<HolderKey, std::vector<Holder>>& holders, const std::string& network,
+        const EndpointRecord& record, const std::string& key);
     void note_holders(const EndpointRecord& record, const std::string& key);
     void drop_holders(const EndpointRecord& record, const std::string& key);
     Result<bool> held_by_live_endpoint(const ipam::PoolId& pool, const IpAddr& ip);

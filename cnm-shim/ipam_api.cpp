@@ -204,16 +204,21 @@ bool live_docker(const Stored<EndpointRecord>& ep)
 
 } // namespace
 
-void DockerApi::note_holders(const EndpointRecord& record, const std::string& key)
+void DockerApi::add_holders(std::map<HolderKey, std::vector<Holder>>& holders, const std::string& network,
+    const EndpointRecord& record, const std::string& key)
 {
-    if (!m_holders)
-        return; // read from the records when first needed
     for (auto& a : record.addresses)
         if (auto pool = PoolId::parse(a.pool)) {
-            auto& holders = (*m_holders)[{ pool->space, a.address.addr }];
-            if (std::none_of(holders.begin(), holders.end(), [&](const Holder& h) { return h.network == record.network && h.key == key; }))
-                holders.push_back({ record.network, key });
+            auto& of = holders[{ pool->space, a.address.addr }];
+            if (std::none_of(of.begin(), of.end(), [&](const Holder& h) { return h.network == network && h.key == key; }))
+                of.push_back({ network, key });
         }
+}
+
+void DockerApi::note_holders(const EndpointRecord& record, const std::string& key)
+{
+    if (m_holders) // else read from the records when first needed
+        add_holders(*m_holders, record.network, record, key);
 }
 
 void DockerApi::drop_holders(const EndpointRecord& record, const std::string& key)
@@ -242,11 +247,8 @@ Result<bool> DockerApi::held_by_live_endpoint(const PoolId& pool, const IpAddr& 
                 if (!key.ends_with("@docker"))
                     continue;
                 auto ep = TRY(m_registry.load_endpoint(name, key));
-                if (!live_docker(ep))
-                    continue;
-                for (auto& a : ep.record.addresses)
-                    if (auto p = PoolId::parse(a.pool))
-                        found[{ p->space, a.address.addr }].push_back({ name, key });
+                if (live_docker(ep))
+                    add_holders(found, name, ep.record, key);
             }
         m_holders = std::move(found);
     }

@@ -202,6 +202,10 @@ int run(int argc, char** argv)
 
     if (serve->parsed()) {
         serve_options.state_dir = state_dir;
+        // Before the agent starts: a second shim on this state directory changes nothing.
+        auto claim = cnm::shim::claim_state_dir(state_dir);
+        if (!claim)
+            return fail(claim.error());
         // A host with a cluster (its cluster file, or --etcd) runs the agent beside the API, in
         // this process; a cluster file that is there but unusable is an error, not "no cluster".
         const char* file_env = std::getenv(cnm::cluster_file_env);

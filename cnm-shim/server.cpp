@@ -12,8 +12,11 @@
 #include <cstring>
 #include <filesystem>
 #include <mutex>
+#include <fcntl.h>
 #include <pthread.h>
 #include <string_view>
+#include <sys/file.h>
+#include <sys/sysmacros.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -93,7 +96,50 @@ size_t invalid_utf8_at(std::string_view s)
     return std::string_view::npos;
 }
 
+/// The pid /proc/locks names for an flock on (dev, ino), or "" (another pid namespace's holder).
+std::string flock_holder(dev_t dev, ino_t ino)
+{
+    std::FILE* f = std::fopen("/proc/locks", "re");
+    if (!f)
+        return "";
+    char want[64];
+    std::snprintf(want, sizeof want, "%02x:%02x:%llu", major(dev), minor(dev), static_cast<unsigned long long>(ino));
+    std::string pid;
+    char line[256];
+    while (pid.empty() && std::fgets(line, sizeof line, f)) {
+        char kind[16], mode[16], access[16], id[64];
+        long holder = 0;
+        if (std::sscanf(line, "%*s %15s %15s %15s %ld %63s", kind, mode, access, &holder, id) == 5
+            && std::strcmp(kind, "FLOCK") == 0 && std::strcmp(id, want) == 0 && holder > 0)
+            pid = std::to_string(holder);
+    }
+    std::fclose(f);
+    return pid;
+}
+
 } // namespace
+
+Result<int> claim_state_dir(const std::string& state_dir)
+{
+    auto store = TRY(FileStore::open(state_dir)); // creates the root, and refuses one others can write
+    const std::string& root = store->root();
+    int fd = ::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return make_error(Code::Io, "cannot open " + root, std::strerror(errno));
+    while (::flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        if (errno == EINTR)
+            continue;
+        int err = errno;
+        struct stat st {};
+        std::string pid = err == EWOULDBLOCK && ::fstat(fd, &st) == 0 ? flock_holder(st.st_dev, st.st_ino) : "";
+        ::close(fd);
+        if (err != EWOULDBLOCK)
+            return make_error(Code::Io, "cannot lock " + root, std::strerror(err));
+        return make_error(Code::TryAgainLater, "another cnm-shim" + (pid.empty() ? "" : " (pid " + pid + ")") + " serves the state directory " + root,
+            "one shim per state directory: stop it first, or give this one a --state-dir of its own");
+    }
+    return fd;
+}
 
 int serve(const ServeOptions& options)
 {

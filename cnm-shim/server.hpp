@@ -26,6 +26,13 @@ struct ServeOptions {
     std::chrono::milliseconds lock_timeout { 5000 }; // waiting for a plugin's lock on the state → 500
 };
 
+/// One serving shim per state directory: an flock on the directory itself (no file in it), held
+/// until the returned fd is closed (the kernel drops it when the process dies, so a crashed shim
+/// never blocks its restart). The shim's address hint (docker_api.hpp) knows only the Docker
+/// endpoints its own process made; a second shim on the same directory could make endpoints
+/// behind its back. The TryAgainLater error names the holder's pid when /proc/locks shows it.
+Result<int> claim_state_dir(const std::string& state_dir);
+
 /// Serves until SIGTERM or SIGINT; returns the exit status. The socket is removed on the way out.
 int serve(const ServeOptions& options);
 

@@ -138,6 +138,15 @@ expect_eq "…with an Err" '"cnm-shim: the request path is not valid UTF-8 (at b
 expect_eq "invalid UTF-8 changed no state" "$before" "$(state_snapshot)"
 within_1s "the shim still serves" NetworkDriver.GetCapabilities
 
+# ---- one shim per state directory: its address hint knows only the endpoints it made ----
+before=$(state_snapshot)
+rc=0; timeout 10 ip netns exec "$NS" "$SHIM" serve --socket "$WORK/second.sock" --state-dir "$WORK/state" >"$WORK/second.log" 2>&1 || rc=$?
+expect_eq "a second shim on the same state directory exits 1 (not serving: 124)" "1" "$rc"
+expect_eq "…and says which shim holds it" "yes" \
+    "$(grep -q "another cnm-shim (pid $SHIM_PID) serves the state directory" "$WORK/second.log" && echo yes || { cat "$WORK/second.log" >&2; echo no; })"
+expect_eq "…and changes no state" "$before" "$(state_snapshot)"
+within_1s "the first shim still serves" NetworkDriver.GetCapabilities
+
 # ---- SIGTERM with idle and half-sent requests open: the shim stops at once, socket removed ----
 "$PY" "$WORK/slow.py" "$SOCK" 10 2 "$WORK/lived3" &
 PIDS+=("$!")
@@ -151,5 +160,19 @@ PIDS[0]=""
 expect_eq "SIGTERM stops the shim cleanly" "0" "$rc"
 CHECKS=$((CHECKS + 1)); if [ "$ms" -lt 1000 ]; then pass "…in ${ms} ms, not waiting for the idle clients"; else fail "SIGTERM took ${ms} ms"; fi
 expect_eq "…and removes its socket" "no" "$([ -e "$SOCK" ] && echo yes || echo no)"
+
+# ---- the state directory is free again once the shim is gone (also after kill -9) ----
+# (after a kill -9 the old socket is still there until the new shim replaces it: wait for its log)
+last=TERM
+for how in KILL TERM; do
+    served=$(grep -c "^cnm-shim: serving" "$WORK/shim.log")
+    ip netns exec "$NS" "$SHIM" serve --socket "$SOCK" --state-dir "$WORK/state" >>"$WORK/shim.log" 2>&1 &
+    PIDS[0]=$!
+    for _ in $(seq 100); do [ "$(grep -c "^cnm-shim: serving" "$WORK/shim.log")" -gt "$served" ] && break; sleep 0.05; done
+    within_1s "a new shim serves the state directory after the last one's SIG$last" NetworkDriver.GetCapabilities
+    kill -"$how" "${PIDS[0]}"; wait "${PIDS[0]}" 2>/dev/null || true
+    PIDS[0]=""
+    last=$how
+done
 
 finish

@@ -771,6 +771,23 @@ TEST_CASE("shim: a dual-stack network (docker network create --ipv6)")
     auto join = f.ok("NetworkDriver.Join", Json { { "NetworkID", nid }, { "EndpointID", eid1 }, { "SandboxKey", "/run/docker/netns/ds" } }.dump());
     CHECK(join["Gateway"] == "10.213.51.1");
     CHECK(join["GatewayIPv6"] == "fd00:213:51::1");
+
+    // ReleaseAddress of the running container's IPv6 address (dockerd after a restart) keeps its
+    // lease, in this shim and in a new one whose hint is read from the records; once the endpoint
+    // is gone it frees it.
+    ipam::Pools pools(*f.store);
+    auto id6 = *ipam::PoolId::parse("local/fd00:213:51::/64");
+    auto a6ip = *IpAddr::parse("fd00:213:51::2");
+    const std::string release6 = R"({"PoolID":"local/fd00:213:51::/64","Address":"fd00:213:51::2"})";
+    f.ok("IpamDriver.ReleaseAddress", release6);
+    CHECK(pools.owner_of(id6, a6ip).value());
+    DockerApi restarted { f.counting, f.kernel };
+    CHECK(restarted.handle("IpamDriver.ReleaseAddress", release6).status == 200);
+    CHECK(pools.owner_of(id6, a6ip).value());
+    CHECK(restarted.handle("NetworkDriver.Leave", Json { { "NetworkID", nid }, { "EndpointID", eid1 } }.dump()).status == 200);
+    CHECK(restarted.handle("NetworkDriver.DeleteEndpoint", Json { { "NetworkID", nid }, { "EndpointID", eid1 } }.dump()).status == 200);
+    CHECK(restarted.handle("IpamDriver.ReleaseAddress", release6).status == 200);
+    CHECK_FALSE(pools.owner_of(id6, a6ip).value());
 }
 
 TEST_CASE("shim: a Join on a bridge network with a VLAN and port isolation configures the port exactly as a CNI ADD does")
