@@ -66,7 +66,7 @@ bool has_address(const FakeLink* link, const std::string& address)
 class CountingStore final : public Store {
 public:
     explicit CountingStore(Store& inner) : m_inner(inner) { }
-    int reads = 0;
+    int reads = 0; // documents read, directories listed, and keys stat'ed (exists, peek_version, empty_dir, held)
 
     Result<Loaded> get(const Key& key) override { return ++reads, m_inner.get(key); }
     Result<std::vector<std::string>> list(const Key& dir) override { return ++reads, m_inner.list(dir); }
@@ -77,12 +77,12 @@ public:
     Result<Cas> remove_if(const Key& key, Version expected, Durability d) override { return m_inner.remove_if(key, expected, d); }
     Result<void> remove(const Key& key, Durability d) override { return m_inner.remove(key, d); }
     Result<void> remove_dir(const Key& key) override { return m_inner.remove_dir(key); }
-    Result<bool> empty_dir(const Key& dir) override { return m_inner.empty_dir(dir); }
-    Result<bool> exists(const Key& key) override { return m_inner.exists(key); }
-    Result<std::optional<Version>> peek_version(const Key& key) override { return m_inner.peek_version(key); }
+    Result<bool> empty_dir(const Key& dir) override { return ++reads, m_inner.empty_dir(dir); }
+    Result<bool> exists(const Key& key) override { return ++reads, m_inner.exists(key); }
+    Result<std::optional<Version>> peek_version(const Key& key) override { return ++reads, m_inner.peek_version(key); }
     Result<std::unique_ptr<Lock>> lock(const Key& dir) override { return m_inner.lock(dir); }
     Result<std::unique_ptr<Lock>> hold(const Key& key) override { return m_inner.hold(key); }
-    Result<bool> held(const Key& key) override { return m_inner.held(key); }
+    Result<bool> held(const Key& key) override { return ++reads, m_inner.held(key); }
     Result<void> sync() override { return m_inner.sync(); }
 
 private:
