@@ -157,6 +157,9 @@ private:
     void note_holders(const EndpointRecord& record, const std::string& key);
     void drop_holders(const EndpointRecord& record, const std::string& key);
     Result<bool> held_by_live_endpoint(const ipam::PoolId& pool, const IpAddr& ip);
+    // Whether this process has brought the subnet index (registry.hpp) up to date from the
+    // records: the first RequestPool without cnm.network does.
+    bool m_subnets_indexed = false;
 
     Store& m_store;
     Registry m_registry;

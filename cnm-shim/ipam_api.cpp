@@ -33,9 +33,20 @@ Result<std::string> DockerApi::pool_space(const IpNet& subnet, const std::option
         auto stored = TRY(m_registry.load_network(*named));
         return stored.ok() ? stored.record.address_space : "cni:" + *named;
     }
+    if (!m_subnets_indexed) {
+        // Once per shim process: the subnet index from the records (registry.hpp), for the CNI
+        // networks an earlier build made or whose entries a power failure lost. Then the index
+        // names the candidates, and their records decide.
+        for (auto& name : TRY(m_registry.list_networks())) {
+            auto stored = TRY(m_registry.load_network(name));
+            if (stored.ok() && stored.record.frontend == Frontend::Cni)
+                TRY(m_registry.index_subnets(name, stored.record.subnets));
+        }
+        m_subnets_indexed = true;
+    }
     std::vector<std::string> owners;
     std::string space;
-    for (auto& name : TRY(m_registry.list_networks())) {
+    for (auto& name : TRY(m_registry.networks_with_subnet(subnet.str()))) {
         auto stored = TRY(m_registry.load_network(name));
         if (!stored.ok() || stored.record.frontend != Frontend::Cni)
             continue;

@@ -361,6 +361,8 @@ Result<NetworkRecord> Endpoints::ensure_network(const NetworkSpec& network, Addr
     Pools pools(m_registry.store());
     for (auto& [net, gw] : addresses.pools())
         TRY(pools.add_user(PoolId { space, net }, network.name, gw));
+    if (record.frontend == Frontend::Cni) // before the record: its entries outlive a crash, not the other way
+        TRY(m_registry.index_subnets(record.name, record.subnets));
     TRY(m_registry.save_network(record));
     created = true;
     return record;
@@ -384,6 +386,7 @@ Result<void> Endpoints::drop_network_if_unused(const std::string& name)
     for (auto& pool : pools_of(stored.record))
         TRY(pools.remove_user(pool, name));
     TRY(m_registry.store().remove(Registry::network_key(name)));
+    TRY(m_registry.unindex_subnets(name, stored.record.subnets));
     TRY(m_registry.store().remove_dir(Registry::endpoints_dir(name)));
     TRY(m_registry.store().remove_dir(Registry::network_dir(name)));
     return {};

@@ -116,6 +116,40 @@ Result<std::vector<std::string>> Registry::list_networks()
     return m_store.list({ "networks" });
 }
 
+Key Registry::subnet_dir(const std::string& subnet)
+{
+    std::string name = subnet;
+    std::replace(name.begin(), name.end(), '/', '_');
+    return { "subnets", name };
+}
+
+Result<void> Registry::index_subnets(const std::string& network, const std::vector<std::string>& subnets)
+{
+    for (auto& subnet : subnets) {
+        Key key = subnet_dir(subnet);
+        key.push_back(network);
+        if (!TRY(m_store.exists(key)))
+            TRY(m_store.create(key, Json { { "network", network } }, Durability::PerBoot));
+    }
+    return {};
+}
+
+Result<void> Registry::unindex_subnets(const std::string& network, const std::vector<std::string>& subnets)
+{
+    for (auto& subnet : subnets) {
+        Key key = subnet_dir(subnet);
+        key.push_back(network);
+        TRY(m_store.remove(key, Durability::PerBoot));
+        TRY(m_store.remove_dir(subnet_dir(subnet))); // when no other network has it
+    }
+    return {};
+}
+
+Result<std::vector<std::string>> Registry::networks_with_subnet(const std::string& subnet)
+{
+    return m_store.list(subnet_dir(subnet));
+}
+
 Result<Stored<EndpointRecord>> Registry::load_endpoint(const std::string& network, const std::string& key)
 {
     return load<EndpointRecord>(endpoint_doc(network, key));

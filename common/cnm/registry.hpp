@@ -4,6 +4,14 @@
 //   networks/<name>/network.json              NetworkRecord      (lock: networks/<name>)
 //   networks/<name>/endpoints/<endpoint>.json EndpointRecord
 //   ipam/<space>/<subnet>/pool.json, leases/  see ipam/pool.hpp
+//   subnets/<subnet>/<network>                 a CNI network that has the subnet (an index)
+//
+// The subnet index answers "which CNI networks have this subnet?" (Docker's RequestPool without
+// cnm.network) by reading those networks' records, not every network's. Its entries are per-boot
+// hints: written before a CNI network's record and removed after it, both under the network's
+// lock, so no record of a live network lacks its entry except after a power failure or an earlier
+// build (which wrote none). cnm-shim, the only reader, rebuilds them from the records once per
+// process, and a reader checks each record it names. A name is all an entry says.
 //
 // A sandbox has no document of its own: each endpoint record names its sandbox and netns, and the
 // listings group them.
@@ -48,11 +56,20 @@ public:
     /// (each names its sandbox and netns) that nothing read. Nothing writes there now.
     static Key legacy_sandboxes_dir() { return { "sandboxes" }; }
 
+    /// "10.213.5.0/24" → subnets/10.213.5.0_24
+    static Key subnet_dir(const std::string& subnet);
+
     Result<std::unique_ptr<Lock>> lock_network(const std::string& name) { return m_store.lock(network_dir(name)); }
 
     Result<Stored<NetworkRecord>> load_network(const std::string& name);
     Result<void> save_network(const NetworkRecord& record);
     Result<std::vector<std::string>> list_networks();
+    /// The subnet index (above): an entry for each of `subnets` naming `network` (one stat each
+    /// when it is there), and their removal.
+    Result<void> index_subnets(const std::string& network, const std::vector<std::string>& subnets);
+    Result<void> unindex_subnets(const std::string& network, const std::vector<std::string>& subnets);
+    /// The networks the index names for `subnet`: candidates, whose records decide.
+    Result<std::vector<std::string>> networks_with_subnet(const std::string& subnet);
 
     Result<Stored<EndpointRecord>> load_endpoint(const std::string& network, const std::string& key);
     Result<void> save_endpoint(const EndpointRecord& record);

@@ -190,13 +190,37 @@ dk run -d --name c3 --network flagnet cnm-bb:1 sleep 600 >/dev/null
 dk exec c2 ping -c1 -W2 "$(ip_of c3 flagnet)" >/dev/null && pass "pod removed: Docker's c2 pings a new c3" || fail "c2 cannot ping c3 after the pod went"
 CHECKS=$((CHECKS + 1))
 
+# ---- CNI first: `docker network create` without --ipam-opt gets the CNI network's pool ----
+# (found through the subnet index: the shim reads that network's record, not every network's)
+CONF2=$(jq -c '. + {name: "cnifirst", bridge: "cnmcf0", ipam: {type: "ipam", subnet: "10.213.71.0/24"}}' <<<"$CONF")
+cni "$PLUGINS/bridge" ADD pod2 "/run/netns/$POD" eth0 "$CONF2" nsenter --net="/run/netns/$H"
+expect_eq "CNI ADD on a network of its own" "0" "$RC"
+POD2IP=$(jq -r '.ips[0].address' <<<"$OUT")
+expect_eq "…which the subnet index names" "cnifirst" "$(ls "$CNM_STATE_DIR/subnets/10.213.71.0_24" 2>&1)"
+out=$(dk network create -d "$P" --ipam-driver "$P" --subnet 10.213.71.0/24 -o cnm.network=cnifirst cnifirst 2>&1) || fail "network create on the CNI network's subnet: $out"
+dk run -d --name c4 --network cnifirst cnm-bb:1 sleep 600 >/dev/null
+C4=$(ip_of c4 cnifirst)
+expect_eq "Docker's address is leased in the CNI network's pool, beside the pod's" "2" \
+    "$(find "$CNM_STATE_DIR/ipam/cni:cnifirst/10.213.71.0_24/leases" -type f ! -name '.spare-*' 2>/dev/null | wc -l)"
+expect_eq "…and Docker got no pool of its own for that subnet" "no" "$([ -e "$CNM_STATE_DIR/ipam/local/10.213.71.0_24" ] && echo yes || echo no)"
+CHECKS=$((CHECKS + 2))
+case "$C4" in "${POD2IP%/*}" | 10.213.71.1) fail "c4 got the pod's address or the gateway: $C4" ;; 10.213.71.*) pass "c4 got a distinct address $C4" ;; *) fail "c4 address $C4" ;; esac
+dk exec c4 ping -c1 -W2 "${POD2IP%/*}" >/dev/null && pass "Docker's c4 pings the pod of the CNI network" || fail "c4 cannot ping the pod at $POD2IP"
+dk rm -f c4 >/dev/null
+dk network rm cnifirst >/dev/null
+cni "$PLUGINS/bridge" DEL pod2 "/run/netns/$POD" eth0 "$CONF2" nsenter --net="/run/netns/$H"
+expect_eq "CNI DEL of its last endpoint" "0" "$RC"
+expect_eq "…removes the network and its index entry" "no no" \
+    "$([ -e "$CNM_STATE_DIR/networks/cnifirst" ] && echo yes || echo no) $([ -e "$CNM_STATE_DIR/subnets/10.213.71.0_24" ] && echo yes || echo no)"
+h ip link del cnmcf0 2>/dev/null || true # the bridge stays after a CNI DEL, as the reference leaves it
+
 # ---- teardown: nothing leaks ----
 dk rm -f c2 c3 >/dev/null
 dk network rm flagnet >/dev/null
 expect_eq "no lease left" "0" "$(lease_count)"
 expect_eq "no network record left" "0" "$(listing | jq '.networks | length')"
 # Pools keep their round-robin cursor on purpose (a pool made again goes on where it was).
-expect_eq "no state document left but the pools' cursors" "./ipam/local/10.213.70.0_24/cursor ./ipam/local/10.213.79.0_24/cursor" "$(state_snapshot | awk '{print $2}' | xargs)"
+expect_eq "no state document left but the pools' cursors" "./ipam/cni:cnifirst/10.213.71.0_24/cursor ./ipam/local/10.213.70.0_24/cursor ./ipam/local/10.213.79.0_24/cursor" "$(state_snapshot | awk '{print $2}' | xargs)"
 expect_eq "the bridge is gone" "no" "$(h ip link show cnmflag0 >/dev/null 2>&1 && echo yes || echo no)"
 expect_eq "no link left in H but lo and the client wire" "clh0 lo" "$(h ip -o link show | awk -F': ' '{print $2}' | cut -d@ -f1 | sort | xargs)"
 expect_eq "no masquerade or port element left" "" "$(h nft list ruleset 2>/dev/null | grep -A1 'elements' || true)"

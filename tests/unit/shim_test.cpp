@@ -1046,6 +1046,78 @@ TEST_CASE("shim: ReleaseAddress reads one record, however many endpoints the poo
     CHECK_FALSE(pools.owner_of(id, *IpAddr::parse(shared.second)).value());
 }
 
+TEST_CASE("shim: RequestPool finds the CNI network of a subnet through the subnet index, whatever the networks on the host, and rebuilds the index once per process")
+{
+    Fixture f;
+    auto conf = [](int i) {
+        return Json { { "cniVersion", "1.0.0" }, { "name", "ix" + std::to_string(i) }, { "type", "bridge" },
+            { "bridge", "cnmix" + std::to_string(i) }, { "ipam", { { "type", "ipam" }, { "subnet", "10.213." + std::to_string(100 + i) + ".0/24" } } } }
+            .dump();
+    };
+    auto add = [&](int i) {
+        auto added = f.cni_add(conf(i), "pod" + std::to_string(i), "/run/netns/ix" + std::to_string(i));
+        REQUIRE(added.ok());
+    };
+    // RequestPool and ReleasePool for a subnet; returns the pool and the reads RequestPool made.
+    auto request = [&](DockerApi& api, const std::string& subnet) {
+        f.counting.reads = 0;
+        Reply r = api.handle("IpamDriver.RequestPool", Json { { "AddressSpace", "local" }, { "Pool", subnet }, { "V6", false } }.dump());
+        int reads = f.counting.reads;
+        INFO(subnet << " -> " << r.body.dump());
+        CHECK(r.status == 200);
+        std::string pool = r.body.value("PoolID", "");
+        CHECK(api.handle("IpamDriver.ReleasePool", Json { { "PoolID", pool } }.dump()).status == 200);
+        return std::pair { pool, reads };
+    };
+    add(0);
+    add(1);
+    auto [first, first_reads] = request(f.api, "10.213.101.0/24"); // builds the index: reads every record
+    CHECK(first == "cni:ix1/10.213.101.0/24");
+    int few = request(f.api, "10.213.101.0/24").second;
+    for (int i = 2; i < 40; ++i)
+        add(i);
+    auto [later, many] = request(f.api, "10.213.139.0/24"); // made after the index was built: no rescan
+    CHECK(later == "cni:ix39/10.213.139.0/24");
+    INFO("reads of a RequestPool with 2 CNI networks: " << few << ", with 40: " << many);
+    CHECK(many == few);
+    CHECK(many <= 8);
+    CHECK(request(f.api, "10.213.99.0/24").first == "local/10.213.99.0/24"); // nobody's subnet
+
+    // A record without its entry (a power failure, a network an earlier build made): a new shim
+    // process rebuilds the entry from the records, reading them all once.
+    REQUIRE(f.store->remove({ "subnets", "10.213.120.0_24", "ix20" }));
+    REQUIRE(f.store->remove_dir({ "subnets", "10.213.120.0_24" }));
+    DockerApi restarted { f.counting, f.kernel };
+    auto [rebuilt, rebuild_reads] = request(restarted, "10.213.120.0/24");
+    CHECK(rebuilt == "cni:ix20/10.213.120.0/24");
+    CHECK(rebuild_reads > 40);
+    CHECK(f.store->exists({ "subnets", "10.213.120.0_24", "ix20" }).value());
+    CHECK(request(restarted, "10.213.120.0/24").second == few);
+
+    // A stale entry (its network gone, the entry left by a crash) is only a candidate: the record
+    // decides.
+    REQUIRE(f.store->create({ "subnets", "10.213.98.0_24", "gone" }, Json { { "network", "gone" } }, Durability::PerBoot));
+    CHECK(request(restarted, "10.213.98.0/24").first == "local/10.213.98.0/24");
+
+    // The last DEL of a CNI network removes its entry and the subnet's directory with it.
+    REQUIRE(f.cni_del(conf(5), "pod5", "/run/netns/ix5"));
+    REQUIRE(f.store->sync());
+    CHECK(f.registry.load_network("ix5").value().absent());
+    CHECK_FALSE(f.store->exists({ "subnets", "10.213.105.0_24" }).value());
+    CHECK(request(restarted, "10.213.105.0/24").first == "local/10.213.105.0/24");
+    // Two CNI networks on one subnet: an error naming both, as before the index.
+    auto twin = f.cni_add(Json { { "cniVersion", "1.0.0" }, { "name", "ixtwin" }, { "type", "bridge" }, { "bridge", "cnmixtwin" },
+                              { "ipam", { { "type", "ipam" }, { "subnet", "10.213.106.0/24" } } } }
+                              .dump(),
+        "podtwin", "/run/netns/ixtwin");
+    REQUIRE(twin.ok());
+    Reply both = restarted.handle("IpamDriver.RequestPool", R"({"AddressSpace":"local","Pool":"10.213.106.0/24","V6":false})");
+    CHECK(both.status == 500);
+    CHECK(both.body.value("Err", "").find("several CNI networks (") != std::string::npos);
+    CHECK(both.body.value("Err", "").find("ix6") != std::string::npos);
+    CHECK(both.body.value("Err", "").find("ixtwin") != std::string::npos);
+}
+
 TEST_CASE("shim: RequestPool names the gateway, so Docker makes no gateway RequestAddress; a --gateway still gets its own")
 {
     Fixture f;
