@@ -9,6 +9,7 @@
 #   tests/bench/run.sh gc       [--reps N] [--attachments 10000]  ipam GC, µs per attachment
 #   tests/bench/run.sh parallel [--reps N] [--width 64]  64 ADDs at once vs one after the other
 #   tests/bench/run.sh shim-release [--reps N] [--endpoints 1000] [--base SHIM]  a Docker container's stop through cnm-shim at N endpoints vs 1
+#   tests/bench/run.sh shim-pool [--reps N] [--networks 500] [--base SHIM]  RequestPool + ReleasePool through cnm-shim with N CNI networks vs none
 # --base DIR: a second build of our plugins (e.g. the landed one's build/plugins), in the same rounds.
 # CNM_BENCH_TRACE=DIR (fill, nets): one more ADD, CHECK and DEL at N and at the empty case under strace (fill: and one GC).
 # tests/bench/syscalls.sh bridge|macvlan OURS BASE [--lone]: per-syscall counts of one ADD/DEL of two builds.
@@ -34,9 +35,13 @@ cleanup() {
     rm -rf /tmp/cnm-bench-rel-"$tag"-*
 }
 trap cleanup EXIT
-if [ "$what" == shim-release ]; then
+if [ "$what" == shim-release ] || [ "$what" == shim-pool ]; then
     ninja -C build cnm-shim/cnm-shim >/dev/null
-    python3 tests/bench/shim_release.py --shim build/cnm-shim/cnm-shim --tag "$tag" "$@"
+    pool=()
+    if [ "$what" == shim-pool ]; then
+        pool=(--networks 500)
+    fi
+    python3 tests/bench/shim_release.py --shim build/cnm-shim/cnm-shim --tag "$tag" "${pool[@]}" "$@"
     exit
 fi
 ninja -C build plugins/bridge plugins/ipam plugins/macvlan tests/bench/cni-bench tests/bench/exec-shim tests/bench/noop-mnl >/dev/null

@@ -4,6 +4,10 @@
 # (RequestAddress + CreateEndpoint each, no Join: no kernel work), against the same at 1, each
 # shim (ours, and --base's) in a netns of its own with a state dir of its own.
 #   tests/bench/run.sh shim-release [--endpoints 1000] [--reps 41] [--base SHIM]
+# With --networks N (run.sh shim-pool): the IPAM half of a `docker network create` and `rm`
+# instead, RequestPool + ReleasePool of a subnet no CNI network has, on a host whose state has N
+# CNI network records (written as files, as CNI ADDs leave them; no bridges: RequestPool does no
+# kernel work) against one with none.
 # Netns cnmbn-<tag>-rel…, dirs /tmp/cnm-bench-rel-<tag>-… (run.sh's trap removes them after a kill).
 # CNM_BENCH_TRACE=DIR: every shim under strace (its setup too, so only for a look at the syscalls).
 # Subnet 10.213.200.0/21 (each shim has a state of its own, so all use the same one).
@@ -16,6 +20,7 @@ ap.add_argument('--shim', default='build/cnm-shim/cnm-shim')
 ap.add_argument('--base', help='a second cnm-shim (e.g. the landed build), measured in the same rounds')
 ap.add_argument('--endpoints', type=int, default=1000)
 ap.add_argument('--reps', type=int, default=41)
+ap.add_argument('--networks', type=int, help='time RequestPool + ReleasePool at N CNI networks against none instead')
 ap.add_argument('--tag', default=str(os.getpid()), help='netns and dir names carry it (default: the pid)')
 args = ap.parse_args()
 
@@ -75,6 +80,24 @@ class Shim:
         self.call('IpamDriver.ReleaseAddress', {'PoolID': self.pool, 'Address': container[1]})
         return (time.perf_counter() - t) * 1e3
 
+    def cni_networks(self, n):
+        # N CNI network records, each with its own /28 in 10.213.0.0/18 (none is 10.213.200.0/21).
+        for i in range(n):
+            d = '%s/state/networks/bn%d' % (self.work, i)
+            os.makedirs(d, mode=0o700)
+            record = {'name': 'bn%d' % i, 'driver': 'bridge', 'frontend': 'cni', 'addressSpace': 'cni:bn%d' % i,
+                      'subnets': ['10.213.%d.%d/28' % (i // 16, i % 16 * 16)], 'options': {'bridge': 'cnmbn%d' % i},
+                      'dockerIDs': [], 'created': '2026-12-03T00:00:00Z', 'schema': 2}
+            fd = os.open(d + '/network.json', os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            os.write(fd, json.dumps(record).encode())
+            os.close(fd)
+
+    def pool(self):
+        t = time.perf_counter()
+        pool = self.call('IpamDriver.RequestPool', {'AddressSpace': 'local', 'Pool': '10.213.200.0/21', 'Options': {}, 'V6': False})
+        self.call('IpamDriver.ReleasePool', {'PoolID': pool['PoolID']})
+        return (time.perf_counter() - t) * 1e3
+
     def close(self):
         # The shim itself, found in its netns (under strace, `ip netns exec` became strace).
         try:
@@ -91,6 +114,28 @@ class Shim:
 
 full, one = 'f' * 64, 'e' * 64
 builds = [('ours', args.shim)] + ([('base', args.base)] if args.base else [])
+if args.networks is not None:
+    if args.networks > 1024:
+        sys.exit('--networks: at most 1024 (each has a /28 of 10.213.0.0/18)')
+    made, shims = [], []  # every shim (closed at the end), and (label, shim with N networks, shim with none)
+    try:
+        for label, binary in builds:
+            with_n, with_none = Shim(binary, label, label + 'n', made), Shim(binary, label, label + '0', made)
+            with_n.cni_networks(args.networks)
+            with_n.pool(), with_none.pool()  # a shim's first RequestPool may read what it needs once: not timed
+            shims.append((label, with_n, with_none))
+        times = {label: {'N': [], '0': []} for label, _, _ in shims}
+        rounds = [(label, at, s) for label, n, z in shims for at, s in (('N', n), ('0', z))]
+        for i in range(args.reps):
+            for label, at, s in (rounds if i % 2 == 0 else rounds[::-1]):
+                times[label][at].append(s.pool())
+        for label, _, _ in shims:
+            n, z = statistics.median(times[label]['N']), statistics.median(times[label]['0'])
+            print('%-5s RequestPool + ReleasePool with %d CNI networks %.2f ms, with none %.2f ms: N/0 %.2f' % (label, args.networks, n, z, n / z))
+    finally:
+        for _, s in made:
+            s.close()
+    sys.exit(0)
 shims, ones = [], []  # each build: a shim with N endpoints on its network, and one with 1
 try:
     for label, binary in builds:
