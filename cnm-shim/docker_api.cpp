@@ -126,6 +126,7 @@ Reply DockerApi::handle(std::string_view method, std::string_view body)
     // One durability barrier per call, like the plugins' one per verb; also after a failure,
     // whose undo wrote too.
     auto synced = m_store.sync();
+    m_store.forget_open_dirs(); // the plugins remove and re-make directories between calls
     if (!out)
         return error_reply(out.error());
     if (!synced)

@@ -128,8 +128,14 @@ Result<void> Registry::index_subnets(const std::string& network, const std::vect
     for (auto& subnet : subnets) {
         Key key = subnet_dir(subnet);
         key.push_back(network);
-        if (!TRY(m_store.exists(key)))
+        if (TRY(m_store.exists(key)))
+            continue;
+        // Another network's last DEL may remove the shared directory under this write: once more,
+        // from a fresh open.
+        if (!m_store.create(key, Json { { "network", network } }, Durability::PerBoot)) {
+            m_store.forget_open_dirs();
             TRY(m_store.create(key, Json { { "network", network } }, Durability::PerBoot));
+        }
     }
     return {};
 }
@@ -139,8 +145,9 @@ Result<void> Registry::unindex_subnets(const std::string& network, const std::ve
     for (auto& subnet : subnets) {
         Key key = subnet_dir(subnet);
         key.push_back(network);
-        TRY(m_store.remove(key, Durability::PerBoot));
-        TRY(m_store.remove_dir(subnet_dir(subnet))); // when no other network has it
+        // Best effort: the record is gone already, and a stale entry is only a candidate.
+        if (m_store.remove(key, Durability::PerBoot))
+            (void)m_store.remove_dir(subnet_dir(subnet)); // when no other network has it
     }
     return {};
 }

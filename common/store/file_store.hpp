@@ -73,6 +73,7 @@ public:
     Result<std::unique_ptr<Lock>> hold(const Key& key) override;
     Result<bool> held(const Key& key) override;
     Result<void> sync() override;
+    void forget_open_dirs() override { forget_dirs({}); }
 
     const std::string& root() const { return m_root; }
     /// STATUS: an error naming the root when it cannot be written (a read-only mount).

@@ -217,6 +217,11 @@ public:
     /// Makes every write since the last sync durable (fsync of each file written, then of each
     /// directory changed). A verb calls it once, before it reports success.
     virtual Result<void> sync() = 0;
+    /// Lets go of what the store keeps open between calls (FileStore: the directories it has
+    /// opened). A long-lived process (cnm-shim) calls it after each call's sync(): another
+    /// process may remove a directory and make it again, and an fd kept open on the old one
+    /// would show it empty.
+    virtual void forget_open_dirs() { }
 };
 
 } // namespace cnm

@@ -84,6 +84,7 @@ public:
     Result<std::unique_ptr<Lock>> hold(const Key& key) override { return m_inner.hold(key); }
     Result<bool> held(const Key& key) override { return ++reads, m_inner.held(key); }
     Result<void> sync() override { return m_inner.sync(); }
+    void forget_open_dirs() override { m_inner.forget_open_dirs(); }
 
 private:
     Store& m_inner;
@@ -1116,6 +1117,53 @@ TEST_CASE("shim: RequestPool finds the CNI network of a subnet through the subne
     CHECK(both.body.value("Err", "").find("several CNI networks (") != std::string::npos);
     CHECK(both.body.value("Err", "").find("ix6") != std::string::npos);
     CHECK(both.body.value("Err", "").find("ixtwin") != std::string::npos);
+}
+
+TEST_CASE("shim: a directory another process removes and makes again is read afresh at the next call")
+{
+    Fixture f;
+    // The plugins: another process, with a store of its own on the same state directory.
+    auto other = FileStore::open(f.tmp.path()).release_value();
+    Registry other_registry { *other };
+    auto conf = [](const std::string& name) {
+        return Json { { "cniVersion", "1.0.0" }, { "name", name }, { "type", "bridge" }, { "bridge", "cnm" + name },
+            { "ipam", { { "type", "ipam" }, { "subnet", "10.213.97.0/24" } } } }
+            .dump();
+    };
+    auto run = [&](const std::string& command, const std::string& name) {
+        auto parsed = cni::parse_conf(conf(name));
+        REQUIRE(parsed.ok());
+        PoolAddresses source(ipam::parse_ipam_conf(*parsed, cni::CniArgs {}).value());
+        f.kernel.add_netns("/run/netns/" + name);
+        Endpoints endpoints(other_registry, &f.kernel, find_driver("bridge"));
+        NetworkSpec spec { name, "bridge", Frontend::Cni, network_options(*parsed) };
+        if (command == "ADD") {
+            AddRequest request { spec, "pod-" + name, "eth0", "/run/netns/" + name, Target::in_netns("/run/netns/" + name, "eth0"), "" };
+            REQUIRE(endpoints.add(request, source).ok());
+        } else {
+            REQUIRE(endpoints.del(spec, "pod-" + name, "eth0", "/run/netns/" + name, source).ok());
+        }
+        REQUIRE(other->sync());
+    };
+    auto pool = [&]() {
+        Reply r = f.api.handle("IpamDriver.RequestPool", R"({"AddressSpace":"local","Pool":"10.213.97.0/24","V6":false})");
+        INFO(r.body.dump());
+        CHECK(r.status == 200);
+        std::string id = r.body.value("PoolID", "");
+        CHECK(f.api.handle("IpamDriver.ReleasePool", Json { { "PoolID", id } }.dump()).status == 200);
+        return id;
+    };
+    run("ADD", "first");
+    CHECK(pool() == "cni:first/10.213.97.0/24");
+    // The network goes with its last DEL (its directory and the subnet's index directory too),
+    // and another CNI network is made on the same subnet: new directories.
+    run("DEL", "first");
+    CHECK(pool() == "local/10.213.97.0/24");
+    run("ADD", "second");
+    CHECK(pool() == "cni:second/10.213.97.0/24");
+    run("DEL", "second");
+    run("ADD", "first");
+    CHECK(pool() == "cni:first/10.213.97.0/24");
 }
 
 TEST_CASE("shim: RequestPool names the gateway, so Docker makes no gateway RequestAddress; a --gateway still gets its own")
