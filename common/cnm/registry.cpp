@@ -128,10 +128,8 @@ Result<void> Registry::index_subnets(const std::string& network, const std::vect
     for (auto& subnet : subnets) {
         Key key = subnet_dir(subnet);
         key.push_back(network);
-        if (TRY(m_store.exists(key)))
-            continue;
-        // Another network's last DEL may remove the shared directory under this write: once more,
-        // from a fresh open.
+        // create() stats first: an entry that is there costs one stat. Another network's last DEL
+        // may remove the shared directory under this write: once more, from a fresh open.
         if (!m_store.create(key, Json { { "network", network } }, Durability::PerBoot)) {
             m_store.forget_open_dirs();
             TRY(m_store.create(key, Json { { "network", network } }, Durability::PerBoot));
