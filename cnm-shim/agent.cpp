@@ -151,6 +151,9 @@ private:
         }
         if (!listed)
             return; // nothing known yet: removing everything would be wrong
+        // The plugins remove a network's directory at its last DEL and make it again at the next
+        // ADD: an fd kept from the last pass would show the new one as missing.
+        m_store->forget_open_dirs();
         auto nets = local_networks(*m_store, *m_kernel, m_o.cluster);
         if (!nets) {
             log("cannot read the local networks: " + why(nets.error()));
@@ -279,6 +282,7 @@ private:
             return 1;
         }
         // Forget them locally too, so a later ADD claims again instead of using released blocks.
+        m_store->forget_open_dirs();
         Registry registry(*m_store);
         if (auto names = registry.list_networks())
             for (auto& name : *names) {

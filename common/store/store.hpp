@@ -218,9 +218,9 @@ public:
     /// directory changed). A verb calls it once, before it reports success.
     virtual Result<void> sync() = 0;
     /// Lets go of what the store keeps open between calls (FileStore: the directories it has
-    /// opened). A long-lived process (cnm-shim) calls it after each call's sync(): another
-    /// process may remove a directory and make it again, and an fd kept open on the old one
-    /// would show it empty.
+    /// opened). A long-lived process calls it: cnm-shim after each call's sync(), its cluster
+    /// agent before each reconciliation. Another process may remove a directory and make it
+    /// again, and an fd kept open on the old one would show it empty.
     virtual void forget_open_dirs() { }
 };
 

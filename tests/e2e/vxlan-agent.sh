@@ -6,7 +6,8 @@
 #     (the first host) learned no other block;
 #   - a fourth host joins after the pods exist: h1 <-> h4 ping within 2 s, no ADD on the old hosts;
 #   - the agent registers the host on a lease (cluster hosts: alive); a stale route on the vxlan
-#     device is removed by the periodic reconciliation;
+#     device is removed by the periodic reconciliation, also after the network's last DEL
+#     and the next ADD made its directory again under the running agent;
 #   - h3's agent stopped: its lease goes (hosts: expired), its routes stay, h1 still pings it;
 #   - `cnm-shim cluster release node-h3`: the other hosts drop h3's routes within 5 s.
 source "$(dirname "$0")/lib.sh"
@@ -85,6 +86,20 @@ expect_eq "…and as a table: a header naming VNI and SUBNET, one row for agnet"
 # ---- stale entries go ----
 ip -n "$P-h1" route add 10.213.247.0/28 via 10.213.247.1 dev cnmvx4240 onlink
 check "h1's agent removes a route no block justifies (resync 2 s)" 5 no_route h1 10.213.247.0/28
+
+# ---- the network made again under the running agent ----
+# h1's last DEL removes agnet's directory and the next ADD makes it again: the agent must read the
+# new one (a directory fd kept from its last pass would show agnet as gone and leave the route).
+vx h1 DEL c1
+[ "$RC" -eq 0 ] || fail "h1 DEL c1: $OUT"
+expect_eq "h1's last DEL removed agnet's directory" no "$([ -e "$WORK/h1/state/networks/agnet" ] && echo yes || echo no)"
+sleep 2.5 # one resync with no agnet
+vx h1 ADD c1
+[ "$RC" -eq 0 ] || fail "h1 ADD c1 again: $OUT"
+IP[h1-c1]=$(jq -r '.ips[0].address | split("/")[0]' <<<"$OUT")
+ip -n "$P-h1" route add 10.213.247.16/28 via 10.213.247.17 dev cnmvx4240 onlink
+check "h1's agent removes such a route on the network made again (resync 2 s)" 5 no_route h1 10.213.247.16/28
+check "h2/c1 pings h1/c1 again (${IP[h1-c1]})" 2 pings h2-c1 "${IP[h1-c1]}"
 
 # ---- a fourth host joins after the pods exist ----
 adds_before=$(grep -c -v h4 "$WORK/adds")
