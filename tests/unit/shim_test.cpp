@@ -152,25 +152,31 @@ struct Fixture {
     }
 
     /// A CNI ADD through the lifecycle, with the in-process IPAM of the conf, into a sandbox the
-    /// fake kernel has at `netns`.
-    Result<Added> cni_add(const std::string& conf_text, const std::string& container_id, const std::string& netns, const std::string& ifname = "eth0")
+    /// fake kernel has at `netns`; through `as` (a registry on a store of its own, as a plugin
+    /// process has) instead of the shim's when given.
+    Result<Added> cni_add(const std::string& conf_text, const std::string& container_id, const std::string& netns, const std::string& ifname = "eth0",
+        Registry* as = nullptr)
     {
+        Registry& r = as ? *as : registry;
         auto conf = TRY(cni::parse_conf(conf_text));
         PoolAddresses source(TRY(ipam::parse_ipam_conf(conf, cni::CniArgs {})));
         kernel.add_netns(netns);
-        Endpoints endpoints(registry, &kernel, find_driver(conf.type));
+        Endpoints endpoints(r, &kernel, find_driver(conf.type));
         AddRequest request { { conf.name, conf.type, Frontend::Cni, network_options(conf) }, container_id, ifname, netns,
             Target::in_netns(netns, ifname), "" };
         auto added = endpoints.add(request, source);
-        TRY(store->sync());
+        TRY(r.store().sync());
         return added;
     }
-    Result<void> cni_del(const std::string& conf_text, const std::string& container_id, const std::string& netns, const std::string& ifname = "eth0")
+    Result<void> cni_del(const std::string& conf_text, const std::string& container_id, const std::string& netns, const std::string& ifname = "eth0",
+        Registry* as = nullptr)
     {
+        Registry& r = as ? *as : registry;
         auto conf = TRY(cni::parse_conf(conf_text));
         PoolAddresses source(TRY(ipam::parse_ipam_conf(conf, cni::CniArgs {})));
-        Endpoints endpoints(registry, &kernel, find_driver(conf.type));
-        return endpoints.del({ conf.name, conf.type, Frontend::Cni, network_options(conf) }, container_id, ifname, netns, source);
+        Endpoints endpoints(r, &kernel, find_driver(conf.type));
+        TRY(endpoints.del({ conf.name, conf.type, Frontend::Cni, network_options(conf) }, container_id, ifname, netns, source));
+        return r.store().sync();
     }
 
     /// The links a driver made in the host namespace, of `kind`.
@@ -1131,19 +1137,14 @@ TEST_CASE("shim: a directory another process removes and makes again is read afr
             .dump();
     };
     auto run = [&](const std::string& command, const std::string& name) {
-        auto parsed = cni::parse_conf(conf(name));
-        REQUIRE(parsed.ok());
-        PoolAddresses source(ipam::parse_ipam_conf(*parsed, cni::CniArgs {}).value());
-        f.kernel.add_netns("/run/netns/" + name);
-        Endpoints endpoints(other_registry, &f.kernel, find_driver("bridge"));
-        NetworkSpec spec { name, "bridge", Frontend::Cni, network_options(*parsed) };
+        std::string netns = "/run/netns/" + name;
         if (command == "ADD") {
-            AddRequest request { spec, "pod-" + name, "eth0", "/run/netns/" + name, Target::in_netns("/run/netns/" + name, "eth0"), "" };
-            REQUIRE(endpoints.add(request, source).ok());
+            auto added = f.cni_add(conf(name), "pod-" + name, netns, "eth0", &other_registry);
+            REQUIRE_MESSAGE(added.ok(), (added.ok() ? "" : added.error().msg));
         } else {
-            REQUIRE(endpoints.del(spec, "pod-" + name, "eth0", "/run/netns/" + name, source).ok());
+            auto gone = f.cni_del(conf(name), "pod-" + name, netns, "eth0", &other_registry);
+            REQUIRE_MESSAGE(gone.ok(), (gone.ok() ? "" : gone.error().msg));
         }
-        REQUIRE(other->sync());
     };
     auto pool = [&]() {
         Reply r = f.api.handle("IpamDriver.RequestPool", R"({"AddressSpace":"local","Pool":"10.213.97.0/24","V6":false})");
