@@ -112,57 +112,57 @@ class Shim:
         shutil.rmtree(self.work, ignore_errors=True)
 
 
+def alternate(rounds):
+    """Runs each (label, at, timed call) once a rep, in the other order every second rep, and
+    returns the times: times[label][at] = [ms, ...]."""
+    times = {}
+    for i in range(args.reps):
+        for label, at, timed in (rounds if i % 2 == 0 else rounds[::-1]):
+            times.setdefault(label, {}).setdefault(at, []).append(timed())
+    return times
+
+
+def report(times, big, small, line):
+    for label, t in times.items():
+        n, z = statistics.median(t[big]), statistics.median(t[small])
+        print(line % (label, n, z, n / z))
+
+
 full, one = 'f' * 64, 'e' * 64
 builds = [('ours', args.shim)] + ([('base', args.base)] if args.base else [])
-if args.networks is not None:
-    if args.networks > 1024:
-        sys.exit('--networks: at most 1024 (each has a /28 of 10.213.0.0/18)')
-    made, shims = [], []  # every shim (closed at the end), and (label, shim with N networks, shim with none)
-    try:
+if args.networks is not None and args.networks > 1024:
+    sys.exit('--networks: at most 1024 (each has a /28 of 10.213.0.0/18)')
+made = []  # every shim, closed at the end
+try:
+    rounds = []
+    if args.networks is not None:
         for label, binary in builds:
             with_n, with_none = Shim(binary, label, label + 'n', made), Shim(binary, label, label + '0', made)
             with_n.cni_networks(args.networks)
             with_n.pool(), with_none.pool()  # a shim's first RequestPool may read what it needs once: not timed
-            shims.append((label, with_n, with_none))
-        times = {label: {'N': [], '0': []} for label, _, _ in shims}
-        rounds = [(label, at, s) for label, n, z in shims for at, s in (('N', n), ('0', z))]
-        for i in range(args.reps):
-            for label, at, s in (rounds if i % 2 == 0 else rounds[::-1]):
-                times[label][at].append(s.pool())
-        for label, _, _ in shims:
-            n, z = statistics.median(times[label]['N']), statistics.median(times[label]['0'])
-            print('%-5s RequestPool + ReleasePool with %d CNI networks %.2f ms, with none %.2f ms: N/0 %.2f' % (label, args.networks, n, z, n / z))
-    finally:
-        for _, s in made:
-            s.close()
-    sys.exit(0)
-shims, ones = [], []  # each build: a shim with N endpoints on its network, and one with 1
-try:
-    for label, binary in builds:
-        s = Shim(binary, label, label, shims)
+            rounds += [(label, 'N', with_n.pool), (label, '0', with_none.pool)]
+        report(alternate(rounds), 'N', '0',
+               '%%-5s RequestPool + ReleasePool with %d CNI networks %%.2f ms, with none %%.2f ms: N/0 %%.2f' % args.networks)
+        sys.exit(0)
+    fulls = [(label, Shim(binary, label, label, made)) for label, binary in builds]  # N endpoints on its network
+    for _, s in fulls:
         s.network(full)
     t0 = time.perf_counter()
-    for label, s in shims:
+    for _, s in fulls:
         for _ in range(args.endpoints):
             s.start(full)
     print('setup: %d endpoints on each shim in %.1f s' % (args.endpoints, time.perf_counter() - t0))
     # The first stop in a shim process may read what it needs once: not timed.
-    times = {label: {'N': [], '1': []} for label, _ in shims}
-    for label, s in shims:
+    for _, s in fulls:
         s.stop(full, s.start(full))
-    for label, binary in builds:
-        o = Shim(binary, label, label + '1', ones)
+    ones = [(label, Shim(binary, label, label + '1', made)) for label, binary in builds]  # 1 endpoint
+    for _, o in ones:
         o.network(one)
         o.stop(one, o.start(one))
-    for i in range(args.reps):
-        order = (shims + ones) if i % 2 == 0 else (shims + ones)[::-1]
-        for label, s in order:
-            at = '1' if any(s is o for _, o in ones) else 'N'
-            nid = one if at == '1' else full
-            times[label][at].append(s.stop(nid, s.start(nid)))
-    for label, _ in shims:
-        n, o = statistics.median(times[label]['N']), statistics.median(times[label]['1'])
-        print('%-5s container stop (DeleteEndpoint + ReleaseAddress) at N=%d %.2f ms, at 1 %.2f ms: N/1 %.2f' % (label, args.endpoints, n, o, n / o))
+    stop = lambda s, nid: lambda: s.stop(nid, s.start(nid))
+    rounds = [(label, 'N', stop(s, full)) for label, s in fulls] + [(label, '1', stop(o, one)) for label, o in ones]
+    report(alternate(rounds), 'N', '1',
+           '%%-5s container stop (DeleteEndpoint + ReleaseAddress) at N=%d %%.2f ms, at 1 %%.2f ms: N/1 %%.2f' % args.endpoints)
 finally:
-    for _, s in shims + ones:
+    for _, s in made:
         s.close()
