@@ -358,12 +358,24 @@ Result<NetworkRecord> Endpoints::ensure_network(const NetworkSpec& network, Addr
     record.subnets = subnets;
     record.options = network.options;
     record.created = now_rfc3339();
+    // A failure part-way (a full disk) leaves no pool user and no index entry naming a network
+    // that has no record: the pool could never be freed, nor shared with Docker.
+    Undo undo;
     Pools pools(m_registry.store());
-    for (auto& [net, gw] : addresses.pools())
-        TRY(pools.add_user(PoolId { space, net }, network.name, gw));
-    if (record.frontend == Frontend::Cni) // before the record: its entries outlive a crash, not the other way
-        TRY(m_registry.index_subnets(record.name, record.subnets));
-    TRY(m_registry.save_network(record));
+    for (auto& [net, gw] : addresses.pools()) {
+        PoolId pool { space, net };
+        undo.push("pool user", [&pools, pool, name = network.name]() -> Result<void> {
+            TRY(pools.remove_user(pool, name));
+            return {};
+        });
+        TRY_OR_UNDO(undo, pools.add_user(pool, network.name, gw));
+    }
+    if (record.frontend == Frontend::Cni) { // before the record: its entries outlive a crash, not the other way
+        undo.push("subnet index", [this, &record]() { return m_registry.unindex_subnets(record.name, record.subnets); });
+        TRY_OR_UNDO(undo, m_registry.index_subnets(record.name, record.subnets));
+    }
+    TRY_OR_UNDO(undo, m_registry.save_network(record));
+    undo.dismiss();
     created = true;
     return record;
 }

@@ -61,19 +61,23 @@ bool has_address(const FakeLink* link, const std::string& address)
     return link && want && std::find(link->addresses.begin(), link->addresses.end(), *want) != link->addresses.end();
 }
 
-/// The store, counting the documents and directories read through it: what a call costs as the
-/// state grows.
+/// The store, counting the documents and directories read through it (what a call costs as the
+/// state grows), and failing the writes of the keys `fail_write` names (a full disk).
 class CountingStore final : public Store {
 public:
     explicit CountingStore(Store& inner) : m_inner(inner) { }
     int reads = 0; // documents read, directories listed, and keys stat'ed (exists, peek_version, empty_dir, held)
+    std::function<bool(const Key&)> fail_write;
 
     Result<Loaded> get(const Key& key) override { return ++reads, m_inner.get(key); }
     Result<std::vector<std::string>> list(const Key& dir) override { return ++reads, m_inner.list(dir); }
-    Result<void> put(const Key& key, const Json& doc, Durability d) override { return m_inner.put(key, doc, d); }
-    Result<bool> create(const Key& key, const Json& doc, Durability d) override { return m_inner.create(key, doc, d); }
-    Result<bool> create_versioned(const Key& key, const Json& doc, Durability d, Version& v) override { return m_inner.create_versioned(key, doc, d, v); }
-    Result<Cas> put_if(const Key& key, const Json& doc, Version expected, Durability d) override { return m_inner.put_if(key, doc, expected, d); }
+    Result<void> put(const Key& key, const Json& doc, Durability d) override { return TRY(refuse(key)), m_inner.put(key, doc, d); }
+    Result<bool> create(const Key& key, const Json& doc, Durability d) override { return TRY(refuse(key)), m_inner.create(key, doc, d); }
+    Result<bool> create_versioned(const Key& key, const Json& doc, Durability d, Version& v) override
+    {
+        return TRY(refuse(key)), m_inner.create_versioned(key, doc, d, v);
+    }
+    Result<Cas> put_if(const Key& key, const Json& doc, Version expected, Durability d) override { return TRY(refuse(key)), m_inner.put_if(key, doc, expected, d); }
     Result<Cas> remove_if(const Key& key, Version expected, Durability d) override { return m_inner.remove_if(key, expected, d); }
     Result<void> remove(const Key& key, Durability d) override { return m_inner.remove(key, d); }
     Result<void> remove_dir(const Key& key) override { return m_inner.remove_dir(key); }
@@ -87,6 +91,12 @@ public:
     void forget_open_dirs() override { m_inner.forget_open_dirs(); }
 
 private:
+    Result<void> refuse(const Key& key)
+    {
+        if (fail_write && fail_write(key))
+            return make_error(Code::Io, "cannot write " + key_str(key), "No space left on device (a test's fault)");
+        return {};
+    }
     Store& m_inner;
 };
 
@@ -1165,6 +1175,37 @@ TEST_CASE("shim: a directory another process removes and makes again is read afr
     run("DEL", "second");
     run("ADD", "first");
     CHECK(pool() == "cni:first/10.213.97.0/24");
+}
+
+TEST_CASE("a CNI network's first ADD that cannot write its record leaves no pool user and no index entry, so Docker gets the pool")
+{
+    Fixture f;
+    std::string conf = R"({"cniVersion":"1.0.0","name":"full","type":"bridge","bridge":"cnmfull","ipam":{"type":"ipam","subnet":"10.213.98.0/24"}})";
+    ipam::PoolId pool { "cni:full", *IpNet::parse("10.213.98.0/24") };
+    Registry faulty { f.counting };
+    // Each write the first ADD makes before its record: the pool's user, the subnet's entry, the record.
+    for (std::string failing : { "pool.json", "full", "network.json" }) {
+        INFO("failing write: " << failing);
+        f.counting.fail_write = [&](const Key& key) { return key.back() == failing; };
+        auto added = f.cni_add(conf, "pod1", "/run/netns/full1", "eth0", &faulty);
+        REQUIRE_FALSE(added.ok());
+        CHECK(added.error().details.find("a test's fault") != std::string::npos);
+        f.counting.fail_write = nullptr;
+        CHECK_FALSE(f.store->exists(Registry::network_key("full")).value());
+        CHECK_FALSE(f.store->exists(pool.doc()).value());
+        CHECK(f.registry.networks_with_subnet("10.213.98.0/24").value().empty());
+        // Docker's network on that subnet gets a pool of its own, not an error naming "full".
+        Reply r = f.api.handle("IpamDriver.RequestPool", R"({"AddressSpace":"local","Pool":"10.213.98.0/24","V6":false})");
+        INFO(r.body.dump());
+        REQUIRE(r.status == 200);
+        CHECK(r.body.value("PoolID", "") == "local/10.213.98.0/24");
+        REQUIRE(f.api.handle("IpamDriver.ReleasePool", Json { { "PoolID", r.body["PoolID"] } }.dump()).status == 200);
+    }
+    // Without the fault the same ADD works, and the shim finds the network through the index.
+    auto added = f.cni_add(conf, "pod1", "/run/netns/full1", "eth0", &faulty);
+    REQUIRE_MESSAGE(added.ok(), (added.ok() ? "" : added.error().msg));
+    Reply r = f.api.handle("IpamDriver.RequestPool", R"({"AddressSpace":"local","Pool":"10.213.98.0/24","V6":false})");
+    CHECK(r.body.value("PoolID", "") == "cni:full/10.213.98.0/24");
 }
 
 TEST_CASE("shim: RequestPool names the gateway, so Docker makes no gateway RequestAddress; a --gateway still gets its own")
