@@ -364,13 +364,14 @@ Result<NetworkRecord> Endpoints::ensure_network(const NetworkSpec& network, Addr
     Pools pools(m_registry.store());
     for (auto& [net, gw] : addresses.pools()) {
         PoolId pool { space, net };
+        TRY_OR_UNDO(undo, pools.add_user(pool, network.name, gw));
         undo.push("pool user", [&pools, pool, name = network.name]() -> Result<void> {
             TRY(pools.remove_user(pool, name));
             return {};
         });
-        TRY_OR_UNDO(undo, pools.add_user(pool, network.name, gw));
     }
     if (record.frontend == Frontend::Cni) { // before the record: its entries outlive a crash, not the other way
+        // Pushed first: a failure may come after some of the subnets' entries were written.
         undo.push("subnet index", [this, &record]() { return m_registry.unindex_subnets(record.name, record.subnets); });
         TRY_OR_UNDO(undo, m_registry.index_subnets(record.name, record.subnets));
     }

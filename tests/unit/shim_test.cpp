@@ -1180,20 +1180,33 @@ TEST_CASE("shim: a directory another process removes and makes again is read afr
 TEST_CASE("a CNI network's first ADD that cannot write its record leaves no pool user and no index entry, so Docker gets the pool")
 {
     Fixture f;
-    std::string conf = R"({"cniVersion":"1.0.0","name":"full","type":"bridge","bridge":"cnmfull","ipam":{"type":"ipam","subnet":"10.213.98.0/24"}})";
-    ipam::PoolId pool { "cni:full", *IpNet::parse("10.213.98.0/24") };
+    // Dual-stack: two pools, the IPv4 one joined first.
+    std::string conf = R"({"cniVersion":"1.0.0","name":"full","type":"bridge","bridge":"cnmfull","ipam":{"type":"ipam",)"
+                       R"("ranges":[[{"subnet":"10.213.98.0/24"}],[{"subnet":"fd00:213:98::/64"}]]}})";
+    ipam::PoolId pool4 { "cni:full", *IpNet::parse("10.213.98.0/24") }, pool6 { "cni:full", *IpNet::parse("fd00:213:98::/64") };
     Registry faulty { f.counting };
-    // Each write the first ADD makes before its record: the pool's user, the subnet's entry, the record.
-    for (std::string failing : { "pool.json", "full", "network.json" }) {
-        INFO("failing write: " << failing);
-        f.counting.fail_write = [&](const Key& key) { return key.back() == failing; };
+    // Each write the first ADD makes before its record: the pools' users (the second pool's with
+    // the first one's joined), the subnets' entries (the second with the first one's written),
+    // the record.
+    std::pair<std::string, std::function<bool(const Key&)>> faults[] = {
+        { "the first pool", [](const Key& k) { return k.back() == "pool.json" && k[2].starts_with("10.213"); } },
+        { "the second pool", [](const Key& k) { return k.back() == "pool.json" && k[2].starts_with("fd00"); } },
+        { "the first index entry", [](const Key& k) { return k.front() == "subnets"; } },
+        { "the second index entry", [](const Key& k) { return k.front() == "subnets" && k[1].starts_with("fd00"); } },
+        { "the record", [](const Key& k) { return k.back() == "network.json"; } },
+    };
+    for (auto& [what, fault] : faults) {
+        INFO("failing write: " << what);
+        f.counting.fail_write = fault;
         auto added = f.cni_add(conf, "pod1", "/run/netns/full1", "eth0", &faulty);
         REQUIRE_FALSE(added.ok());
         CHECK(added.error().details.find("a test's fault") != std::string::npos);
         f.counting.fail_write = nullptr;
         CHECK_FALSE(f.store->exists(Registry::network_key("full")).value());
-        CHECK_FALSE(f.store->exists(pool.doc()).value());
+        CHECK_FALSE(f.store->exists(pool4.doc()).value());
+        CHECK_FALSE(f.store->exists(pool6.doc()).value());
         CHECK(f.registry.networks_with_subnet("10.213.98.0/24").value().empty());
+        CHECK(f.registry.networks_with_subnet("fd00:213:98::/64").value().empty());
         // Docker's network on that subnet gets a pool of its own, not an error naming "full".
         Reply r = f.api.handle("IpamDriver.RequestPool", R"({"AddressSpace":"local","Pool":"10.213.98.0/24","V6":false})");
         INFO(r.body.dump());
