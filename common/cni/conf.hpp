@@ -24,23 +24,34 @@ struct NetConf {
     Json args;                             // object or null
     std::optional<CniResult> prev_result;
     std::string data_dir;                  // top-level dataDir (ours)
-    Json raw;                              // the whole document as received
+    Json raw;                              // the whole document as received, but for a GC list (below)
+    /// A top-level GC list ("cni.dev/valid-attachments", its older spelling "cni.dev/attachments")
+    /// that is an array is read straight from the text into (containerID, ifname) pairs, never
+    /// built as JSON values in raw: a list of 10 000 attachments is 10 000 objects, and building
+    /// them was a third of a GC. The first fault of an item is kept for valid_attachments() to
+    /// report: only GC reads the list, so only GC refuses a bad one (as when raw held it).
+    struct GcList {
+        std::vector<std::pair<std::string, std::string>> items;
+        std::optional<Error> fault;
+    };
+    std::optional<GcList> gc_lists[2];     // [0] "cni.dev/valid-attachments", [1] "cni.dev/attachments"
+    std::string text;                      // the document as received, kept only when a list is not in raw
 };
 
 /// Decodes stdin: not JSON (or not an object) → code 6; a known key of the wrong type or a bad
 /// name → code 7 naming it. A cniVersion the plugin does not speak → code 1.
 Result<NetConf> parse_conf(std::string_view text);
 
-/// The GC list, from "cni.dev/valid-attachments" or its older spelling "cni.dev/attachments".
-struct Attachment {
-    std::string container_id;
-    std::string ifname;
-    bool operator==(const Attachment&) const = default;
-};
-Result<std::optional<std::vector<Attachment>>> valid_attachments(const NetConf& conf);
-/// The list as Endpoints::gc takes it, (containerID, ifname) pairs, its strings moved (it may
-/// hold 10 000 attachments); none: empty.
-std::vector<std::pair<std::string, std::string>> keep_list(std::optional<std::vector<Attachment>>&& valid);
+/// The GC list, from "cni.dev/valid-attachments" or, when that key is absent, its older spelling
+/// "cni.dev/attachments": (containerID, ifname) pairs in the conf's order, as Endpoints::gc takes
+/// them; nullptr when there is none (absent or null). Not an array, or an item not an object, or a
+/// field not a string: code 7 naming it.
+Result<const std::vector<std::pair<std::string, std::string>>*> valid_attachments(const NetConf& conf);
+/// What GC keeps when the conf has no list: nothing.
+inline const std::vector<std::pair<std::string, std::string>> no_attachments;
+
+/// What a delegated plugin gets on stdin: the whole conf, with its GC list.
+std::string delegate_input(const NetConf& conf);
 
 } // namespace cnm::cni
 

@@ -34,7 +34,7 @@ Result<std::string> find_plugin(const std::string& type, const std::string& path
 
 } // namespace
 
-Result<std::string> exec_plugin(const std::string& type, Command command, const Env& env, const Json& conf)
+Result<std::string> exec_plugin(const std::string& type, Command command, const Env& env, const std::string& conf)
 {
     if (env.path.empty())
         return make_error(Code::InvalidEnv, "CNI_PATH is required to run the IPAM plugin \"" + type + "\"");
@@ -68,9 +68,8 @@ Result<std::string> exec_plugin(const std::string& type, Command command, const 
         ::close(out[0]);
         return make_error(Code::Io, "cannot run " + binary, std::strerror(rc));
     }
-    std::string input = conf.dump();
-    const char* p = input.data();
-    size_t left = input.size();
+    const char* p = conf.data();
+    size_t left = conf.size();
     while (left > 0) {
         ssize_t n = ::write(in[1], p, left);
         if (n < 0 && errno == EINTR)
@@ -105,7 +104,7 @@ Result<std::string> exec_plugin(const std::string& type, Command command, const 
     return make_error(Code::Internal, type + " failed (" + (WIFEXITED(status) ? "exit " + std::to_string(WEXITSTATUS(status)) : "killed") + ")", output);
 }
 
-Result<CniResult> exec_add(const std::string& type, const Env& env, const Json& conf)
+Result<CniResult> exec_add(const std::string& type, const Env& env, const std::string& conf)
 {
     std::string output = TRY(exec_plugin(type, Command::Add, env, conf));
     Json doc = TRY(parse_json(output, Code::Decode, "the result of " + type));

@@ -11,10 +11,10 @@
 
 namespace cnm::cni {
 
-/// Runs `type` for `command` with `conf` on stdin. Returns its stdout on success.
-Result<std::string> exec_plugin(const std::string& type, Command command, const Env& env, const Json& conf);
+/// Runs `type` for `command` with `conf` (a document) on stdin. Returns its stdout on success.
+Result<std::string> exec_plugin(const std::string& type, Command command, const Env& env, const std::string& conf);
 
 /// ADD through a delegated plugin, its result read in whichever version it printed.
-Result<CniResult> exec_add(const std::string& type, const Env& env, const Json& conf);
+Result<CniResult> exec_add(const std::string& type, const Env& env, const std::string& conf);
 
 } // namespace cnm::cni

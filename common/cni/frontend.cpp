@@ -18,7 +18,7 @@ public:
     DelegatedAddresses(const Context& ctx, std::string type) : m_ctx(ctx), m_type(std::move(type)) { }
     Result<NetSetup> acquire(Registry&, EndpointRecord& endpoint) override
     {
-        auto out = TRY(exec_add(m_type, m_ctx.env, m_ctx.conf.raw));
+        auto out = TRY(exec_add(m_type, m_ctx.env, delegate_input(m_ctx.conf)));
         for (auto& ip : out.ips) {
             ip.interface.reset();
             endpoint.addresses.push_back({ ip.address, ip.gateway, "" }); // for CHECK and for people: no pool of ours
@@ -36,7 +36,7 @@ private:
     {
         Env env = m_ctx.env;
         env.command = command;
-        auto out = exec_plugin(m_type, command, env, m_ctx.conf.raw);
+        auto out = exec_plugin(m_type, command, env, delegate_input(m_ctx.conf));
         if (!out)
             return out.release_error();
         return {};
@@ -192,11 +192,11 @@ Plugin link_plugin(const std::string& kind)
         return address_status(ctx, *source);
     };
     p.gc = [kind](const Context& ctx) -> Result<void> {
-        auto valid = keep_list(TRY(valid_attachments(ctx.conf)));
+        auto valid = TRY(valid_attachments(ctx.conf));
         auto s = TRY(open(ctx, kind));
         auto source = TRY(address_source(ctx, false));
         Endpoints endpoints(*s.state.registry, s.kernel.get(), s.driver);
-        auto done = endpoints.gc(network_of(ctx, kind), std::move(valid), *source);
+        auto done = endpoints.gc(network_of(ctx, kind), valid ? *valid : no_attachments, *source);
         TRY(s.state.store->sync()); // what GC did free is made durable even when some of it failed
         return done;
     };

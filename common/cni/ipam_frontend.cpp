@@ -80,7 +80,7 @@ Plugin ipam_plugin()
         PoolAddresses source(conf ? conf.release_value() : ipam::IpamConf {});
         auto state = TRY(State::open(ctx.conf));
         Endpoints endpoints(*state.registry, nullptr, nullptr);
-        auto done = endpoints.gc(network_of(ctx), keep_list(std::move(valid)), source);
+        auto done = endpoints.gc(network_of(ctx), valid ? *valid : no_attachments, source);
         TRY(state.store->sync()); // what GC did free is made durable even when some of it failed
         return done;
     };

@@ -127,11 +127,11 @@ Result<void> status(const Context& ctx)
 
 Result<void> gc(const Context& ctx)
 {
-    auto keep = keep_list(TRY(valid_attachments(ctx.conf)));
+    auto valid = TRY(valid_attachments(ctx.conf));
     auto s = TRY(open(ctx));
     auto source = local_source(s, ctx);
     Endpoints endpoints(*s.state.registry, s.kernel.get(), s.driver);
-    auto done = endpoints.gc(spec_of(ctx, s.options), std::move(keep), *source);
+    auto done = endpoints.gc(spec_of(ctx, s.options), valid ? *valid : no_attachments, *source);
     TRY(s.state.store->sync());
     return done;
 }

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <functional>
 #include <set>
 #include <tuple>
 
@@ -658,15 +659,29 @@ Result<void> Endpoints::status(const std::string& network, AddressSource& addres
     return addresses.ready(m_registry);
 }
 
-Result<void> Endpoints::gc(const NetworkSpec& network, Keep valid, AddressSource& addresses)
+Result<void> Endpoints::gc(const NetworkSpec& network, const Keep& valid, AddressSource& addresses)
 {
     addresses.scope(network.name);
-    std::sort(valid.begin(), valid.end()); // before the lock: an ADD on the network need not wait for it
+    // Indexed before the lock, so that an ADD on the network need not wait for it: each entry's
+    // hash beside a pointer to it, sorted by hash (integers: sorting 10 000 pairs of strings took
+    // 3 ms of comparisons, and moved or copied each string a dozen times).
+    auto hash_of = [](const std::string& cid, const std::string& ifname) {
+        size_t h = std::hash<std::string_view> {}(cid);
+        return h ^ (std::hash<std::string_view> {}(ifname) + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2));
+    };
+    std::vector<std::pair<size_t, const Keep::value_type*>> index;
+    index.reserve(valid.size());
+    for (auto& v : valid)
+        index.emplace_back(hash_of(v.first, v.second), &v);
+    std::sort(index.begin(), index.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
     auto lock = TRY(m_registry.lock_network(network.name));
     auto is_valid = [&](const std::string& cid, const std::string& ifname) {
-        auto at = std::lower_bound(valid.begin(), valid.end(), std::tie(cid, ifname),
-            [](const auto& a, const auto& b) { return std::tie(a.first, a.second) < b; });
-        return at != valid.end() && at->first == cid && at->second == ifname;
+        size_t h = hash_of(cid, ifname);
+        auto at = std::lower_bound(index.begin(), index.end(), h, [](const auto& a, size_t b) { return a.first < b; });
+        for (; at != index.end() && at->first == h; ++at)
+            if (at->second->first == cid && at->second->second == ifname)
+                return true;
+        return false;
     };
     std::vector<Error> errors;
     Keep kept;

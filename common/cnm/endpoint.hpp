@@ -209,9 +209,9 @@ public:
     /// STATUS: the network's source can hand out an address.
     Result<void> status(const std::string& network, AddressSource& addresses);
     /// Removes every CNI endpoint of the network not in `valid` (and not in flight), its links,
-    /// firewall elements and leases. `valid` is sorted in place to be searched: no copy of its
-    /// (up to 10 000) names.
-    Result<void> gc(const NetworkSpec& network, std::vector<std::pair<std::string, std::string>> valid, AddressSource& addresses);
+    /// firewall elements and leases. `valid` (up to 10 000 names) is searched through a sorted
+    /// index of pointers into it: its strings are neither copied nor moved.
+    Result<void> gc(const NetworkSpec& network, const std::vector<std::pair<std::string, std::string>>& valid, AddressSource& addresses);
 
     // ---- Docker: the phases one by one -------------------------------------------------------
     /// CreateNetwork: creates the record (or checks and joins an existing one) and the network's

@@ -8,8 +8,11 @@
 #include "cni/types.hpp"
 #include "cni/version.hpp"
 #include "cni/ipam_conf.hpp"
+#include "../unit/gc_list_oracle.hpp"
+#include "util/utf8.hpp"
 
 #include <cstdint>
+#include <cstdlib>
 #include <string_view>
 
 using namespace cnm;
@@ -42,7 +45,22 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size)
             (void)ipam::range_set_str(ipam->range_sets.empty() ? ipam::RangeSet {} : ipam->range_sets[0]);
         if (conf->prev_result)
             exercise_result(*conf->prev_result);
-        (void)cni::valid_attachments(*conf);
+        // Differential: the conf read from the text is the whole document, its GC list the one
+        // the document holds (or the same fault). A difference aborts: a finding.
+        Json doc = Json::parse(input, nullptr, false);
+        auto fixed = json_replace_invalid_utf8(input);
+        if (fixed)
+            doc = Json::parse(*fixed, nullptr, false);
+        if (doc.is_discarded() || conf->raw != test::without_gc_lists(doc))
+            std::abort();
+        auto got = cni::valid_attachments(*conf);
+        auto want = test::list_from_document(doc);
+        if (got.ok() != want.ok())
+            std::abort();
+        if (want.ok() && (*got ? **got : cni::no_attachments) != *want)
+            std::abort();
+        if (!want.ok() && got.error().msg != want.error().msg)
+            std::abort();
         break;
     }
     case 1: { // CNI_ARGS

@@ -1,6 +1,7 @@
 #include "cni/conf.hpp"
 #include "cni/skel.hpp"
 #include "cnm/state.hpp"
+#include "gc_list_oracle.hpp"
 #include "helpers.hpp"
 
 #include <doctest/doctest.h>
@@ -90,11 +91,11 @@ TEST_CASE("GC attachments come from either key")
         REQUIRE(c.ok());
         auto list = valid_attachments(*c);
         REQUIRE(list.ok());
-        REQUIRE(list->has_value());
-        CHECK((**list)[0] == Attachment { "a", "eth0" });
+        REQUIRE(*list != nullptr);
+        CHECK((**list)[0] == std::pair<std::string, std::string> { "a", "eth0" });
     }
     auto none = parse_conf(R"({"cniVersion":"1.1.0","name":"n"})");
-    CHECK_FALSE(valid_attachments(*none)->has_value());
+    CHECK(*valid_attachments(*none) == nullptr);
     auto bad = parse_conf(R"({"cniVersion":"1.1.0","name":"n","cni.dev/valid-attachments":[1]})");
     CHECK(valid_attachments(*bad).error().code == Code::InvalidConfig);
     auto not_list = parse_conf(R"({"cniVersion":"1.1.0","name":"n","cni.dev/valid-attachments":{"containerID":"a"}})");
@@ -102,6 +103,75 @@ TEST_CASE("GC attachments come from either key")
     REQUIRE_FALSE(refused.ok());
     CHECK(refused.error().code == Code::InvalidConfig);
     CHECK(refused.error().msg.find("cni.dev/valid-attachments") != std::string::npos);
+}
+
+TEST_CASE("a GC list read from the text is what the whole document held, faults and all; the rest of the conf is the document")
+{
+    const char* head = R"({"cniVersion":"1.1.0","name":"n","type":"bridge","ipam":{"type":"ipam","x":{"cni.dev/attachments":[1]}},)";
+    const char* lists[] = {
+        R"("cni.dev/valid-attachments":[{"containerID":"a","ifname":"eth0"},{"ifname":"eth1","containerID":"b","extra":{"k":[1,{"containerID":5}]}}])",
+        R"("cni.dev/attachments":[{"containerID":"a"},{"ifname":"eth0"},{},{"containerID":null,"ifname":null}])",
+        R"("cni.dev/valid-attachments":[{"containerID":"a","containerID":"b","ifname":"eth0"}])",
+        R"("cni.dev/valid-attachments":[{"containerID":5,"ifname":"eth0"}])",
+        R"("cni.dev/valid-attachments":[{"containerID":"a","ifname":true}])",
+        R"("cni.dev/valid-attachments":[{"containerID":"a","ifname":{"x":1}}])",
+        R"("cni.dev/valid-attachments":[{"containerID":"a","ifname":[1]}])",
+        R"("cni.dev/valid-attachments":[{"ifname":1.5,"containerID":[]}])",
+        R"("cni.dev/valid-attachments":[{"containerID":"a","ifname":"eth0"},7,{"containerID":1}])",
+        R"("cni.dev/valid-attachments":[{"containerID":"a","ifname":"eth0"},{"containerID":1},7])",
+        R"("cni.dev/valid-attachments":["a"])",
+        R"("cni.dev/valid-attachments":[null])",
+        R"("cni.dev/valid-attachments":[[{"containerID":"a"}]])",
+        R"("cni.dev/valid-attachments":[])",
+        R"("cni.dev/valid-attachments":null)",
+        R"("cni.dev/valid-attachments":{"containerID":"a"})",
+        R"("cni.dev/valid-attachments":"a")",
+        R"("cni.dev/valid-attachments":[{"containerID":"a","ifname":"eth0"}],"cni.dev/valid-attachments":[{"containerID":"b","ifname":"eth1"}])",
+        R"("cni.dev/valid-attachments":[{"containerID":"a","ifname":"eth0"}],"cni.dev/valid-attachments":null)",
+        R"("cni.dev/valid-attachments":{"x":1},"cni.dev/valid-attachments":[{"containerID":"b","ifname":"eth1"}])",
+        R"("cni.dev/valid-attachments":null,"cni.dev/attachments":[{"containerID":"b","ifname":"eth1"}])",
+        R"("cni.dev/attachments":[{"containerID":"b","ifname":"eth1"}],"cni.dev/valid-attachments":[{"containerID":"a","ifname":"eth0"}])",
+        R"("cni.dev/attachments":[1],"cni.dev/valid-attachments":[{"containerID":"a","ifname":"eth0"}])",
+        R"("cni.dev/attachments":[{"containerID":"b","ifname":"eth1"}])",
+        R"("other":[{"containerID":"b","ifname":"eth1"}])",
+    };
+    for (const char* list : lists) {
+        std::string text = std::string(head) + list + "}";
+        CAPTURE(text);
+        Json doc = Json::parse(text);
+        auto c = parse_conf(text);
+        REQUIRE(c.ok());
+        auto want = test::list_from_document(doc);
+        auto got = valid_attachments(*c);
+        REQUIRE(got.ok() == want.ok());
+        if (want.ok()) {
+            auto none = std::vector<std::pair<std::string, std::string>> {};
+            CHECK((*got ? **got : none) == *want);
+        } else {
+            CHECK(got.error().code == want.error().code);
+            CHECK(got.error().msg == want.error().msg);
+        }
+        // The rest of the conf is the document without the top-level lists that are arrays (a
+        // nested key of either spelling stays), and a delegated plugin gets the whole document.
+        CHECK(c->raw == test::without_gc_lists(doc));
+        CHECK(Json::parse(delegate_input(*c)) == doc);
+    }
+}
+
+TEST_CASE("a conf that is not JSON after its GC list, or nested too deep inside it, is refused as before")
+{
+    auto cut = parse_conf(R"({"cniVersion":"1.1.0","name":"n","cni.dev/valid-attachments":[{"containerID":"a")");
+    REQUIRE_FALSE(cut.ok());
+    CHECK(cut.error().code == Code::Decode);
+    CHECK(cut.error().details.find("parse error") != std::string::npos);
+    std::string deep = R"({"cniVersion":"1.1.0","name":"n","cni.dev/valid-attachments":[{"x":)" + std::string(300, '[') + std::string(300, ']') + "}]}";
+    auto refused = parse_conf(deep);
+    REQUIRE_FALSE(refused.ok());
+    CHECK(refused.error().code == Code::Decode);
+    CHECK(refused.error().details.find("nested deeper") != std::string::npos);
+    auto root = parse_conf(R"([{"cni.dev/valid-attachments":[1]}])");
+    REQUIRE_FALSE(root.ok());
+    CHECK(root.error().msg.find("must be a JSON object, not array") != std::string::npos);
 }
 
 TEST_CASE("a network record keeps the driver's keys of the conf, none of those the runtime injects per call")
