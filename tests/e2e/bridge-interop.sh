@@ -88,4 +88,19 @@ done
 expect_eq "chain: nothing left on the bridge" 0 "$(ip -n "$HOST" -o link show master cnmchain0 | wc -l)"
 expect_eq "chain: no lease left" 0 "$(lease_count)"
 expect_eq "chain: portmap's rule removed" 0 "$(ip netns exec "$HOST" iptables -t nat -S | grep -c -- '--dport 18080' || true)"
+# On GC a delegated IPAM plugin gets the whole conf, with its list of attachments (which we read
+# straight from the text, never into our document). A recorder stands in: host-local here speaks
+# no GC (CNI 1.0.0).
+REC=$WORK/recorder
+mkdir -p "$REC"
+printf '#!/bin/sh\ncat > "%s/recorded-$CNI_COMMAND.json"\n' "$WORK" > "$REC/recorder"
+chmod +x "$REC/recorder"
+gcconf='{"cniVersion":"1.1.0","name":"recnet","type":"bridge","bridge":"cnmrec0","ipam":{"type":"recorder"},
+  "cni.dev/valid-attachments":[{"containerID":"a","ifname":"eth0"},{"containerID":"b","ifname":"eth1","extra":[1,{"k":null}]}]}'
+set +e
+printf '%s' "$gcconf" | ip netns exec "$HOST" env CNI_COMMAND=GC CNI_PATH="$PLUGINS:$REC" CNM_STATE_DIR="$CNM_STATE_DIR" "$PLUGINS/bridge"
+RC=$?
+set -e
+expect_eq "GC through a delegated IPAM plugin" 0 "$RC"
+expect_eq "the delegate got the whole conf, its list too" "$(jq -cS . <<<"$gcconf")" "$(jq -cS . "$WORK/recorded-GC.json" 2>/dev/null || echo none)"
 finish
