@@ -1032,15 +1032,46 @@ void FileStore::sweep_temps(int dfd)
 
 Result<std::unique_ptr<Lock>> FileStore::lock(const Key& dir)
 {
-    int dfd = TRY(dir_fd(dir, Create::Yes));
     std::pair<int, Key> id { m_root_fd, dir };
     auto& locks = held_locks();
     if (auto it = locks.find(id); it != locks.end()) {
         ++it->second.count;
         return std::unique_ptr<Lock>(new FileLock(id));
     }
+    // The holder we wait for may remove the directory (a network's last DEL): its lock file is
+    // then unlinked, and a flock granted on it excludes nobody, as the next process makes a new
+    // one. So a lock is taken again, from a fresh open of the path, until the file it holds is
+    // still linked. Each turn needs another process to remove the directory once more.
+    for (int turn = 0;; ++turn) {
+        int fd = TRY(lock_once(dir));
+        struct stat st;
+        if (::fstat(fd, &st) < 0) {
+            int err = errno;
+            ::close(fd);
+            return io_error("cannot lock", dir, err);
+        }
+        if (st.st_nlink > 0) {
+            locks[id] = { fd, 1 };
+            return std::unique_ptr<Lock>(new FileLock(id));
+        }
+        ::close(fd);
+        forget_dirs(dir);
+        if (turn == 100)
+            return make_error(Code::TryAgainLater, "state " + key_str(dir) + " is removed and made again by other processes as it is locked",
+                "try again");
+    }
+}
+
+Result<int> FileStore::lock_once(const Key& dir)
+{
+    int dfd = TRY(dir_fd(dir, Create::Yes));
     sweep_temps(dfd);
     int fd = ::openat(dfd, ".lock", O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, file_mode);
+    if (fd < 0 && errno == ENOENT) { // the directory was removed after it was opened: open its path again
+        forget_dirs(dir);
+        dfd = TRY(dir_fd(dir, Create::Yes));
+        fd = ::openat(dfd, ".lock", O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, file_mode);
+    }
     if (fd < 0)
         return io_error("cannot open lock in", dir, errno);
     if (m_lock_timeout.count() <= 0) {
@@ -1070,8 +1101,7 @@ Result<std::unique_ptr<Lock>> FileStore::lock(const Key& dir)
             pause = std::min(pause * 2, std::chrono::milliseconds(20));
         }
     }
-    locks[id] = { fd, 1 };
-    return std::unique_ptr<Lock>(new FileLock(id));
+    return fd;
 }
 
 // ---- holds ---------------------------------------------------------------------------------------

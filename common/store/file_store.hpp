@@ -99,6 +99,9 @@ private:
     Result<bool> create_doc(int dfd, const Key& key, const Json& doc, Durability durability, Version& version);
     /// Removes whatever is at `key` in `dfd` (a directory with all it holds).
     Result<void> remove_entry(int dfd, const Key& key, Durability durability);
+    /// One flock of `dir`'s lock file (waiting as set_lock_timeout says): its fd, which may be of a
+    /// file its holder unlinked meanwhile (lock() checks).
+    Result<int> lock_once(const Key& dir);
     /// Forgets the cached fds of `dir` and every directory below it.
     void forget_dirs(const Key& dir);
     /// Removes the temp files in `dfd` whose writers are gone.

@@ -243,6 +243,76 @@ TEST_CASE("store: a lock timeout bounds the wait (cnm-shim's handlers)")
     CHECK((*b)->lock({ "networks", "n1" }).ok());
 }
 
+namespace {
+
+// True once some process waits in flock() for the file with inode `ino` (/proc/locks lists a
+// blocked waiter as "N: -> FLOCK ... <dev>:<ino> ...").
+bool flock_waited_for(ino_t ino)
+{
+    std::ifstream locks("/proc/locks");
+    std::string line, tail = ":" + std::to_string(ino) + " ";
+    while (std::getline(locks, line))
+        if (line.find("->") != std::string::npos && line.find(tail) != std::string::npos)
+            return true;
+    return false;
+}
+
+} // namespace
+
+TEST_CASE("store: a lock whose holder removed the directory is taken on the directory made again (a network's last DEL and an ADD)")
+{
+    test::TempDir tmp;
+    auto a = FileStore::open(tmp.path());
+    auto b = FileStore::open(tmp.path());
+    auto c = FileStore::open(tmp.path());
+    REQUIRE((a.ok() && b.ok() && c.ok()));
+    (*c)->set_lock_timeout(std::chrono::milliseconds(50));
+    const Key dir { "networks", "n" }, doc { "networks", "n", "network.json" };
+
+    SUBCASE("a waiter")
+    {
+        auto held = (*a)->lock(dir);
+        REQUIRE(held.ok());
+        REQUIRE((*a)->put(doc, Json { { "v", 1 } }).ok());
+        struct stat st {};
+        REQUIRE(::stat((tmp.path() + "/networks/n/.lock").c_str(), &st) == 0);
+        bool locked = false, wrote = false, excluded = false;
+        std::thread waiter([&] {
+            auto lock = (*b)->lock(dir); // waits for `held`, whose holder removes the directory
+            locked = lock.ok();
+            wrote = (*b)->put(doc, Json { { "v", 2 } }).ok();
+            auto other = (*c)->lock(dir); // a third process, as the next ADD
+            excluded = !other.ok() && other.error().code == Code::TryAgainLater;
+        });
+        auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+        while (!flock_waited_for(st.st_ino) && std::chrono::steady_clock::now() < deadline)
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        CHECK(flock_waited_for(st.st_ino));
+        // The last DEL: the record and then the directory go under the lock.
+        REQUIRE((*a)->remove(doc).ok());
+        REQUIRE((*a)->remove_dir(dir).ok());
+        REQUIRE_FALSE(fs::exists(tmp.path() + "/networks/n"));
+        held.value().reset();
+        waiter.join();
+        CHECK(locked);
+        CHECK(wrote); // not into the removed directory
+        CHECK(excluded); // the lock it holds is the one a newcomer takes
+        std::ifstream in(tmp.path() + "/networks/n/network.json");
+        CHECK(Json::parse(in, nullptr, false) == Json { { "v", 2 } });
+    }
+    SUBCASE("a directory removed after this process opened it")
+    {
+        REQUIRE((*b)->put(doc, Json { { "v", 1 } }).ok()); // b now keeps the directory open
+        REQUIRE((*a)->remove(doc).ok());
+        REQUIRE((*a)->remove_dir(dir).ok());
+        auto lock = (*b)->lock(dir);
+        REQUIRE(lock.ok());
+        CHECK((*b)->put(doc, Json { { "v", 2 } }).ok());
+        CHECK(fs::exists(tmp.path() + "/networks/n/network.json"));
+        CHECK_FALSE((*c)->lock(dir).ok());
+    }
+}
+
 TEST_CASE("record timestamps are RFC 3339 in UTC")
 {
     std::time_t before = std::time(nullptr);
