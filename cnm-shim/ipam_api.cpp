@@ -39,8 +39,17 @@ Result<std::string> DockerApi::pool_space(const IpNet& subnet, const std::option
         // names the candidates, and their records decide.
         for (auto& name : TRY(m_registry.list_networks())) {
             auto stored = TRY(m_registry.load_network(name));
+            if (!stored.ok() || stored.record.frontend != Frontend::Cni)
+                continue;
+            // Written under the network's lock, as its first ADD and last DEL write and remove
+            // them, from the record read again under it: a last DEL between the two reads leaves
+            // no entry behind (nor the directory the lock made again).
+            auto lock = TRY(m_registry.lock_network(name));
+            stored = TRY(m_registry.load_network(name));
             if (stored.ok() && stored.record.frontend == Frontend::Cni)
                 TRY(m_registry.index_subnets(name, stored.record.subnets));
+            else if (stored.absent())
+                TRY(m_registry.store().remove_dir(Registry::network_dir(name)));
         }
         m_subnets_indexed = true;
     }

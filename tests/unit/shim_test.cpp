@@ -68,8 +68,16 @@ public:
     explicit CountingStore(Store& inner) : m_inner(inner) { }
     int reads = 0; // documents read, directories listed, and keys stat'ed (exists, peek_version, empty_dir, held)
     std::function<bool(const Key&)> fail_write;
+    std::function<void(const Key&)> after_get; // another process's step, between a read and what follows it
 
-    Result<Loaded> get(const Key& key) override { return ++reads, m_inner.get(key); }
+    Result<Loaded> get(const Key& key) override
+    {
+        ++reads;
+        auto loaded = m_inner.get(key);
+        if (after_get)
+            after_get(key);
+        return loaded;
+    }
     Result<std::vector<std::string>> list(const Key& dir) override { return ++reads, m_inner.list(dir); }
     Result<void> put(const Key& key, const Json& doc, Durability d) override { return TRY(refuse(key)), m_inner.put(key, doc, d); }
     Result<bool> create(const Key& key, const Json& doc, Durability d) override { return TRY(refuse(key)), m_inner.create(key, doc, d); }
@@ -1175,6 +1183,41 @@ TEST_CASE("shim: a directory another process removes and makes again is read afr
     run("DEL", "second");
     run("ADD", "first");
     CHECK(pool() == "cni:first/10.213.97.0/24");
+}
+
+TEST_CASE("shim: the subnet index's rebuild writes a network's entries under its lock, so a last DEL between its reads leaves none")
+{
+    Fixture f;
+    auto other = FileStore::open(f.tmp.path()).release_value(); // the plugins' process
+    Registry other_registry { *other };
+    std::string conf = Json { { "cniVersion", "1.0.0" }, { "name", "late" }, { "type", "bridge" }, { "bridge", "cnmlate" },
+        { "ipam", { { "type", "ipam" }, { "subnet", "10.213.96.0/24" } } } }
+                           .dump();
+    REQUIRE(f.cni_add(conf, "pod-late", "/run/netns/late", "eth0", &other_registry).ok());
+    const Key entry { "subnets", "10.213.96.0_24", "late" };
+    REQUIRE(f.store->exists(entry).value());
+    // As after a power failure: the record without its entry, so the shim's rebuild writes it.
+    REQUIRE(f.store->remove(entry));
+    REQUIRE(f.store->remove_dir({ "subnets", "10.213.96.0_24" }));
+    // The network's last DEL runs right after the shim's first read of its record.
+    bool deleted = false;
+    f.counting.after_get = [&](const Key& key) {
+        if (!deleted && key == Key { "networks", "late", "network.json" }) {
+            deleted = true;
+            auto gone = f.cni_del(conf, "pod-late", "/run/netns/late", "eth0", &other_registry);
+            REQUIRE_MESSAGE(gone.ok(), (gone.ok() ? "" : gone.error().msg));
+        }
+    };
+    Reply r = f.api.handle("IpamDriver.RequestPool", R"({"AddressSpace":"local","Pool":"10.213.96.0/24","V6":false})");
+    INFO(r.body.dump());
+    CHECK(r.status == 200);
+    CHECK(deleted);
+    CHECK(r.body.value("PoolID", "") == "local/10.213.96.0/24");
+    CHECK_FALSE(f.store->exists(entry).value()); // written from the first read, it named a network gone
+    CHECK_FALSE(std::filesystem::exists(f.tmp.path() + "/subnets/10.213.96.0_24"));
+    CHECK_FALSE(std::filesystem::exists(f.tmp.path() + "/networks/late")); // nor left the directory its lock made
+    f.counting.after_get = nullptr;
+    CHECK(f.api.handle("IpamDriver.ReleasePool", Json { { "PoolID", "local/10.213.96.0/24" } }.dump()).status == 200);
 }
 
 TEST_CASE("a CNI network's first ADD that cannot write its record leaves no pool user and no index entry, so Docker gets the pool")
