@@ -1,6 +1,7 @@
 #include "server.hpp"
 
 #include "docker_api.hpp"
+#include "proc_locks.hpp"
 #include "http_server.hpp"
 #include "kernel/kernel.hpp"
 #include "store/file_store.hpp"
@@ -11,12 +12,13 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <mutex>
 #include <fcntl.h>
 #include <pthread.h>
 #include <string_view>
 #include <sys/file.h>
-#include <sys/sysmacros.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -96,27 +98,6 @@ size_t invalid_utf8_at(std::string_view s)
     return std::string_view::npos;
 }
 
-/// The pid /proc/locks names for an flock on (dev, ino), or "" (another pid namespace's holder).
-std::string flock_holder(dev_t dev, ino_t ino)
-{
-    std::FILE* f = std::fopen("/proc/locks", "re");
-    if (!f)
-        return "";
-    char want[64];
-    std::snprintf(want, sizeof want, "%02x:%02x:%llu", major(dev), minor(dev), static_cast<unsigned long long>(ino));
-    std::string pid;
-    char line[256];
-    while (pid.empty() && std::fgets(line, sizeof line, f)) {
-        char kind[16], mode[16], access[16], id[64];
-        long holder = 0;
-        if (std::sscanf(line, "%*s %15s %15s %15s %ld %63s", kind, mode, access, &holder, id) == 5
-            && std::strcmp(kind, "FLOCK") == 0 && std::strcmp(id, want) == 0 && holder > 0)
-            pid = std::to_string(holder);
-    }
-    std::fclose(f);
-    return pid;
-}
-
 } // namespace
 
 Result<int> claim_state_dir(const std::string& state_dir)
@@ -131,7 +112,13 @@ Result<int> claim_state_dir(const std::string& state_dir)
             continue;
         int err = errno;
         struct stat st {};
-        std::string pid = err == EWOULDBLOCK && ::fstat(fd, &st) == 0 ? flock_holder(st.st_dev, st.st_ino) : "";
+        std::string pid;
+        if (err == EWOULDBLOCK && ::fstat(fd, &st) == 0) {
+            std::ifstream locks("/proc/locks");
+            std::stringstream text;
+            text << locks.rdbuf();
+            pid = flock_holder(text.str(), st.st_dev, st.st_ino);
+        }
         ::close(fd);
         if (err != EWOULDBLOCK)
             return make_error(Code::Io, "cannot lock " + root, std::strerror(err));
