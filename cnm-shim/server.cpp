@@ -13,7 +13,6 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 #include <mutex>
 #include <fcntl.h>
 #include <pthread.h>
@@ -115,9 +114,7 @@ Result<int> claim_state_dir(const std::string& state_dir)
         std::string pid;
         if (err == EWOULDBLOCK && ::fstat(fd, &st) == 0) {
             std::ifstream locks("/proc/locks");
-            std::stringstream text;
-            text << locks.rdbuf();
-            pid = flock_holder(text.str(), st.st_dev, st.st_ino);
+            pid = flock_holder(locks, st.st_dev, st.st_ino);
         }
         ::close(fd);
         if (err != EWOULDBLOCK)

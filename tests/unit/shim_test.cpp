@@ -1601,19 +1601,23 @@ TEST_CASE("cnm-shim gc removes the sandbox documents an earlier build left; --dr
 
 TEST_CASE("shim: the holder of the state directory's flock is read off /proc/locks, also where it names another device")
 {
+    auto flock_holder = [](const std::string& text, dev_t dev, ino_t ino) {
+        std::istringstream locks(text);
+        return cnm::shim::flock_holder(locks, dev, ino);
+    };
     dev_t dev = makedev(0x08, 0x01);
     std::string locks = "1: POSIX  ADVISORY  WRITE 111 08:01:4242 0 EOF\n"
                         "2: FLOCK  ADVISORY  WRITE 222 08:01:99 0 EOF\n"
                         "3: FLOCK  ADVISORY  WRITE 333 08:01:4242 0 EOF\n"
                         "3: -> FLOCK  ADVISORY  WRITE 444 08:01:4242 0 EOF\n";
-    CHECK(cnm::shim::flock_holder(locks, dev, 4242) == "333"); // the flock, not the POSIX lock or the waiter
-    CHECK(cnm::shim::flock_holder(locks, dev, 7).empty());
+    CHECK(flock_holder(locks, dev, 4242) == "333"); // the flock, not the POSIX lock or the waiter
+    CHECK(flock_holder(locks, dev, 7).empty());
     // btrfs (a subvolume's st_dev is not its superblock's) and overlayfs: the one flock on the inode.
     std::string other_dev = "1: FLOCK  ADVISORY  WRITE 555 00:2d:4242 0 EOF\n"
                             "2: FLOCK  ADVISORY  WRITE 666 00:2d:14242 0 EOF\n";
-    CHECK(cnm::shim::flock_holder(other_dev, makedev(0, 0x31), 4242) == "555");
+    CHECK(flock_holder(other_dev, makedev(0, 0x31), 4242) == "555");
     // Two such flocks: no guess.
-    CHECK(cnm::shim::flock_holder(other_dev + "3: FLOCK  ADVISORY  WRITE 777 00:30:4242 0 EOF\n", makedev(0, 0x31), 4242).empty());
+    CHECK(flock_holder(other_dev + "3: FLOCK  ADVISORY  WRITE 777 00:30:4242 0 EOF\n", makedev(0, 0x31), 4242).empty());
     // Another pid namespace's holder.
-    CHECK(cnm::shim::flock_holder("1: FLOCK  ADVISORY  WRITE -1 08:01:4242 0 EOF\n", dev, 4242).empty());
+    CHECK(flock_holder("1: FLOCK  ADVISORY  WRITE -1 08:01:4242 0 EOF\n", dev, 4242).empty());
 }
